@@ -1,0 +1,1 @@
+"""Receivers: sans-I/O framers for sticks and text formats, delivering frames to the core."""

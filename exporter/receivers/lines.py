@@ -1,0 +1,136 @@
+"""Text lines that carry telegrams: plain hex, rtl_wmbus, wmbusmeters `telegram=|..|`, rtl_433 JSON.
+
+Sans-I/O: one line in, the frames it holds (or why it holds none) out. Used by the `decode`
+command and by every line-based receiver (subprocess, TCP, UDP, stdin, replay files).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+import string
+from dataclasses import dataclass
+
+
+class LineFormat(enum.Enum):
+    HEX = "hex"
+    RTL_WMBUS = "rtl_wmbus"
+    TELEGRAM_LOG = "telegram=|..|"
+    RTL_433_JSON = "rtl_433 JSON"
+
+
+@dataclass(frozen=True, slots=True)
+class LineFrame:
+    """A frame found in a line, as the receiver handed it over (CRCs possibly still in)."""
+
+    frame: bytes
+    line_format: LineFormat
+    rssi_dbm: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LineProblem:
+    """A line, or part of one, that holds no usable frame; `code` follows design.md 3.2."""
+
+    code: str
+    message: str
+
+
+LineItem = LineFrame | LineProblem
+
+_HEX_DIGITS = frozenset(string.hexdigits)
+_SEPARATORS = str.maketrans("", "", " \t|_:-")
+_RTL_WMBUS_MODES = frozenset({"T1", "C1", "S1", "T2", "C2", "S2"})
+_TELEGRAM_LOG = re.compile(r"telegram=\|?([0-9A-Fa-f|_ ]+?)\|?(?:\s*\+\d+(?:\.\d+)?)?\s*$")
+_RTL_433_MODEL = "Wireless-MBus"
+
+NOT_A_TELEGRAM = (
+    "This line is not a telegram. Expected hex digits (e.g. 4E4401...), an rtl_wmbus line "
+    "(T1;1;1;...;0x...), a wmbusmeters line (telegram=|...|) or an rtl_433 JSON line."
+)
+
+
+def _hex_frame(text: str, line_format: LineFormat, rssi: float | None = None) -> LineItem:
+    compact = text.translate(_SEPARATORS)
+    if compact[:2] in ("0x", "0X"):
+        compact = compact[2:]
+    if not compact or not _HEX_DIGITS.issuperset(compact):
+        return LineProblem("malformed", NOT_A_TELEGRAM)
+    if len(compact) % 2:
+        return LineProblem(
+            "malformed",
+            f"The telegram has an odd number of hex digits ({len(compact)}): a character "
+            "was lost on the way; copy the whole line again.",
+        )
+    return LineFrame(bytes.fromhex(compact), line_format, rssi)
+
+
+def _rtl_433(line: str) -> list[LineItem]:
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return [LineProblem("malformed", "The line starts like JSON but is not valid JSON.")]
+    if not isinstance(event, dict):
+        return [LineProblem("malformed", NOT_A_TELEGRAM)]
+    model = event.get("model")
+    data = event.get("data")
+    if model != _RTL_433_MODEL or not isinstance(data, str):
+        return [
+            LineProblem(
+                "malformed",
+                f"This rtl_433 line is from the model {model!r}, not a wireless M-Bus "
+                f"telegram (model {_RTL_433_MODEL!r} with a 'data' field).",
+            )
+        ]
+    return [_hex_frame(data, LineFormat.RTL_433_JSON)]
+
+
+def _rssi_dbm(text: str) -> float | None:
+    """rtl_wmbus prints unitless magnitudes; ESPHome prints negative dBm in the same place."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if value < 0 else None
+
+
+def _rtl_wmbus(fields: list[str]) -> list[LineItem]:
+    mode_at = next(i for i, f in enumerate(fields) if f.strip() in _RTL_WMBUS_MODES)
+    flags = fields[mode_at + 1 : mode_at + 3]
+    frames = [f for f in fields[mode_at + 1 :] if f.strip()[:2] in ("0x", "0X")]
+    if not frames:
+        return [LineProblem("malformed", "This rtl_wmbus line holds no 0x... telegram.")]
+    if [f.strip() for f in flags] != ["1", "1"]:
+        return [
+            LineProblem(
+                "crc",
+                "rtl_wmbus marked this frame as damaged (CRC or 3-out-of-6 check failed, "
+                "flags " + ";".join(flags) + "): the signal was too weak or disturbed.",
+            )
+            for _ in frames
+        ]
+    rssi_fields = fields[mode_at + 4 : mode_at + 5]
+    rssi = _rssi_dbm(rssi_fields[0]) if rssi_fields else None
+    return [_hex_frame(f, LineFormat.RTL_WMBUS, rssi) for f in frames]
+
+
+def parse_line(line: str) -> list[LineItem]:
+    """The frames in one text line; blank lines and `#` comments give an empty list."""
+    text = line.strip()
+    if not text or text.startswith("#"):
+        return []
+    if text.startswith("{"):
+        return _rtl_433(text)
+    if "telegram=" in text:
+        match = _TELEGRAM_LOG.search(text)
+        if match is None:
+            return [LineProblem("malformed", "The telegram=|...| line holds no hex telegram.")]
+        return [_hex_frame(match.group(1), LineFormat.TELEGRAM_LOG)]
+    if ";" in text:
+        fields = text.split(";")
+        if any(f.strip() in _RTL_WMBUS_MODES for f in fields):
+            return _rtl_wmbus(fields)
+    if text.startswith("rtl_wmbus:"):
+        return [LineProblem("malformed", f"A message from rtl_wmbus, not a telegram: {text}")]
+    return [_hex_frame(text, LineFormat.HEX)]

@@ -1,0 +1,40 @@
+"""Sans-I/O Wireless M-Bus core: bytes in, typed telegrams or `WMBusError` out.
+
+Imports only the standard library and `cryptography`.
+"""
+
+from .errors import (
+    CRCError,
+    DecryptionError,
+    KeyFormatError,
+    MalformedError,
+    NoKeyError,
+    TruncatedError,
+    UnsupportedError,
+    WMBusError,
+)
+from .link import Address, LinkHeader
+from .records import Record
+from .security import KeyVariant, MeterKey
+from .telegram import KeyLookup, Telegram, decode
+from .transport import TransportHeader
+
+__all__ = [
+    "Address",
+    "CRCError",
+    "DecryptionError",
+    "KeyFormatError",
+    "KeyLookup",
+    "KeyVariant",
+    "LinkHeader",
+    "MalformedError",
+    "MeterKey",
+    "NoKeyError",
+    "Record",
+    "Telegram",
+    "TransportHeader",
+    "TruncatedError",
+    "UnsupportedError",
+    "WMBusError",
+    "decode",
+]

@@ -1,0 +1,177 @@
+"""Frame normalisation: whatever a receiver handed over, to the canonical CRC-free frame.
+
+The canonical frame starts with L, holds no block CRCs and has ``L == len(frame) - 1``
+(spec/protocol.md 4.2-4.3). Undone here: format A and format B block CRCs (verified),
+the old rtl_433 output (L minus 2 plus the last block's CRC), and bytes beyond L+1.
+"""
+
+from __future__ import annotations
+
+from .crc import crc16_bytes
+from .errors import CRCError, MalformedError, TruncatedError, WMBusError
+from .link import LINK_HEADER_LENGTH
+from .transport import BLOCK_SIZE, parse_transport_header
+
+MAX_FRAME_LENGTH = 256  # L is one byte
+_CRC_SIZE = 2
+_FORMAT_B_FIRST_CRC_AT = 126  # format B: block 1 + block 2 hold at most 126 bytes before CRC
+
+
+def format_a_length(length_field: int) -> int:
+    """On-air size of a format-A frame with its CRCs, for a given L."""
+    data = length_field + 1
+    blocks = 1 + -(-(data - LINK_HEADER_LENGTH) // BLOCK_SIZE)
+    return data + _CRC_SIZE * blocks
+
+
+def _format_a_blocks(data_length: int) -> list[tuple[int, int]]:
+    """(start, end) of each format-A block within the CRC-free frame."""
+    blocks = [(0, LINK_HEADER_LENGTH)]
+    start = LINK_HEADER_LENGTH
+    while start < data_length:
+        end = min(start + BLOCK_SIZE, data_length)
+        blocks.append((start, end))
+        start = end
+    return blocks
+
+
+def strip_format_a(raw: bytes, *, check: bool = True) -> bytes:
+    """Remove the CRCs of a format-A frame (L excludes CRCs); optionally verify each one."""
+    data_length = raw[0] + 1
+    out = bytearray()
+    pos = 0
+    for number, (start, end) in enumerate(_format_a_blocks(data_length), start=1):
+        size = end - start
+        block = raw[pos : pos + size]
+        crc = raw[pos + size : pos + size + _CRC_SIZE]
+        if len(block) < size or len(crc) < _CRC_SIZE:
+            if not check:
+                return bytes(out + block)
+            raise TruncatedError(
+                f"The frame ends inside block {number}: L announces {data_length} bytes "
+                f"plus CRCs ({format_a_length(raw[0])} bytes on air) but only {len(raw)} "
+                "arrived. The receiver cut the frame short."
+            )
+        if check and crc16_bytes(block) != crc:
+            raise CRCError(
+                f"The CRC of block {number} (bytes {start}-{end - 1}) does not match: the "
+                "frame was damaged on the way (weak signal or interference). Nothing to "
+                "fix on your side unless it happens to most frames; then move the "
+                "receiver or its antenna."
+            )
+        out += block
+        pos += size + _CRC_SIZE
+    return bytes(out)
+
+
+def _strip_format_b(raw: bytes) -> bytes | None:
+    """The frame without its format-B CRCs (L counts CRCs), or None if they do not match."""
+    total = raw[0] + 1
+    if len(raw) < total or total < LINK_HEADER_LENGTH + 1 + _CRC_SIZE:
+        return None
+    if total <= _FORMAT_B_FIRST_CRC_AT + _CRC_SIZE:
+        body = raw[: total - _CRC_SIZE]
+        return body if crc16_bytes(body) == raw[total - _CRC_SIZE : total] else None
+    first = raw[:_FORMAT_B_FIRST_CRC_AT]
+    second = raw[_FORMAT_B_FIRST_CRC_AT + _CRC_SIZE : total - _CRC_SIZE]
+    if not second:
+        return None
+    if crc16_bytes(first) != raw[_FORMAT_B_FIRST_CRC_AT : _FORMAT_B_FIRST_CRC_AT + _CRC_SIZE]:
+        return None
+    if crc16_bytes(second) != raw[total - _CRC_SIZE : total]:
+        return None
+    return first + second
+
+
+def _required_length(frame: bytes) -> int | None:
+    """Bytes the transport header says an encrypted frame must hold; None without that anchor."""
+    try:
+        header = parse_transport_header(frame)
+    except WMBusError:
+        return None
+    return header.required_length if header.encrypted_length else None
+
+
+def _last_block_start(length: int) -> int:
+    return LINK_HEADER_LENGTH + BLOCK_SIZE * ((length - LINK_HEADER_LENGTH - 1) // BLOCK_SIZE)
+
+
+def _has_rtl433_trailer(frame: bytes, required: int | None) -> bool:
+    """Old rtl_433 builds append the CRC of the last format-A block (spec 4.3)."""
+    body_length = len(frame) - _CRC_SIZE
+    if body_length <= LINK_HEADER_LENGTH:
+        return False
+    if required is None:
+        # Without an encrypted area to anchor on, only the raw rtl_433 form (L printed as
+        # the real L minus 2) is recognised, so plain data is never cut by chance.
+        if len(frame) != frame[0] + 3:
+            return False
+    elif body_length < required:
+        return False
+    start = _last_block_start(body_length)
+    return crc16_bytes(frame[start:body_length]) == frame[body_length:]
+
+
+def _undo_receiver_quirks(frame: bytes, required: int | None) -> bytes:
+    """Trailer and extra bytes of a frame whose CRCs are already gone."""
+    if _has_rtl433_trailer(frame, required):
+        frame = frame[:-_CRC_SIZE]
+    declared = frame[0] + 1
+    if required is not None and len(frame) > declared >= required:
+        frame = frame[:declared]
+    if len(frame) > MAX_FRAME_LENGTH:
+        raise MalformedError(
+            f"The frame is {len(frame)} bytes long; a wM-Bus frame holds at most "
+            f"{MAX_FRAME_LENGTH}. This is not one telegram (two glued together?)."
+        )
+    return frame
+
+
+def _has_first_block_crc(raw: bytes) -> bool:
+    return crc16_bytes(raw[:LINK_HEADER_LENGTH]) == raw[LINK_HEADER_LENGTH : LINK_HEADER_LENGTH + 2]
+
+
+def normalise(raw: bytes) -> bytes:
+    """The canonical frame: CRCs checked and removed, receiver quirks undone, L rewritten."""
+    if len(raw) < LINK_HEADER_LENGTH + 1:
+        raise TruncatedError(
+            f"Only {len(raw)} bytes arrived; a wM-Bus telegram has at least "
+            f"{LINK_HEADER_LENGTH + 1} (header and CI). This is not a whole telegram."
+        )
+    if _has_first_block_crc(raw):
+        frame = strip_format_a(raw)
+    else:
+        required = _required_length(raw)
+        if len(raw) == raw[0] + 1 == required:
+            return raw  # already canonical: the common case, kept cheap
+        stripped = _strip_format_b(raw)
+        frame = stripped if stripped is not None else _undo_receiver_quirks(raw, required)
+    if frame[0] != len(frame) - 1:
+        frame = bytes((len(frame) - 1,)) + frame[1:]
+    return frame
+
+
+def best_effort_strip(raw: bytes) -> bytes:
+    """CRC positions removed without checking: only to name the meter in an error report."""
+    if len(raw) > LINK_HEADER_LENGTH + 1 and _has_first_block_crc(raw):
+        return strip_format_a(raw, check=False)
+    return raw
+
+
+def add_format_a_crcs(frame: bytes) -> bytes:
+    """The on-air format-A form of a canonical frame (L unchanged: it excludes CRCs)."""
+    out = bytearray()
+    for start, end in _format_a_blocks(len(frame)):
+        block = frame[start:end]
+        out += block + crc16_bytes(block)
+    return bytes(out)
+
+
+def add_format_b_crcs(frame: bytes) -> bytes:
+    """The on-air format-B form of a canonical frame (L rewritten to count the CRCs)."""
+    extra = _CRC_SIZE if len(frame) <= _FORMAT_B_FIRST_CRC_AT else 2 * _CRC_SIZE
+    body = bytes((len(frame) - 1 + extra,)) + frame[1:]
+    if extra == _CRC_SIZE:
+        return body + crc16_bytes(body)
+    first, second = body[:_FORMAT_B_FIRST_CRC_AT], body[_FORMAT_B_FIRST_CRC_AT:]
+    return first + crc16_bytes(first) + second + crc16_bytes(second)

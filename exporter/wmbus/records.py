@@ -1,0 +1,418 @@
+"""EN 13757-3 data records: DIB (DIF, DIFEs), VIB (VIF, VIFEs) and the data that follows.
+
+`parse_records` walks a clear application payload and returns typed records keyed by their raw
+DIB+VIB hex, the most reliable handle for meter-specific meaning (spec/protocol.md 6.4).
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .errors import MalformedError
+from .timepoint import TIME_TYPES_BY_LENGTH, TimePoint, decode_time_point
+from .vif import (
+    COMBINABLE,
+    COMBINABLE_EXTENSION,
+    COMBINABLE_EXTENSION_MARKER,
+    COMBINABLE_MANUFACTURER,
+    COMBINABLE_SCALE_FIRST,
+    COMBINABLE_SCALE_LAST,
+    COMBINABLE_THOUSAND,
+    EXTENSION_FB,
+    EXTENSION_FD,
+    PRIMARY,
+    PRIMARY_FB,
+    PRIMARY_FD,
+    PRIMARY_MANUFACTURER,
+    PRIMARY_PLAIN_TEXT,
+    Combinable,
+    Phase,
+    Quantity,
+    VifEntry,
+)
+
+IDLE_FILLER = 0x2F
+EXTENSION_BIT = 0x80
+MAX_DIFES = 10  # EN 13757-3 allows at most 10 DIFEs and 10 VIFEs
+MAX_VIFES = 10
+
+
+class Function(enum.Enum):
+    """DIF bits 5..4."""
+
+    INSTANTANEOUS = 0
+    MAXIMUM = 1
+    MINIMUM = 2
+    ERROR_STATE = 3
+
+
+class Coding(enum.Enum):
+    """How the data field is coded (DIF bits 3..0)."""
+
+    NONE = "no data"
+    INTEGER = "binary integer"
+    REAL = "32-bit real"
+    BCD = "BCD"
+    VARIABLE = "variable length"
+    SELECTION = "selection for readout"
+    MANUFACTURER = "manufacturer-specific data"
+
+
+#: DIF data field -> (coding, data length in bytes; -1 for variable length).
+DATA_FIELDS: dict[int, tuple[Coding, int]] = {
+    0x0: (Coding.NONE, 0),
+    0x1: (Coding.INTEGER, 1),
+    0x2: (Coding.INTEGER, 2),
+    0x3: (Coding.INTEGER, 3),
+    0x4: (Coding.INTEGER, 4),
+    0x5: (Coding.REAL, 4),
+    0x6: (Coding.INTEGER, 6),
+    0x7: (Coding.INTEGER, 8),
+    0x8: (Coding.SELECTION, 0),
+    0x9: (Coding.BCD, 1),
+    0xA: (Coding.BCD, 2),
+    0xB: (Coding.BCD, 3),
+    0xC: (Coding.BCD, 4),
+    0xD: (Coding.VARIABLE, -1),
+    0xE: (Coding.BCD, 6),
+}
+
+#: Special DIFs (data field 0xF) that end the records: the rest is manufacturer data.
+MANUFACTURER_DATA_DIFS = frozenset((0x0F, 0x1F))
+GLOBAL_READOUT_DIF = 0x7F
+
+
+@dataclass(frozen=True, slots=True)
+class DataInformation:
+    """What the DIB says: coding and length, function, storage number, tariff, sub-unit."""
+
+    coding: Coding
+    length: int
+    function: Function = Function.INSTANTANEOUS
+    storage_number: int = 0
+    tariff: int = 0
+    subunit: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ValueInformation:
+    """What the VIB says: quantity, base unit, decimal exponent and the combinable qualifiers."""
+
+    quantity: Quantity
+    unit: str = ""
+    exponent: int = 0
+    combinables: frozenset[Combinable] = frozenset()
+    phase: Phase | None = None
+    manufacturer_specific: bool = False
+    plain_text_unit: str | None = None
+
+
+Value = int | float | str | bytes | TimePoint | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordHeader:
+    """A parsed DIB+VIB; `key` is their raw bytes in upper-case hex, e.g. ``8E10833C``."""
+
+    key: str
+    data: DataInformation
+    value: ValueInformation
+    decode: Callable[[bytes], Value]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One data record: its header, raw data bytes and decoded value (unscaled)."""
+
+    header: RecordHeader
+    raw: bytes
+    value: Value
+
+    @property
+    def key(self) -> str:
+        return self.header.key
+
+    @property
+    def scaled(self) -> float | None:
+        """The value in the VIF's base unit (Wh, W, V, ...), or None if it is not a number."""
+        value = self.value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        exponent = self.header.value.exponent
+        return value / 10**-exponent if exponent < 0 else float(value * 10**exponent)
+
+
+def decode_bcd(data: bytes) -> int | None:
+    """BCD, least significant byte first; a leading F nibble is a minus sign; all F: no value."""
+    digits = data[::-1].hex()
+    try:
+        if digits[0] == "f":
+            if digits.count("f") == len(digits):
+                return None
+            return -int(digits[1:])
+        return int(digits)
+    except ValueError:
+        raise MalformedError(
+            f"The BCD value {data.hex().upper()} holds a digit above 9: the record is "
+            "damaged or the telegram was decrypted with a wrong key."
+        ) from None
+
+
+def _decode_integer(data: bytes) -> int:
+    return int.from_bytes(data, "little", signed=True)
+
+
+def _decode_real(data: bytes) -> float:
+    value: float = struct.unpack("<f", data)[0]
+    return value
+
+
+def _decode_nothing(data: bytes) -> None:
+    return None
+
+
+def _decode_time(data: bytes) -> TimePoint:
+    return decode_time_point(data)
+
+
+def _decode_variable(data: bytes) -> Value:
+    """Variable-length data (DIF data field 0xD): the LVAR byte, then the data it announces."""
+    lvar, body = data[0], data[1:]
+    if lvar < 0xC0:
+        return body[::-1].decode("latin-1")
+    if lvar < 0xE0:
+        value = decode_bcd(body) if body else 0
+        return -value if lvar >= 0xD0 and value is not None else value
+    return int.from_bytes(body, "little", signed=True) if body else 0
+
+
+def variable_length(lvar: int) -> int:
+    """Bytes of data announced by an LVAR byte (EN 13757-3 Table 5)."""
+    if lvar < 0xC0:
+        return lvar
+    if lvar < 0xF0:
+        return lvar & 0x0F
+    if lvar <= 0xF4:
+        return 4 * (lvar - 0xEC)
+    raise MalformedError(
+        f"The variable-length byte 0x{lvar:02X} is reserved in EN 13757-3; "
+        "the record cannot be read."
+    )
+
+
+_DECODERS: dict[Coding, Callable[[bytes], Value]] = {
+    Coding.NONE: _decode_nothing,
+    Coding.SELECTION: _decode_nothing,
+    Coding.INTEGER: _decode_integer,
+    Coding.REAL: _decode_real,
+    Coding.BCD: decode_bcd,
+    Coding.VARIABLE: _decode_variable,
+}
+
+
+def parse_dib(dib: bytes) -> DataInformation:
+    """DIF plus DIFEs: storage number, tariff and sub-unit bits gathered in order."""
+    dif = dib[0]
+    coding, length = DATA_FIELDS[dif & 0x0F]
+    storage = (dif >> 6) & 0x01
+    tariff = subunit = 0
+    for n, dife in enumerate(dib[1:]):
+        storage |= (dife & 0x0F) << (1 + 4 * n)
+        tariff |= ((dife >> 4) & 0x03) << (2 * n)
+        subunit |= ((dife >> 6) & 0x01) << n
+    return DataInformation(coding, length, Function((dif >> 4) & 0x03), storage, tariff, subunit)
+
+
+def parse_vib(vib: bytes) -> ValueInformation:
+    """VIF plus VIFEs, with the FB/FD tables, combinable codes and the 0x7C phase extension."""
+    vif = vib[0] & 0x7F
+    pos = 1
+    plain_text: str | None = None
+    manufacturer = vif == PRIMARY_MANUFACTURER
+    entry: VifEntry
+    if vif in (PRIMARY_FB, PRIMARY_FD):
+        if len(vib) < 2:
+            raise MalformedError(
+                f"The VIF 0x{vib[0]:02X} announces an extension table but no code follows."
+            )
+        table = EXTENSION_FB if vif == PRIMARY_FB else EXTENSION_FD
+        entry = table[vib[1] & 0x7F]
+        pos = 2
+    elif vif == PRIMARY_PLAIN_TEXT:
+        size = vib[1]
+        plain_text = vib[2 : 2 + size][::-1].decode("latin-1")
+        entry = PRIMARY[vif]
+        pos = 2 + size
+    else:
+        entry = PRIMARY[vif]
+    exponent = entry.exponent
+    combinables: set[Combinable] = set()
+    phase: Phase | None = None
+    codes = iter(vib[pos:])
+    for byte in codes:
+        if manufacturer:
+            break
+        code = byte & 0x7F
+        if COMBINABLE_SCALE_FIRST <= code <= COMBINABLE_SCALE_LAST:
+            exponent += code - COMBINABLE_SCALE_FIRST - 6
+        elif code == COMBINABLE_THOUSAND:
+            exponent += 3
+        elif code == COMBINABLE_MANUFACTURER:
+            manufacturer = True
+        elif code == COMBINABLE_EXTENSION_MARKER:
+            meaning = COMBINABLE_EXTENSION.get(next(codes, 0) & 0x7F, Combinable.RESERVED)
+            if isinstance(meaning, Phase):
+                phase = meaning
+            else:
+                combinables.add(meaning)
+        else:
+            combinables.add(COMBINABLE.get(code, Combinable.RESERVED))
+    return ValueInformation(
+        entry.quantity,
+        entry.unit,
+        exponent,
+        frozenset(combinables),
+        phase,
+        manufacturer,
+        plain_text,
+    )
+
+
+def _value_decoder(data: DataInformation, value: ValueInformation) -> Callable[[bytes], Value]:
+    if (
+        value.quantity in (Quantity.DATE, Quantity.DATE_TIME)
+        and data.coding is Coding.INTEGER
+        and data.length in TIME_TYPES_BY_LENGTH
+    ):
+        return _decode_time
+    return _DECODERS[data.coding]
+
+
+def parse_header(header: bytes) -> RecordHeader:
+    """Interpret the raw DIB+VIB bytes of one record (found by `header_end`)."""
+    dib_length = 1
+    while header[dib_length - 1] & EXTENSION_BIT:
+        dib_length += 1
+    data = parse_dib(header[:dib_length])
+    value = parse_vib(header[dib_length:])
+    return RecordHeader(header.hex().upper(), data, value, _value_decoder(data, value))
+
+
+def header_end(payload: bytes, pos: int) -> int:
+    """Index just past the DIB+VIB that starts at `pos`; the structure decides, not tables."""
+    end = len(payload)
+    start = pos
+    while payload[pos] & EXTENSION_BIT:
+        pos += 1
+        if pos >= end or pos - start > MAX_DIFES:
+            raise _runs_past_end(start, "its DIF extensions")
+    pos += 1
+    if pos >= end:
+        raise _runs_past_end(start, "its VIF")
+    vif_start = pos
+    if payload[pos] & 0x7F == PRIMARY_PLAIN_TEXT:
+        if pos + 1 >= end:
+            raise _runs_past_end(start, "its plain-text unit")
+        pos += 1 + payload[pos + 1]
+        if pos >= end:
+            raise _runs_past_end(start, "its plain-text unit")
+        if not payload[vif_start] & EXTENSION_BIT:
+            return pos + 1
+        pos += 1
+        if pos >= end:
+            raise _runs_past_end(start, "its VIF extensions")
+    elif payload[pos] & EXTENSION_BIT:
+        pos += 1
+        if pos >= end:
+            raise _runs_past_end(start, "its VIF extensions")
+    while payload[pos] & EXTENSION_BIT:
+        pos += 1
+        if pos >= end or pos - vif_start > MAX_VIFES + 1:
+            raise _runs_past_end(start, "its VIF extensions")
+    return pos + 1
+
+
+def _runs_past_end(start: int, part: str) -> MalformedError:
+    return MalformedError(
+        f"The record at byte {start} of the payload runs past the end inside {part}: "
+        "the telegram is damaged or was decrypted with a wrong key."
+    )
+
+
+class HeaderCache:
+    """Parsed headers by their raw bytes: a meter repeats the same few dozen headers forever.
+
+    Bounded so that garbage cannot grow it; a full cache still parses, it just stops learning.
+    """
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._headers: dict[bytes, RecordHeader] = {}
+        self._limit = limit
+
+    def get(self, raw: bytes) -> RecordHeader:
+        header = self._headers.get(raw)
+        if header is None:
+            header = parse_header(raw)
+            if len(self._headers) < self._limit:
+                self._headers[raw] = header
+        return header
+
+
+_CACHE = HeaderCache()
+_MANUFACTURER_HEADERS = {
+    dif: RecordHeader(
+        f"{dif:02X}",
+        DataInformation(Coding.MANUFACTURER, -1),
+        ValueInformation(Quantity.MANUFACTURER_SPECIFIC, manufacturer_specific=True),
+        bytes,
+    )
+    for dif in MANUFACTURER_DATA_DIFS
+}
+
+
+def parse_records(payload: bytes, start: int = 0, end: int | None = None) -> list[Record]:
+    """Every record of a clear payload from `start` to `end`; 0x2F idle filler is skipped."""
+    stop = len(payload) if end is None else end
+    payload = payload[:stop]
+    records: list[Record] = []
+    append = records.append
+    cache_get = _CACHE.get
+    pos = start
+    while pos < stop:
+        dif = payload[pos]
+        if dif == IDLE_FILLER:
+            pos += 1
+            continue
+        if dif in MANUFACTURER_DATA_DIFS:
+            rest = payload[pos + 1 :]
+            append(Record(_MANUFACTURER_HEADERS[dif], rest, rest))
+            break
+        if dif & 0x0F == 0x0F:
+            if dif == GLOBAL_READOUT_DIF:
+                pos += 1
+                continue
+            raise MalformedError(
+                f"Byte {pos} of the payload (0x{dif:02X}) is a reserved DIF: the record "
+                "cannot be read. The telegram is damaged or was decrypted with a wrong key."
+            )
+        data_start = header_end(payload, pos)
+        header = cache_get(payload[pos:data_start])
+        length = header.data.length
+        if length < 0:
+            if data_start >= stop:
+                raise _runs_past_end(pos, "its variable-length byte")
+            length = 1 + variable_length(payload[data_start])
+        data_end = data_start + length
+        if data_end > stop:
+            raise MalformedError(
+                f"The record {header.key} at byte {pos} of the payload needs {length} data "
+                f"bytes but only {stop - data_start} remain: the telegram is damaged or was "
+                "decrypted with a wrong key."
+            )
+        raw = payload[data_start:data_end]
+        append(Record(header, raw, header.decode(raw)))
+        pos = data_end
+    return records

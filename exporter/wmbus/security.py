@@ -1,0 +1,173 @@
+"""Security mode 5 (AES-128-CBC with IV) and the key forms users bring from eLicznik.
+
+Keys never appear in repr, logs or errors: `MeterKey.fingerprint` tells keys apart instead.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import string
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
+
+from .errors import DecryptionError, KeyFormatError, NoKeyError, TruncatedError
+from .link import Address, manufacturer_code
+from .transport import BLOCK_SIZE, TransportHeader
+
+KEY_LENGTH = 16
+CHECK_BYTES = b"\x2f\x2f"
+
+#: IV quirks by manufacturer: other M-field values some firmware puts into the IV.
+#: Sanxing S34U28 frames say KPL but build the IV with M = FRC (spec/protocol.md 5.4).
+IV_MANUFACTURER_QUIRKS: dict[int, tuple[int, ...]] = {
+    manufacturer_code("KPL"): (manufacturer_code("FRC"),),
+}
+
+
+class KeyVariant(enum.Enum):
+    """How a key candidate was derived from what the user typed."""
+
+    AS_GIVEN = "as given"
+    REVERSED = "byte-reversed"
+    TEXT = "16-character text"
+    TEXT_REVERSED = "16-character text, byte-reversed"
+
+
+_SEPARATORS = str.maketrans("", "", " \t-:_")
+_PRINTABLE = frozenset(string.printable) - frozenset("\t\n\r\x0b\x0c")
+
+
+def fingerprint(key: bytes) -> str:
+    """The first 4 hex digits of SHA-256: tells keys apart without revealing them."""
+    return hashlib.sha256(key).hexdigest()[:4].upper()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCandidate:
+    """One 16-byte key to try, with a reusable AES block decryptor."""
+
+    key: bytes = field(repr=False)
+    variant: KeyVariant
+    _ecb: CipherContext = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        ecb = Cipher(algorithms.AES(self.key), modes.ECB()).decryptor()
+        object.__setattr__(self, "_ecb", ecb)
+
+    def decrypt_cbc(self, iv: bytes, data: bytes) -> bytes:
+        """AES-CBC without padding removal; `data` is a whole number of blocks."""
+        plain = self._ecb.update(data)
+        chain = iv + data[:-BLOCK_SIZE]
+        return (int.from_bytes(plain, "big") ^ int.from_bytes(chain, "big")).to_bytes(
+            len(data), "big"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MeterKey:
+    """A meter's key as the user gave it, expanded to the candidates worth trying."""
+
+    candidates: tuple[KeyCandidate, ...]
+    fingerprint: str
+
+    @classmethod
+    def from_bytes(cls, key: bytes) -> MeterKey:
+        if len(key) != KEY_LENGTH:
+            raise KeyFormatError(f"an AES key has {KEY_LENGTH} bytes, not {len(key)}")
+        return cls(
+            (KeyCandidate(key, KeyVariant.AS_GIVEN), KeyCandidate(key[::-1], KeyVariant.REVERSED)),
+            fingerprint(key),
+        )
+
+    @classmethod
+    def parse(cls, text: str) -> MeterKey:
+        """32 hex digits (spaces, dashes, colons and 0x allowed) or a 16-character text."""
+        stripped = text.strip()
+        compact = stripped.translate(_SEPARATORS)
+        if compact[:2].lower() == "0x":
+            compact = compact[2:]
+        if len(compact) == 2 * KEY_LENGTH and all(c in string.hexdigits for c in compact):
+            return cls.from_bytes(bytes.fromhex(compact))
+        if len(stripped) == KEY_LENGTH and all(c in _PRINTABLE for c in stripped):
+            key = stripped.encode("ascii")
+            return cls(
+                (
+                    KeyCandidate(key, KeyVariant.TEXT),
+                    KeyCandidate(key[::-1], KeyVariant.TEXT_REVERSED),
+                ),
+                fingerprint(key),
+            )
+        raise KeyFormatError(
+            "The key must be the 32 hexadecimal digits (0-9, A-F) that eLicznik shows as "
+            "'Klucz szyfrujący' (encryption key), or a 16-character text; the value given "
+            f"has {len(compact)} characters after removing spaces and dashes."
+        )
+
+
+def iv_for(address: Address, access_number: int, manufacturer: int | None = None) -> bytes:
+    """IV of security mode 5: M, A (ID, version, type), then the access number 8 times."""
+    return address.iv_prefix(manufacturer) + bytes((access_number,)) * 8
+
+
+def _ivs(address: Address, access_number: int) -> tuple[bytes, ...]:
+    quirks = IV_MANUFACTURER_QUIRKS.get(address.manufacturer_code & 0x7FFF, ())
+    return (
+        iv_for(address, access_number),
+        *(iv_for(address, access_number, code) for code in quirks),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Decrypted:
+    """The clear payload of the encrypted area and how it was obtained."""
+
+    plaintext: bytes
+    variant: KeyVariant | None  # None: the area arrived already in clear
+
+
+def decrypt_mode5(
+    frame: bytes, address: Address, transport: TransportHeader, key: MeterKey | None
+) -> Decrypted:
+    """Decrypt the 16*N-byte area of a mode-5 telegram, trying every key candidate and IV."""
+    start = transport.payload_offset
+    end = start + transport.encrypted_length
+    if len(frame) < end:
+        raise TruncatedError(
+            f"The telegram announces {transport.encrypted_length} encrypted bytes but only "
+            f"{max(len(frame) - start, 0)} arrived: the receiver cut it short. Some receivers "
+            "(CUL/nanoCUL, small CC1101 buffers) cannot take long AMIplus telegrams."
+        )
+    area = frame[start:end]
+    in_clear = area[:2] == CHECK_BYTES
+    if key is None:
+        if in_clear:
+            return Decrypted(area, None)
+        raise NoKeyError(
+            f"This telegram from meter {address.meter_id} is encrypted (AES, security mode 5) "
+            "and no key was given for it. Give the 32-digit key that eLicznik shows as "
+            "'Klucz szyfrujący' (tab Licznik / HAN, after 'Aktywuj HAN'), or the QR code text."
+        )
+    access_number = transport.access_number or 0
+    ivs = _ivs(address, access_number)
+    for candidate in key.candidates:
+        for iv in ivs:
+            plain = candidate.decrypt_cbc(iv, area)
+            if plain[:2] == CHECK_BYTES:
+                return Decrypted(plain, candidate.variant)
+    if in_clear:
+        return Decrypted(area, None)
+    tried = ", ".join(c.variant.value for c in key.candidates)
+    raise DecryptionError(
+        f"The key {key.fingerprint}… does not decrypt this telegram from meter "
+        f"{address.meter_id} (tried: {tried}). Check the key that eLicznik shows as "
+        "'Klucz szyfrujący' (tab Licznik / HAN) and that it belongs to this meter. "
+        "Deactivating and re-activating HAN issues a new key: the old one stops working."
+    )
+
+
+def encrypt_mode5(key: bytes, iv: bytes, plaintext: bytes) -> bytes:
+    """AES-CBC encryption of whole blocks (the encoder and the simulator use it)."""
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    return encryptor.update(plaintext) + encryptor.finalize()

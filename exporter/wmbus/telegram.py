@@ -1,0 +1,105 @@
+"""The decode pipeline: receiver bytes to a `Telegram` with typed records, or a `WMBusError`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .errors import UnsupportedError, WMBusError
+from .frame import best_effort_strip, normalise
+from .link import Address, LinkHeader, parse_link_header
+from .records import Record, parse_records
+from .security import KeyVariant, MeterKey, decrypt_mode5
+from .transport import (
+    SECURITY_MODE_AES_CBC_IV,
+    SECURITY_MODE_NONE,
+    SECURITY_MODES,
+    TransportHeader,
+    parse_transport_header,
+)
+
+#: Either one key for every telegram, or a lookup from the meter's address to its key.
+KeyLookup = Callable[[Address], MeterKey | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Telegram:
+    """A decoded telegram: headers, records in order, and how the payload was read."""
+
+    frame: bytes
+    link: LinkHeader
+    transport: TransportHeader
+    records: tuple[Record, ...]
+    encrypted: bool
+    key_variant: KeyVariant | None
+    ignored_bytes: int  # bytes after the encrypted area (e.g. an old rtl_433 CRC): not parsed
+
+    @property
+    def address(self) -> Address:
+        """The meter's identity: the long transport header's if present, else the link's."""
+        return self.transport.address or self.link.address
+
+
+def _context(raw: bytes) -> tuple[LinkHeader | None, TransportHeader | None]:
+    """Whatever headers can be read from a frame that failed, to name the meter in the error."""
+    frame = best_effort_strip(raw)
+    try:
+        link = parse_link_header(frame)
+    except WMBusError:
+        return None, None
+    try:
+        return link, parse_transport_header(frame)
+    except WMBusError:
+        return link, None
+
+
+def decode(raw: bytes, keys: MeterKey | KeyLookup | None = None) -> Telegram:
+    """Decode one frame as a receiver handed it over; raises only `WMBusError`."""
+    try:
+        frame = normalise(raw)
+    except WMBusError as error:
+        raise error.with_context(*_context(raw)) from None
+    link = parse_link_header(frame)
+    try:
+        transport = parse_transport_header(frame)
+    except WMBusError as error:
+        raise error.with_context(link, None) from None
+    try:
+        return _decode_payload(frame, link, transport, keys)
+    except WMBusError as error:
+        raise error.with_context(link, transport) from None
+
+
+def _decode_payload(
+    frame: bytes,
+    link: LinkHeader,
+    transport: TransportHeader,
+    keys: MeterKey | KeyLookup | None,
+) -> Telegram:
+    mode = transport.configuration.security_mode
+    start = transport.payload_offset
+    if mode == SECURITY_MODE_NONE or (
+        mode == SECURITY_MODE_AES_CBC_IV and not transport.encrypted_length
+    ):
+        records = parse_records(frame, start)
+        return Telegram(frame, link, transport, tuple(records), False, None, 0)
+    if mode != SECURITY_MODE_AES_CBC_IV:
+        name = SECURITY_MODES.get(mode, "reserved")
+        raise UnsupportedError(
+            f"This telegram uses security mode {mode} ({name}); only mode 5 (AES-128-CBC, "
+            "used by TAURON AMIplus meters) and unencrypted telegrams are supported."
+        )
+    address = transport.address or link.address
+    key = keys(address) if callable(keys) else keys
+    decrypted = decrypt_mode5(frame, address, transport, key)
+    records = parse_records(decrypted.plaintext)
+    end = start + transport.encrypted_length
+    return Telegram(
+        frame,
+        link,
+        transport,
+        tuple(records),
+        decrypted.variant is not None,
+        decrypted.variant,
+        len(frame) - end,
+    )
