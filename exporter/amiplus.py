@@ -7,6 +7,7 @@ a list of byte strings, so every vendor's layout (spec/protocol.md 7) maps throu
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from .wmbus import Telegram, WMBusError
 from .wmbus.encoder import encode_data
-from .wmbus.records import Coding, Function, Record, RecordHeader, Value, parse_header
+from .wmbus.records import Coding, DataInformation, Function, RecordHeader, Value, parse_header
 from .wmbus.timepoint import TimePoint, TimeType
 from .wmbus.vif import Combinable, Phase, Quantity
 
@@ -30,7 +31,7 @@ PHASES = (Phase.L1, Phase.L2, Phase.L3)
 
 
 class Field(enum.Enum):
-    """A named value of a reading; the value is the JSON key of design.md 3.2."""
+    """A named value of a reading; the value is its `MeterReading` attribute and JSON key."""
 
     METER_TIME = "meter_time"
     SERIAL_NUMBER = "serial_number"
@@ -50,9 +51,11 @@ class Field(enum.Enum):
 class Shape(enum.Enum):
     """How a field holds its values."""
 
-    SINGLE = "single"
+    SINGLE = "single number"
     TARIFFS = "total and tariffs 1-4"
     PHASES = "per phase"
+    TIME = "date and time"
+    DIGITS = "digits"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +67,10 @@ class Meaning:
 
 #: (quantity, function, backward flow) -> meaning. Everything else is an unknown record.
 MEANINGS: dict[tuple[Quantity, Function, bool], Meaning] = {
-    (Quantity.DATE_TIME, Function.INSTANTANEOUS, False): Meaning(Field.METER_TIME),
-    (Quantity.FABRICATION_NUMBER, Function.INSTANTANEOUS, False): Meaning(Field.SERIAL_NUMBER),
+    (Quantity.DATE_TIME, Function.INSTANTANEOUS, False): Meaning(Field.METER_TIME, 0, Shape.TIME),
+    (Quantity.FABRICATION_NUMBER, Function.INSTANTANEOUS, False): Meaning(
+        Field.SERIAL_NUMBER, 0, Shape.DIGITS
+    ),
     (Quantity.ENERGY, Function.INSTANTANEOUS, False): Meaning(
         Field.ENERGY_IMPORTED, 3, Shape.TARIFFS
     ),
@@ -91,16 +96,35 @@ MEANINGS: dict[tuple[Quantity, Function, bool], Meaning] = {
 
 _DIRECTIONS = frozenset({Combinable.FORWARD, Combinable.BACKWARD})
 _NUMERIC = frozenset({Coding.BCD, Coding.INTEGER, Coding.REAL})
+_DIGITS = frozenset({Coding.BCD, Coding.INTEGER})
 
 
 @dataclass(frozen=True, slots=True)
 class Slot:
-    """Where one record goes in a reading: field, tariff (0 = total), phase, and scale."""
+    """Where one record goes in a reading, precomputed for the hot path of `read_meter`."""
 
-    meaning: Meaning
-    tariff: int
-    phase: Phase | None
+    shape: Shape
+    name: str  # the `MeterReading` attribute (for tariffs: the total's)
+    tariff: int  # 0: the total
+    phase: str | None  # "L1", "L2", "L3" for per-phase fields
     exponent: int  # value in the reported unit = raw * 10**exponent
+    multiplier: int  # `factors(exponent)`, kept for the hot path
+    divisor: int
+
+
+def _fits(shape: Shape, data: DataInformation, phase: Phase | None) -> bool:
+    """Whether a record's coding, tariff and phase suit the shape of its meaning."""
+    if (phase is not None) != (shape is Shape.PHASES) or (
+        phase is not None and phase not in PHASES
+    ):
+        return False
+    if data.tariff and not (shape is Shape.TARIFFS and data.tariff in TARIFFS):
+        return False
+    if shape is Shape.TIME:
+        return data.coding is Coding.INTEGER and data.length == 6  # type I
+    if shape is Shape.DIGITS:
+        return data.coding in _DIGITS
+    return data.coding in _NUMERIC
 
 
 def slot_for(header: RecordHeader) -> Slot | None:
@@ -112,50 +136,48 @@ def slot_for(header: RecordHeader) -> Slot | None:
         return None
     backward = Combinable.BACKWARD in value.combinables
     meaning = MEANINGS.get((value.quantity, data.function, backward))
-    if meaning is None:
+    if meaning is None or not _fits(meaning.shape, data, value.phase):
         return None
-    if meaning.field is Field.METER_TIME:
-        ok = data.coding is Coding.INTEGER and data.length == 6 and not data.tariff
-    elif meaning.field is Field.SERIAL_NUMBER:
-        ok = data.coding in (Coding.BCD, Coding.INTEGER) and not data.tariff
-    else:
-        ok = data.coding in _NUMERIC and (
-            data.tariff in TARIFFS
-            if meaning.shape is Shape.TARIFFS and data.tariff
-            else not data.tariff
-        )
-    if meaning.shape is Shape.PHASES:
-        ok = ok and value.phase in PHASES
-    elif value.phase is not None:
-        ok = False
-    if not ok:
-        return None
-    return Slot(meaning, data.tariff, value.phase, value.exponent - meaning.unit_exponent)
+    exponent = value.exponent - meaning.unit_exponent
+    return Slot(
+        meaning.shape,
+        meaning.field.value,
+        data.tariff,
+        value.phase.value if value.phase else None,
+        exponent,
+        *factors(exponent),
+    )
 
 
-class _SlotCache:
-    """Slots by record key; bounded like the header cache, so garbage cannot grow it."""
-
-    def __init__(self, limit: int = 4096) -> None:
-        self._slots: dict[str, Slot | None] = {}
-        self._limit = limit
-
-    def get(self, header: RecordHeader) -> Slot | None:
-        try:
-            return self._slots[header.key]
-        except KeyError:
-            slot = slot_for(header)
-            if len(self._slots) < self._limit:
-                self._slots[header.key] = slot
-            return slot
+#: Slots by record key; bounded like the header cache, so garbage cannot grow it.
+_SLOTS: dict[str, Slot | None] = {}
+SLOT_CACHE_LIMIT = 4096
 
 
-_SLOTS = _SlotCache()
+def _learn_slot(header: RecordHeader) -> Slot | None:
+    slot = slot_for(header)
+    if len(_SLOTS) < SLOT_CACHE_LIMIT:
+        _SLOTS[header.key] = slot
+    return slot
+
+
+def factors(exponent: int) -> tuple[int, int]:
+    """10**exponent as (multiplier, divisor): `raw * m / d` is exact integer arithmetic and one
+    correctly rounded division, so 15694050 Wh is 15694.05 kWh, not 15694.050000000001."""
+    return 10 ** max(exponent, 0), 10 ** max(-exponent, 0)
 
 
 def scale(raw: int | float, exponent: int) -> float:
-    """raw * 10**exponent, correctly rounded (a division for negative exponents)."""
-    return raw / 10**-exponent if exponent < 0 else float(raw * 10**exponent)
+    """raw * 10**exponent, correctly rounded."""
+    multiplier, divisor = factors(exponent)
+    return raw * multiplier / divisor
+
+
+@functools.lru_cache(maxsize=1024)
+def _repeated_hour(zone: ZoneInfo, year: int, month: int, day: int, hour: int) -> bool:
+    """Whether this wall-clock hour happens twice (clocks go back; on the hour in Europe)."""
+    moment = datetime(year, month, day, hour, 30, tzinfo=zone)
+    return moment.utcoffset() != moment.replace(fold=1).utcoffset()
 
 
 def local_time(
@@ -181,9 +203,9 @@ def local_time(
         )
     except ValueError:
         return None
-    second = first.replace(fold=1)
-    if first.utcoffset() == second.utcoffset():
+    if not _repeated_hour(zone, point.year, point.month, point.day, point.hour):
         return first
+    second = first.replace(fold=1)
     if point.summer_time:
         return first
     if manufacturer in SUMMER_FLAG_MANUFACTURERS:
@@ -239,6 +261,7 @@ class MeterReading:
     device_type: int
     access_number: int | None = None
     rssi_dbm: float | None = None
+    key_variant: str | None = None  # set when only the byte-reversed key decrypts
     meter_time: datetime | None = None
     serial_number: str | None = None
     energy_imported_kwh: float | None = None
@@ -263,13 +286,14 @@ class MeterReading:
         out: dict[str, Any] = {"ok": True}
         for name in _JSON_ORDER:
             value = getattr(self, name)
-            if value is None or value is False or (not value and isinstance(value, Mapping)):
-                continue
-            if isinstance(value, datetime):
-                value = value.isoformat()
-            elif isinstance(value, Mapping):
-                value = {str(k): v for k, v in value.items()}
-            out[name] = value
+            kind = type(value)
+            if kind is dict:
+                if value:
+                    out[name] = {str(k): v for k, v in value.items()}
+            elif kind is datetime:
+                out[name] = value.isoformat()
+            elif value is not None and value is not False:
+                out[name] = value
         if self.unknown:
             out["unknown"] = [u.as_json(self.manufacturer, zone) for u in self.unknown]
         return out
@@ -277,39 +301,20 @@ class MeterReading:
 
 _JSON_ORDER = tuple(f for f in MeterReading.__dataclass_fields__ if f != "unknown")
 
-_SINGLE_ATTRIBUTE = {
-    Field.METER_TIME: "meter_time",
-    Field.SERIAL_NUMBER: "serial_number",
-    Field.POWER_IMPORTED: "power_imported_w",
-    Field.POWER_EXPORTED: "power_exported_w",
-    Field.POWER_IMPORTED_MAX: "power_imported_max_w",
-    Field.REACTIVE_ENERGY_IMPORTED: "reactive_energy_imported_kvarh",
-    Field.REACTIVE_ENERGY_EXPORTED: "reactive_energy_exported_kvarh",
-    Field.REACTIVE_POWER_IMPORTED: "reactive_power_imported_var",
-    Field.REACTIVE_POWER_EXPORTED: "reactive_power_exported_var",
-}
-
-#: Tariff fields: (total attribute, derived flag attribute, per-tariff attribute).
+#: Total register attribute -> (derived flag attribute, per-tariff attribute).
 _TARIFF_ATTRIBUTES = {
-    Field.ENERGY_IMPORTED: (
-        "energy_imported_kwh",
-        "energy_imported_derived",
-        "energy_imported_tariff_kwh",
-    ),
-    Field.ENERGY_EXPORTED: (
-        "energy_exported_kwh",
-        "energy_exported_derived",
-        "energy_exported_tariff_kwh",
-    ),
+    Field.ENERGY_IMPORTED.value: ("energy_imported_derived", "energy_imported_tariff_kwh"),
+    Field.ENERGY_EXPORTED.value: ("energy_exported_derived", "energy_exported_tariff_kwh"),
 }
-_PHASE_ATTRIBUTES = {Field.VOLTAGE: "voltage_v", Field.CURRENT: "current_a"}
+_MISSING = object()
+# Module constants: attribute access on an Enum class is slow on the hot path.
+_SINGLE, _TARIFFS, _PHASES, _TIME = Shape.SINGLE, Shape.TARIFFS, Shape.PHASES, Shape.TIME
 
 
-def _serial(record: Record) -> str | None:
-    value = record.value
-    if not isinstance(value, int):
+def _serial(header: RecordHeader, raw: Value) -> str | None:
+    if not isinstance(raw, int):
         return None
-    return f"{value:0{2 * record.header.data.length}d}" if value >= 0 else str(value)
+    return f"{raw:0{2 * header.data.length}d}" if raw >= 0 else str(raw)
 
 
 def read_meter(
@@ -323,52 +328,61 @@ def read_meter(
     address = telegram.address
     manufacturer = address.manufacturer
     values: dict[str, Any] = {}
-    tariffs: dict[Field, dict[int, tuple[int | float, int]]] = {}
-    phases: dict[str, dict[str, float]] = {}
+    registers: dict[str, dict[int, tuple[int | float, Slot]]] = {}
     unknown: list[UnknownRecord] = []
-    slot_get = _SLOTS.get
-    for record in telegram.records:
-        slot = slot_get(record.header)
-        raw = record.value
-        if slot is None or raw is None:
-            if slot is None:
-                unknown.append(UnknownRecord(record.header.key, raw))
+    known = _SLOTS.get
+    records = telegram.records
+    for header, raw in zip(records.headers, records.values, strict=True):
+        slot = known(header.key, _MISSING)
+        if slot is _MISSING:
+            slot = _learn_slot(header)
+        if slot is None:
+            unknown.append(UnknownRecord(header.key, raw))
             continue
-        target = slot.meaning.field
-        if target is Field.METER_TIME:
-            moment = (
-                local_time(raw, manufacturer, zone, received_at)
-                if isinstance(raw, TimePoint) and not raw.invalid
-                else None
-            )
-            if moment is None or "meter_time" in values:
-                unknown.append(UnknownRecord(record.header.key, raw))
-            else:
-                values["meter_time"] = moment
-            continue
-        if target is Field.SERIAL_NUMBER:
-            values.setdefault("serial_number", _serial(record))
-            continue
-        if not isinstance(raw, int | float):
-            unknown.append(UnknownRecord(record.header.key, raw))
-        elif target in _TARIFF_ATTRIBUTES:
-            tariffs.setdefault(target, {}).setdefault(slot.tariff, (raw, slot.exponent))
-        elif target in _PHASE_ATTRIBUTES and slot.phase is not None:
-            phases.setdefault(_PHASE_ATTRIBUTES[target], {}).setdefault(
-                slot.phase.value, scale(raw, slot.exponent)
-            )
+        if raw is None:
+            continue  # all-F BCD: the meter says it has no value
+        assert isinstance(slot, Slot)
+        shape = slot.shape
+        place: dict[Any, Any] = values
+        where: str | int | None = slot.name
+        value: Any = None
+        if shape is _SINGLE:
+            if isinstance(raw, (int, float)):
+                value = raw * slot.multiplier / slot.divisor
+        elif shape is _TARIFFS:
+            place, where = registers.setdefault(slot.name, {}), slot.tariff
+            if isinstance(raw, (int, float)):
+                value = (raw, slot)
+        elif shape is _PHASES:
+            place, where = values.setdefault(slot.name, {}), slot.phase
+            if isinstance(raw, (int, float)):
+                value = raw * slot.multiplier / slot.divisor
+        elif shape is _TIME:
+            if isinstance(raw, TimePoint) and not raw.invalid:
+                value = local_time(raw, manufacturer, zone, received_at)
         else:
-            values.setdefault(_SINGLE_ATTRIBUTE[target], scale(raw, slot.exponent))
-    for target, registers in tariffs.items():
-        total_name, derived_name, per_tariff_name = _TARIFF_ATTRIBUTES[target]
-        per_tariff = {t: scale(*registers[t]) for t in sorted(registers) if t}
+            value = _serial(header, raw)
+        if value is None or where in place:
+            unknown.append(UnknownRecord(header.key, raw))  # kept, never dropped
+        else:
+            place[where] = value
+    for total_name, by_tariff in registers.items():
+        derived_name, per_tariff_name = _TARIFF_ATTRIBUTES[total_name]
+        per_tariff = {
+            tariff: raw * slot.multiplier / slot.divisor
+            for tariff, (raw, slot) in sorted(by_tariff.items())
+            if tariff
+        }
         values[per_tariff_name] = per_tariff
-        if 0 in registers:
-            values[total_name] = scale(*registers[0])
+        if 0 in by_tariff:
+            raw, slot = by_tariff[0]
+            values[total_name] = raw * slot.multiplier / slot.divisor
         elif per_tariff:
-            values[total_name] = _sum_registers([registers[t] for t in per_tariff])
+            values[total_name] = _sum_registers(
+                [(raw, slot.exponent) for tariff, (raw, slot) in by_tariff.items()]
+            )
             values[derived_name] = True
-    values.update(phases)
+    variant = telegram.key_variant
     return MeterReading(
         meter_id=address.meter_id,
         manufacturer=manufacturer,
@@ -376,6 +390,7 @@ def read_meter(
         device_type=address.device_type,
         access_number=telegram.transport.access_number,
         rssi_dbm=rssi_dbm,
+        key_variant=variant.value if variant is not None and variant.reversed else None,
         unknown=tuple(unknown),
         **values,
     )
@@ -400,23 +415,19 @@ def _time_point(moment: datetime) -> TimePoint:
         minute=moment.minute,
         second=moment.second,
         summer_time=bool(moment.dst()),
-        day_of_week=moment.isoweekday(),
     )
 
 
 def _field_value(reading: MeterReading, slot: Slot) -> float | datetime | str | None:
-    target = slot.meaning.field
-    if target in _TARIFF_ATTRIBUTES:
-        total_name, _, per_tariff_name = _TARIFF_ATTRIBUTES[target]
-        if slot.tariff:
-            per_tariff: Mapping[int, float] = getattr(reading, per_tariff_name)
-            return per_tariff.get(slot.tariff)
-        total: float | None = getattr(reading, total_name)
-        return total
-    if target in _PHASE_ATTRIBUTES:
-        per_phase: Mapping[str, float] = getattr(reading, _PHASE_ATTRIBUTES[target])
-        return per_phase.get(slot.phase.value) if slot.phase else None
-    value: float | datetime | str | None = getattr(reading, _SINGLE_ATTRIBUTE[target])
+    """The reading's value for a slot: the inverse of `read_meter` for one record."""
+    shape = slot.shape
+    if shape is Shape.TARIFFS and slot.tariff:
+        per_tariff: Mapping[int, float] = getattr(reading, _TARIFF_ATTRIBUTES[slot.name][1])
+        return per_tariff.get(slot.tariff)
+    if shape is Shape.PHASES and slot.phase is not None:
+        per_phase: Mapping[str, float] = getattr(reading, slot.name)
+        return per_phase.get(slot.phase)
+    value: float | datetime | str | None = getattr(reading, slot.name)
     return value
 
 
@@ -438,7 +449,7 @@ def encode_reading(reading: MeterReading, keys: tuple[str, ...], zone: ZoneInfo 
         else:
             wanted = _field_value(reading, slot)
             if wanted is None:
-                raise ValueError(f"the reading has no value for {key} ({slot.meaning.field.value})")
+                raise ValueError(f"the reading has no value for {key} ({slot.name})")
             if isinstance(wanted, datetime):
                 value = _time_point(wanted.astimezone(zone))
             elif isinstance(wanted, str):

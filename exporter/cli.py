@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Iterable, Iterator
-from typing import Any, TextIO
+from typing import TextIO
 
 from . import __version__
-from .amiplus import failure_as_json, read_meter
 from .credentials import CredentialsError, id_variants, parse_qr
-from .receivers.lines import LineFrame, parse_line
-from .wmbus import Address, KeyFormatError, MeterKey, NoKeyError, WMBusError, decode
+from .decode_command import KeyRing, available_cpus, render, run_stream
+from .wmbus import KeyFormatError, MeterKey
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -23,79 +20,33 @@ class UsageError(Exception):
     """A command-line value that cannot be used; the message says what to give instead."""
 
 
-class KeyRing:
-    """The key of `decode`: for every meter, or only for the IDs given with --id / --qr."""
-
-    def __init__(self, key: MeterKey | None, meter_ids: frozenset[str]) -> None:
-        self.key = key
-        self.meter_ids = meter_ids
-
-    def __call__(self, address: Address) -> MeterKey | None:
-        if not self.meter_ids or address.meter_id in self.meter_ids:
-            return self.key
-        return None
-
-    def explain(self, error: WMBusError) -> dict[str, Any]:
-        """The failure object, telling a user whose key belongs to another meter."""
-        out = failure_as_json(error)
-        if isinstance(error, NoKeyError) and self.key is not None and self.meter_ids:
-            ids = ", ".join(sorted(self.meter_ids))
-            out["message"] = (
-                f"This telegram is from meter {out.get('meter_id')}, but the key given is for "
-                f"meter {ids} (either byte order). It is encrypted, so it cannot be read "
-                "without that meter's own key; telegrams from neighbours' meters are normal."
-            )
-        return out
-
-    @classmethod
-    def from_arguments(cls, args: argparse.Namespace) -> KeyRing:
-        try:
-            if args.qr is not None:
-                if args.key is not None:
-                    raise UsageError("give either --key or --qr, not both")
-                credentials = parse_qr(args.qr)
-                ids = credentials.meter_ids
-                if args.id is not None:
-                    ids = id_variants(args.id)
-                return cls(credentials.key, ids)
-            key = MeterKey.parse(args.key) if args.key is not None else None
-            return cls(key, id_variants(args.id) if args.id is not None else frozenset())
-        except (KeyFormatError, CredentialsError) as error:
-            raise UsageError(str(error)) from None
-
-
-def decode_lines(lines: Iterable[str], keys: KeyRing) -> Iterator[dict[str, Any]]:
-    """One JSON object per telegram found in the lines, and one per line that holds none."""
-    for line in lines:
-        for item in parse_line(line):
-            if isinstance(item, LineFrame):
-                try:
-                    telegram = decode(item.frame, keys)
-                except WMBusError as error:
-                    yield keys.explain(error)
-                    continue
-                yield read_meter(telegram, rssi_dbm=item.rssi_dbm).as_json()
-            else:
-                yield {"ok": False, "error": item.code, "message": item.message}
+def key_ring(args: argparse.Namespace) -> KeyRing:
+    """The key and meter IDs of --key, --qr and --id."""
+    try:
+        if args.qr is not None:
+            if args.key is not None:
+                raise UsageError("give either --key or --qr, not both")
+            credentials = parse_qr(args.qr)
+            ids = id_variants(args.id) if args.id is not None else credentials.meter_ids
+            return KeyRing(credentials.key, ids)
+        key = MeterKey.parse(args.key) if args.key is not None else None
+        return KeyRing(key, id_variants(args.id) if args.id is not None else frozenset())
+    except (KeyFormatError, CredentialsError) as error:
+        raise UsageError(str(error)) from None
 
 
 def run_decode(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
-    keys = KeyRing.from_arguments(args)
+    keys = key_ring(args)
     if args.telegrams:
-        lines: Iterable[str] = args.telegrams
+        text, failed = render(args.telegrams, keys)
+        stdout.write(text)
     else:
         if stdin.isatty():
             print(
                 "Reading telegrams from standard input, one per line (Ctrl-D ends).",
                 file=sys.stderr,
             )
-        lines = stdin
-    failed = False
-    dumps = json.dumps
-    write = stdout.write
-    for result in decode_lines(lines, keys):
-        failed = failed or not result["ok"]
-        write(dumps(result, ensure_ascii=False) + "\n")
+        failed = run_stream(stdin.buffer, keys, stdout, available_cpus())
     return EXIT_FAILURE if failed else EXIT_OK
 
 

@@ -10,6 +10,7 @@ from .records import (
     DATA_FIELDS,
     EXTENSION_BIT,
     IDLE_FILLER,
+    MANUFACTURER_DATA_DIFS,
     Coding,
     DataInformation,
     Value,
@@ -75,7 +76,12 @@ def encode_data(info: DataInformation, value: Value) -> bytes:
 
 
 def encode_record(header: bytes, value: Value) -> bytes:
-    """One record from its raw DIB+VIB bytes (its key) and the unscaled value."""
+    """One record from its raw DIB+VIB bytes (its key) and the unscaled value.
+
+    The DIFs 0x0F and 0x1F take `value` as the manufacturer data that ends the records.
+    """
+    if header[0] in MANUFACTURER_DATA_DIFS and len(header) == 1 and isinstance(value, bytes):
+        return header + value
     return header + encode_data(parse_header(header).data, value)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from .crc import crc16_bytes
 from .errors import CRCError, MalformedError, TruncatedError, WMBusError
 from .link import LINK_HEADER_LENGTH
-from .transport import BLOCK_SIZE, parse_transport_header
+from .transport import BLOCK_SIZE, announced_length
 
 MAX_FRAME_LENGTH = 256  # L is one byte
 _CRC_SIZE = 2
@@ -64,8 +64,19 @@ def strip_format_a(raw: bytes, *, check: bool = True) -> bytes:
     return bytes(out)
 
 
-def _strip_format_b(raw: bytes) -> bytes | None:
-    """The frame without its format-B CRCs (L counts CRCs), or None if they do not match."""
+def _strip_format_b(raw: bytes, required: int | None) -> bytes | None:
+    """The frame without its format-B CRCs (L counts CRCs), or None if they do not match.
+
+    A CRC-free frame matches by chance once in 65536, so the result must also hold the
+    encrypted area its header announces.
+    """
+    stripped = _format_b_body(raw)
+    if stripped is None or (required is not None and len(stripped) < required):
+        return None
+    return stripped
+
+
+def _format_b_body(raw: bytes) -> bytes | None:
     total = raw[0] + 1
     if len(raw) < total or total < LINK_HEADER_LENGTH + 1 + _CRC_SIZE:
         return None
@@ -81,15 +92,6 @@ def _strip_format_b(raw: bytes) -> bytes | None:
     if crc16_bytes(second) != raw[total - _CRC_SIZE : total]:
         return None
     return first + second
-
-
-def _required_length(frame: bytes) -> int | None:
-    """Bytes the transport header says an encrypted frame must hold; None without that anchor."""
-    try:
-        header = parse_transport_header(frame)
-    except WMBusError:
-        return None
-    return header.required_length if header.encrypted_length else None
 
 
 def _last_block_start(length: int) -> int:
@@ -131,6 +133,10 @@ def _has_first_block_crc(raw: bytes) -> bool:
     return crc16_bytes(raw[:LINK_HEADER_LENGTH]) == raw[LINK_HEADER_LENGTH : LINK_HEADER_LENGTH + 2]
 
 
+#: How far beyond L+1 a CRC-free frame may run (an old rtl_433 trailer, a stray byte).
+_QUIRK_BYTES = 3
+
+
 def normalise(raw: bytes) -> bytes:
     """The canonical frame: CRCs checked and removed, receiver quirks undone, L rewritten."""
     if len(raw) < LINK_HEADER_LENGTH + 1:
@@ -138,13 +144,25 @@ def normalise(raw: bytes) -> bytes:
             f"Only {len(raw)} bytes arrived; a wM-Bus telegram has at least "
             f"{LINK_HEADER_LENGTH + 1} (header and CI). This is not a whole telegram."
         )
+    required = announced_length(raw)
+    declared = raw[0] + 1
+    if len(raw) == declared == required:
+        return raw  # already canonical: the common case, kept cheap
     if _has_first_block_crc(raw):
-        frame = strip_format_a(raw)
+        try:
+            frame = strip_format_a(raw)
+        except WMBusError:
+            # Bytes 10-11 (CI, access number) match the first block's CRC by chance once in
+            # 65536: the frame may still be format B, or free of CRCs.
+            stripped = _strip_format_b(raw, required)
+            if stripped is not None:
+                frame = stripped
+            elif required is not None and required <= len(raw) <= declared + _QUIRK_BYTES:
+                frame = _undo_receiver_quirks(raw, required)
+            else:
+                raise
     else:
-        required = _required_length(raw)
-        if len(raw) == raw[0] + 1 == required:
-            return raw  # already canonical: the common case, kept cheap
-        stripped = _strip_format_b(raw)
+        stripped = _strip_format_b(raw, required)
         frame = stripped if stripped is not None else _undo_receiver_quirks(raw, required)
     if frame[0] != len(frame) - 1:
         frame = bytes((len(frame) - 1,)) + frame[1:]

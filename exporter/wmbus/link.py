@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from .errors import TruncatedError
@@ -33,6 +34,7 @@ DEVICE_TYPES: dict[int, str] = {
 }
 
 
+@functools.lru_cache(maxsize=1024)
 def manufacturer_letters(code: int) -> str:
     """Three letters of an M-field value; bit 15 is masked (Sanxing sends 0xAE0C for KPL)."""
     code &= 0x7FFF

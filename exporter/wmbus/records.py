@@ -7,9 +7,11 @@ DIB+VIB hex, the most reliable handle for meter-specific meaning (spec/protocol.
 from __future__ import annotations
 
 import enum
+import operator
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple, overload
 
 from .errors import MalformedError
 from .timepoint import TIME_TYPES_BY_LENGTH, TimePoint, decode_time_point
@@ -123,9 +125,11 @@ class RecordHeader:
     decode: Callable[[bytes], Value]
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One data record: its header, raw data bytes and decoded value (unscaled)."""
+class Record(NamedTuple):
+    """One data record: its header, raw data bytes and decoded value (unscaled).
+
+    A named tuple rather than a frozen dataclass: one is built per record on the hot path.
+    """
 
     header: RecordHeader
     raw: bytes
@@ -189,6 +193,9 @@ def _decode_variable(data: bytes) -> Value:
     return int.from_bytes(body, "little", signed=True) if body else 0
 
 
+_LONG_BINARY = {0xF5: 48, 0xF6: 64}  # LVAR codes of long binary numbers
+
+
 def variable_length(lvar: int) -> int:
     """Bytes of data announced by an LVAR byte (EN 13757-3 Table 5)."""
     if lvar < 0xC0:
@@ -197,6 +204,8 @@ def variable_length(lvar: int) -> int:
         return lvar & 0x0F
     if lvar <= 0xF4:
         return 4 * (lvar - 0xEC)
+    if lvar in _LONG_BINARY:
+        return _LONG_BINARY[lvar]
     raise MalformedError(
         f"The variable-length byte 0x{lvar:02X} is reserved in EN 13757-3; "
         "the record cannot be read."
@@ -301,38 +310,42 @@ def parse_header(header: bytes) -> RecordHeader:
     return RecordHeader(header.hex().upper(), data, value, _value_decoder(data, value))
 
 
-def header_end(payload: bytes, pos: int) -> int:
+def header_end(payload: bytes, pos: int, end: int) -> int:
     """Index just past the DIB+VIB that starts at `pos`; the structure decides, not tables."""
-    end = len(payload)
     start = pos
     while payload[pos] & EXTENSION_BIT:
         pos += 1
-        if pos >= end or pos - start > MAX_DIFES:
+        if pos >= end:
             raise _runs_past_end(start, "its DIF extensions")
+        if pos - start > MAX_DIFES:
+            raise _too_many(start, "DIF")
     pos += 1
     if pos >= end:
         raise _runs_past_end(start, "its VIF")
-    vif_start = pos
+    more = payload[pos] & EXTENSION_BIT
     if payload[pos] & 0x7F == PRIMARY_PLAIN_TEXT:
         if pos + 1 >= end:
             raise _runs_past_end(start, "its plain-text unit")
-        pos += 1 + payload[pos + 1]
+        pos += 1 + payload[pos + 1]  # the length byte and the text
         if pos >= end:
             raise _runs_past_end(start, "its plain-text unit")
-        if not payload[vif_start] & EXTENSION_BIT:
-            return pos + 1
+    extensions = 0
+    while more:
         pos += 1
+        extensions += 1
         if pos >= end:
             raise _runs_past_end(start, "its VIF extensions")
-    elif payload[pos] & EXTENSION_BIT:
-        pos += 1
-        if pos >= end:
-            raise _runs_past_end(start, "its VIF extensions")
-    while payload[pos] & EXTENSION_BIT:
-        pos += 1
-        if pos >= end or pos - vif_start > MAX_VIFES + 1:
-            raise _runs_past_end(start, "its VIF extensions")
+        if extensions > MAX_VIFES:
+            raise _too_many(start, "VIF")
+        more = payload[pos] & EXTENSION_BIT
     return pos + 1
+
+
+def _too_many(start: int, part: str) -> MalformedError:
+    return MalformedError(
+        f"The record at byte {start} of the payload has more {part} extensions than the "
+        f"{MAX_DIFES} EN 13757-3 allows: the telegram is damaged or was decrypted with a wrong key."
+    )
 
 
 def _runs_past_end(start: int, part: str) -> MalformedError:
@@ -342,26 +355,19 @@ def _runs_past_end(start: int, part: str) -> MalformedError:
     )
 
 
-class HeaderCache:
-    """Parsed headers by their raw bytes: a meter repeats the same few dozen headers forever.
-
-    Bounded so that garbage cannot grow it; a full cache still parses, it just stops learning.
-    """
-
-    def __init__(self, limit: int = 4096) -> None:
-        self._headers: dict[bytes, RecordHeader] = {}
-        self._limit = limit
-
-    def get(self, raw: bytes) -> RecordHeader:
-        header = self._headers.get(raw)
-        if header is None:
-            header = parse_header(raw)
-            if len(self._headers) < self._limit:
-                self._headers[raw] = header
-        return header
+#: Parsed headers by their raw bytes: meters repeat the same few dozen headers forever.
+#: Bounded so that garbage cannot grow it; when full it still parses, it just stops learning.
+_HEADERS: dict[bytes, RecordHeader] = {}
+HEADER_CACHE_LIMIT = 4096
 
 
-_CACHE = HeaderCache()
+def _learn(raw: bytes) -> RecordHeader:
+    header = parse_header(raw)
+    if len(_HEADERS) < HEADER_CACHE_LIMIT:
+        _HEADERS[raw] = header
+    return header
+
+
 _MANUFACTURER_HEADERS = {
     dif: RecordHeader(
         f"{dif:02X}",
@@ -373,37 +379,102 @@ _MANUFACTURER_HEADERS = {
 }
 
 
-def parse_records(payload: bytes, start: int = 0, end: int | None = None) -> list[Record]:
-    """Every record of a clear payload from `start` to `end`; 0x2F idle filler is skipped."""
-    stop = len(payload) if end is None else end
-    payload = payload[:stop]
-    records: list[Record] = []
-    append = records.append
-    cache_get = _CACHE.get
+@dataclass(frozen=True, slots=True)
+class Records(Sequence[Record]):
+    """The records of one payload, stored by column: built per telegram, so kept cheap."""
+
+    headers: tuple[RecordHeader, ...]
+    raws: tuple[bytes, ...]
+    values: tuple[Value, ...]
+
+    def __len__(self) -> int:
+        return len(self.headers)
+
+    @overload
+    def __getitem__(self, index: int) -> Record: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Record]: ...
+    def __getitem__(self, index: int | slice) -> Record | list[Record]:
+        if isinstance(index, slice):
+            return list(self)[index]
+        return Record(self.headers[index], self.raws[index], self.values[index])
+
+    def __iter__(self) -> Iterator[Record]:
+        return map(Record, self.headers, self.raws, self.values)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Layout:
+    """Where the records of one payload shape lie; a meter repeats its shape in every telegram.
+
+    The skeleton is every byte that is not record data (DIBs, VIBs, filler, LVAR bytes): a
+    payload with the same skeleton has exactly these records at these places, so it is read
+    without walking it again.
+    """
+
+    headers: tuple[RecordHeader, ...]
+    spans: tuple[tuple[int, int], ...]  # data start and end of each record
+    decoders: tuple[Callable[[bytes], Value], ...]
+    skeleton_of: Callable[[bytes], object]  # a tuple of bytes, or one byte for one position
+    skeleton: object
+
+    @classmethod
+    def of(
+        cls, payload: bytes, entries: list[tuple[RecordHeader, int, int]], positions: list[int]
+    ) -> Layout:
+        skeleton_of = operator.itemgetter(*positions)
+        return cls(
+            tuple(header for header, _, _ in entries),
+            tuple((start, end) for _, start, end in entries),
+            tuple(header.decode for header, _, _ in entries),
+            skeleton_of,
+            skeleton_of(payload),
+        )
+
+    def read(self, payload: bytes) -> Records:
+        """Decode the data of a payload whose skeleton matches."""
+        raws = tuple([payload[start:end] for start, end in self.spans])
+        return Records(self.headers, raws, tuple(map(operator.call, self.decoders, raws)))
+
+
+#: Layouts by (start, stop, first record header): bounded like the header cache.
+_LAYOUTS: dict[tuple[int, int, bytes], list[Layout]] = {}
+LAYOUT_CACHE_LIMIT = 1024
+LAYOUTS_PER_KEY = 8
+
+
+def _walk(
+    payload: bytes, start: int, stop: int
+) -> tuple[list[tuple[RecordHeader, int, int]], list[int]]:
+    """Find every record: (header, data start, data end) and the positions of the skeleton."""
+    entries: list[tuple[RecordHeader, int, int]] = []
+    skeleton: list[int] = []
+    known = _HEADERS.get
     pos = start
     while pos < stop:
         dif = payload[pos]
-        if dif == IDLE_FILLER:
+        if dif in (IDLE_FILLER, GLOBAL_READOUT_DIF):
+            skeleton.append(pos)
             pos += 1
             continue
         if dif in MANUFACTURER_DATA_DIFS:
-            rest = payload[pos + 1 :]
-            append(Record(_MANUFACTURER_HEADERS[dif], rest, rest))
+            skeleton.append(pos)
+            entries.append((_MANUFACTURER_HEADERS[dif], pos + 1, stop))
             break
         if dif & 0x0F == 0x0F:
-            if dif == GLOBAL_READOUT_DIF:
-                pos += 1
-                continue
             raise MalformedError(
                 f"Byte {pos} of the payload (0x{dif:02X}) is a reserved DIF: the record "
                 "cannot be read. The telegram is damaged or was decrypted with a wrong key."
             )
-        data_start = header_end(payload, pos)
-        header = cache_get(payload[pos:data_start])
+        data_start = header_end(payload, pos, stop)
+        raw_header = payload[pos:data_start]
+        header = known(raw_header) or _learn(raw_header)
+        skeleton.extend(range(pos, data_start))
         length = header.data.length
         if length < 0:
             if data_start >= stop:
                 raise _runs_past_end(pos, "its variable-length byte")
+            skeleton.append(data_start)
             length = 1 + variable_length(payload[data_start])
         data_end = data_start + length
         if data_end > stop:
@@ -412,7 +483,42 @@ def parse_records(payload: bytes, start: int = 0, end: int | None = None) -> lis
                 f"bytes but only {stop - data_start} remain: the telegram is damaged or was "
                 "decrypted with a wrong key."
             )
-        raw = payload[data_start:data_end]
-        append(Record(header, raw, header.decode(raw)))
+        entries.append((header, data_start, data_end))
         pos = data_end
-    return records
+    return entries, skeleton
+
+
+def _layout_key(payload: bytes, start: int, stop: int) -> tuple[int, int, bytes] | None:
+    """The first record's header bytes (after filler) with the bounds, or None if unreadable."""
+    pos = start
+    while pos < stop and payload[pos] == IDLE_FILLER:
+        pos += 1
+    if pos >= stop or payload[pos] & 0x0F == 0x0F:
+        return (start, stop, payload[pos : pos + 1])
+    try:
+        return (start, stop, payload[pos : header_end(payload, pos, stop)])
+    except MalformedError:
+        return None
+
+
+def read_records(payload: bytes, start: int = 0, end: int | None = None) -> Records:
+    """Every record of a clear payload from `start` to `end`; 0x2F idle filler is skipped."""
+    stop = len(payload) if end is None else min(end, len(payload))
+    key = _layout_key(payload, start, stop)
+    candidates = _LAYOUTS.get(key, ()) if key is not None else ()
+    for layout in candidates:
+        if layout.skeleton_of(payload) == layout.skeleton:
+            return layout.read(payload)
+    entries, positions = _walk(payload, start, stop)
+    if not positions:
+        return Records((), (), ())
+    layout = Layout.of(payload, entries, positions)
+    learn = key is not None and len(candidates) < LAYOUTS_PER_KEY
+    if key is not None and learn and (candidates or len(_LAYOUTS) < LAYOUT_CACHE_LIMIT):
+        _LAYOUTS.setdefault(key, []).append(layout)
+    return layout.read(payload)
+
+
+def parse_records(payload: bytes, start: int = 0, end: int | None = None) -> list[Record]:
+    """`read_records` as a list of `Record`."""
+    return list(read_records(payload, start, end))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import string
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
@@ -33,6 +34,11 @@ class KeyVariant(enum.Enum):
     REVERSED = "byte-reversed"
     TEXT = "16-character text"
     TEXT_REVERSED = "16-character text, byte-reversed"
+
+    @property
+    def reversed(self) -> bool:
+        """The key works only byte-reversed: worth telling the user to fix the configuration."""
+        return self in (KeyVariant.REVERSED, KeyVariant.TEXT_REVERSED)
 
 
 _SEPARATORS = str.maketrans("", "", " \t-:_")
@@ -111,12 +117,11 @@ def iv_for(address: Address, access_number: int, manufacturer: int | None = None
     return address.iv_prefix(manufacturer) + bytes((access_number,)) * 8
 
 
-def _ivs(address: Address, access_number: int) -> tuple[bytes, ...]:
-    quirks = IV_MANUFACTURER_QUIRKS.get(address.manufacturer_code & 0x7FFF, ())
-    return (
-        iv_for(address, access_number),
-        *(iv_for(address, access_number, code) for code in quirks),
-    )
+def _ivs(address: Address, access_number: int) -> Iterator[bytes]:
+    """The standard IV, then those of the manufacturer's quirks (built only if needed)."""
+    yield iv_for(address, access_number)
+    for code in IV_MANUFACTURER_QUIRKS.get(address.manufacturer_code & 0x7FFF, ()):
+        yield iv_for(address, access_number, code)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +137,7 @@ def decrypt_mode5(
 ) -> Decrypted:
     """Decrypt the 16*N-byte area of a mode-5 telegram, trying every key candidate and IV."""
     start = transport.payload_offset
-    end = start + transport.encrypted_length
+    end = transport.required_length
     if len(frame) < end:
         raise TruncatedError(
             f"The telegram announces {transport.encrypted_length} encrypted bytes but only "
@@ -150,9 +155,8 @@ def decrypt_mode5(
             "'Klucz szyfrujący' (tab Licznik / HAN, after 'Aktywuj HAN'), or the QR code text."
         )
     access_number = transport.access_number or 0
-    ivs = _ivs(address, access_number)
-    for candidate in key.candidates:
-        for iv in ivs:
+    for iv in _ivs(address, access_number):
+        for candidate in key.candidates:
             plain = candidate.decrypt_cbc(iv, area)
             if plain[:2] == CHECK_BYTES:
                 return Decrypted(plain, candidate.variant)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from .errors import UnsupportedError, WMBusError
 from .frame import best_effort_strip, normalise
 from .link import Address, LinkHeader, parse_link_header
-from .records import Record, parse_records
+from .records import Records, read_records
 from .security import KeyVariant, MeterKey, decrypt_mode5
 from .transport import (
     SECURITY_MODE_AES_CBC_IV,
@@ -29,7 +29,7 @@ class Telegram:
     frame: bytes
     link: LinkHeader
     transport: TransportHeader
-    records: tuple[Record, ...]
+    records: Records
     encrypted: bool
     key_variant: KeyVariant | None
     ignored_bytes: int  # bytes after the encrypted area (e.g. an old rtl_433 CRC): not parsed
@@ -81,8 +81,8 @@ def _decode_payload(
     if mode == SECURITY_MODE_NONE or (
         mode == SECURITY_MODE_AES_CBC_IV and not transport.encrypted_length
     ):
-        records = parse_records(frame, start)
-        return Telegram(frame, link, transport, tuple(records), False, None, 0)
+        records = read_records(frame, start)
+        return Telegram(frame, link, transport, records, False, None, 0)
     if mode != SECURITY_MODE_AES_CBC_IV:
         name = SECURITY_MODES.get(mode, "reserved")
         raise UnsupportedError(
@@ -92,13 +92,13 @@ def _decode_payload(
     address = transport.address or link.address
     key = keys(address) if callable(keys) else keys
     decrypted = decrypt_mode5(frame, address, transport, key)
-    records = parse_records(decrypted.plaintext)
+    records = read_records(decrypted.plaintext)
     end = start + transport.encrypted_length
     return Telegram(
         frame,
         link,
         transport,
-        tuple(records),
+        records,
         decrypted.variant is not None,
         decrypted.variant,
         len(frame) - end,

@@ -115,6 +115,23 @@ class TransportHeader:
         return self.payload_offset + self.encrypted_length
 
 
+def announced_length(frame: bytes) -> int | None:
+    """The length an encrypted frame must have by its transport header, read without building
+    the header (normalisation asks this of every frame); None if unknown or not encrypted."""
+    header_length = CI_HEADER_LENGTH.get(frame[CI_OFFSET]) if len(frame) > CI_OFFSET else None
+    if not header_length:
+        return None
+    payload_offset = CI_OFFSET + 1 + header_length
+    if len(frame) < payload_offset:
+        return None
+    configuration = Configuration(
+        int.from_bytes(frame[payload_offset - 2 : payload_offset], "little")
+    )
+    if configuration.security_mode == SECURITY_MODE_NONE or not configuration.encrypted_blocks:
+        return None
+    return payload_offset + BLOCK_SIZE * configuration.encrypted_blocks
+
+
 def parse_transport_header(frame: bytes) -> TransportHeader:
     """Read the CI byte and its header from a normalised frame."""
     if len(frame) <= CI_OFFSET:

@@ -1,0 +1,179 @@
+"""The `decode` command: text lines in, one JSON object per telegram out (design.md 3.1, 3.2).
+
+A file or a fast pipe arrives in large batches, which are decoded on every CPU in worker
+processes (order kept); a live receiver trickles lines, which are decoded at once in-process.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import multiprocessing
+import os
+import select
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, BinaryIO, TextIO
+
+from .amiplus import failure_as_json, read_meter
+from .receivers.lines import LineFrame, parse_line
+from .wmbus import Address, MeterKey, NoKeyError, WMBusError, decode
+
+PARALLEL_MIN_LINES = 2000  # a batch at least this long is worth the worker processes
+CHUNK_LINES = 1000  # lines per task sent to a worker
+READ_SIZE = 1 << 20
+MAX_LINE = 1 << 20  # a "line" longer than this is cut and reported, never buffered forever
+
+_encode = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
+
+
+class KeyRing:
+    """The key of `decode`: for every meter, or only for the IDs given with --id / --qr."""
+
+    def __init__(self, key: MeterKey | None, meter_ids: frozenset[str]) -> None:
+        self.key = key
+        self.meter_ids = meter_ids
+
+    def __call__(self, address: Address) -> MeterKey | None:
+        if not self.meter_ids or address.meter_id in self.meter_ids:
+            return self.key
+        return None
+
+    def explain(self, error: WMBusError) -> dict[str, Any]:
+        """The failure object, telling a user whose key belongs to another meter."""
+        out = failure_as_json(error)
+        if isinstance(error, NoKeyError) and self.key is not None and self.meter_ids:
+            ids = ", ".join(sorted(self.meter_ids))
+            out["message"] = (
+                f"This telegram is from meter {out.get('meter_id')}, but the key given is for "
+                f"meter {ids} (either byte order). It is encrypted, so it cannot be read "
+                "without that meter's own key; telegrams from neighbours' meters are normal."
+            )
+        return out
+
+
+def decode_lines(lines: Iterable[str], keys: KeyRing) -> Iterator[dict[str, Any]]:
+    """One JSON object per telegram found in the lines, and one per line that holds none."""
+    for line in lines:
+        for item in parse_line(line):
+            if isinstance(item, LineFrame):
+                try:
+                    telegram = decode(item.frame, keys)
+                except WMBusError as error:
+                    yield keys.explain(error)
+                    continue
+                yield read_meter(telegram, rssi_dbm=item.rssi_dbm).as_json()
+            else:
+                yield {"ok": False, "error": item.code, "message": item.message}
+
+
+def render(lines: Iterable[str], keys: KeyRing) -> tuple[str, bool]:
+    """The JSON lines for some input lines, and whether any telegram failed."""
+    out = []
+    failed = False
+    for result in decode_lines(lines, keys):
+        failed = failed or not result["ok"]
+        out.append(_encode(result) + "\n")
+    return "".join(out), failed
+
+
+def _ready(stream: BinaryIO) -> bool:
+    """Whether more input can be read without waiting (a pipe from a file, not a live radio)."""
+    try:
+        return bool(select.select([stream], [], [], 0)[0])
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return False
+
+
+def _read_available(stream: BinaryIO) -> bytes:
+    """At least one read (waiting for it), then whatever follows without waiting."""
+    data: bytes = stream.read1(READ_SIZE)  # type: ignore[attr-defined]
+    while data and len(data) < READ_SIZE and _ready(stream):
+        more: bytes = stream.read1(READ_SIZE - len(data))  # type: ignore[attr-defined]
+        if not more:
+            break
+        data += more
+    return data
+
+
+def batches(stream: BinaryIO) -> Iterator[list[str]]:
+    """Lines as they become available: a file gives big batches, a live pipe small ones."""
+    rest = b""
+    while True:
+        data = _read_available(stream)
+        if not data:
+            if rest:
+                yield [rest.decode("utf-8", "replace")]
+            return
+        data = rest + data
+        cut = data.rfind(b"\n") + 1
+        if not cut and len(data) > MAX_LINE:
+            cut = len(data)
+        rest = data[cut:]
+        if cut:
+            yield data[:cut].decode("utf-8", "replace").splitlines()
+
+
+_worker_keys: KeyRing | None = None
+
+
+def _start_worker(keys: KeyRing) -> None:
+    global _worker_keys  # noqa: PLW0603 (a worker process holds one key ring for its life)
+    _worker_keys = keys
+
+
+def _render_in_worker(lines: list[str]) -> tuple[str, bool]:
+    assert _worker_keys is not None
+    return render(lines, _worker_keys)
+
+
+def _done(result: tuple[str, bool]) -> Future[tuple[str, bool]]:
+    future: Future[tuple[str, bool]] = Future()
+    future.set_result(result)
+    return future
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def run_stream(stream: BinaryIO, keys: KeyRing, out: TextIO, workers: int) -> bool:
+    """Decode a stream of lines to `out` in input order; True if any telegram failed."""
+    pending: deque[Future[tuple[str, bool]]] = deque()
+    pool: ProcessPoolExecutor | None = None
+    failed = False
+
+    def flush(keep: int) -> None:
+        """Write finished results in order, waiting while more than `keep` are in flight."""
+        nonlocal failed
+        while pending and (pending[0].done() or len(pending) > keep):
+            text, batch_failed = pending.popleft().result()
+            out.write(text)
+            failed = failed or batch_failed
+        out.flush()
+
+    try:
+        for lines in batches(stream):
+            if workers > 1 and len(lines) >= PARALLEL_MIN_LINES:
+                if pool is None:
+                    pool = ProcessPoolExecutor(
+                        workers,
+                        mp_context=multiprocessing.get_context("fork"),
+                        initializer=_start_worker,
+                        initargs=(keys,),
+                    )
+                for start in range(0, len(lines), CHUNK_LINES):
+                    chunk = lines[start : start + CHUNK_LINES]
+                    pending.append(pool.submit(_render_in_worker, chunk))
+            else:
+                pending.append(_done(render(lines, keys)))
+            flush(keep=2 * workers)
+        flush(keep=0)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return failed
