@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -149,18 +150,6 @@ def slot_for(header: RecordHeader) -> Slot | None:
     )
 
 
-#: Slots by record key; bounded like the header cache, so garbage cannot grow it.
-_SLOTS: dict[str, Slot | None] = {}
-SLOT_CACHE_LIMIT = 4096
-
-
-def _learn_slot(header: RecordHeader) -> Slot | None:
-    slot = slot_for(header)
-    if len(_SLOTS) < SLOT_CACHE_LIMIT:
-        _SLOTS[header.key] = slot
-    return slot
-
-
 def factors(exponent: int) -> tuple[int, int]:
     """10**exponent as (multiplier, divisor): `raw * m / d` is exact integer arithmetic and one
     correctly rounded division, so 15694050 Wh is 15694.05 kWh, not 15694.050000000001."""
@@ -284,15 +273,16 @@ class MeterReading:
     def as_json(self, zone: ZoneInfo = WARSAW) -> dict[str, Any]:
         """The JSON object of design.md 3.2; keys without a value are left out."""
         out: dict[str, Any] = {"ok": True}
-        for name in _JSON_ORDER:
-            value = getattr(self, name)
+        for name, value in zip(_JSON_ORDER, _json_values(self), strict=True):
+            if value is None or value is False:
+                continue
             kind = type(value)
             if kind is dict:
                 if value:
                     out[name] = {str(k): v for k, v in value.items()}
             elif kind is datetime:
                 out[name] = value.isoformat()
-            elif value is not None and value is not False:
+            else:
                 out[name] = value
         if self.unknown:
             out["unknown"] = [u.as_json(self.manufacturer, zone) for u in self.unknown]
@@ -300,21 +290,107 @@ class MeterReading:
 
 
 _JSON_ORDER = tuple(f for f in MeterReading.__dataclass_fields__ if f != "unknown")
+_json_values = operator.attrgetter(*_JSON_ORDER)
 
 #: Total register attribute -> (derived flag attribute, per-tariff attribute).
 _TARIFF_ATTRIBUTES = {
     Field.ENERGY_IMPORTED.value: ("energy_imported_derived", "energy_imported_tariff_kwh"),
     Field.ENERGY_EXPORTED.value: ("energy_exported_derived", "energy_exported_tariff_kwh"),
 }
-_MISSING = object()
-# Module constants: attribute access on an Enum class is slow on the hot path.
-_SINGLE, _TARIFFS, _PHASES, _TIME = Shape.SINGLE, Shape.TARIFFS, Shape.PHASES, Shape.TIME
+
+Step = tuple[int, str, int, int]  # record index, attribute, multiplier, divisor
 
 
-def _serial(header: RecordHeader, raw: Value) -> str | None:
-    if not isinstance(raw, int):
-        return None
-    return f"{raw:0{2 * header.data.length}d}" if raw >= 0 else str(raw)
+@dataclass(frozen=True, slots=True)
+class Register:
+    """A total register and its tariffs, as record indexes of one layout."""
+
+    name: str  # the total's attribute
+    derived: str  # the attribute flagging a total summed from the tariffs
+    per_tariff: str  # the attribute of the tariff map
+    total: tuple[int, int, int] | None  # index, multiplier, divisor
+    tariffs: tuple[tuple[int, int, int, int, int], ...]  # tariff, index, m, d, exponent
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Where each record of one layout goes: worked out once, then used for every telegram.
+
+    A record's Python type follows from its DIB coding, which `slot_for` checks, so the hot
+    loop only tests for "no value". Of two records for the same field the first wins; the
+    other is kept as unknown.
+    """
+
+    singles: tuple[Step, ...]
+    phases: tuple[tuple[int, str, str, int, int], ...]  # index, attribute, phase, m, d
+    registers: tuple[Register, ...]
+    times: tuple[int, ...]
+    serials: tuple[tuple[int, int], ...]  # index, BCD digits
+    unknown: tuple[int, ...]
+
+    @classmethod
+    def of(cls, headers: tuple[RecordHeader, ...]) -> Plan:
+        taken: set[tuple[str, object]] = set()
+        singles: list[Step] = []
+        phases: list[tuple[int, str, str, int, int]] = []
+        tariffs: dict[str, dict[int, tuple[int, int, int, int]]] = {}
+        times: list[int] = []
+        serials: list[tuple[int, int]] = []
+        unknown: list[int] = []
+        for index, header in enumerate(headers):
+            slot = slot_for(header)
+            place = (slot.name, slot.phase or slot.tariff) if slot is not None else None
+            if slot is None or place is None or place in taken:
+                unknown.append(index)
+                continue
+            taken.add(place)
+            step = (index, slot.name, slot.multiplier, slot.divisor)
+            if slot.shape is Shape.SINGLE:
+                singles.append(step)
+            elif slot.shape is Shape.PHASES:
+                phases.append((index, slot.name, slot.phase or "", *factors(slot.exponent)))
+            elif slot.shape is Shape.TARIFFS:
+                tariffs.setdefault(slot.name, {})[slot.tariff] = (
+                    index,
+                    slot.multiplier,
+                    slot.divisor,
+                    slot.exponent,
+                )
+            elif slot.shape is Shape.TIME:
+                times.append(index)
+            else:
+                serials.append((index, 2 * header.data.length))
+        registers = tuple(
+            Register(
+                name,
+                *_TARIFF_ATTRIBUTES[name],
+                by_tariff[0][:3] if 0 in by_tariff else None,
+                tuple((t, *by_tariff[t]) for t in sorted(by_tariff) if t),
+            )
+            for name, by_tariff in tariffs.items()
+        )
+        return cls(
+            tuple(singles),
+            tuple(phases),
+            registers,
+            tuple(times),
+            tuple(serials),
+            tuple(unknown),
+        )
+
+
+#: Plans by layout (the tuple of interned record headers); bounded like the header cache.
+_PLANS: dict[tuple[RecordHeader, ...], Plan] = {}
+PLAN_CACHE_LIMIT = 1024
+
+
+def _plan(headers: tuple[RecordHeader, ...]) -> Plan:
+    plan = _PLANS.get(headers)
+    if plan is None:
+        plan = Plan.of(headers)
+        if len(_PLANS) < PLAN_CACHE_LIMIT:
+            _PLANS[headers] = plan
+    return plan
 
 
 def read_meter(
@@ -326,74 +402,70 @@ def read_meter(
 ) -> MeterReading:
     """Name every record of a decoded telegram; unmatched records are kept as unknown."""
     address = telegram.address
-    manufacturer = address.manufacturer
-    values: dict[str, Any] = {}
-    registers: dict[str, dict[int, tuple[int | float, Slot]]] = {}
-    unknown: list[UnknownRecord] = []
-    known = _SLOTS.get
     records = telegram.records
-    for header, raw in zip(records.headers, records.values, strict=True):
-        slot = known(header.key, _MISSING)
-        if slot is _MISSING:
-            slot = _learn_slot(header)
-        if slot is None:
-            unknown.append(UnknownRecord(header.key, raw))
-            continue
-        if raw is None:
-            continue  # all-F BCD: the meter says it has no value
-        assert isinstance(slot, Slot)
-        shape = slot.shape
-        place: dict[Any, Any] = values
-        where: str | int | None = slot.name
-        value: Any = None
-        if shape is _SINGLE:
-            if isinstance(raw, (int, float)):
-                value = raw * slot.multiplier / slot.divisor
-        elif shape is _TARIFFS:
-            place, where = registers.setdefault(slot.name, {}), slot.tariff
-            if isinstance(raw, (int, float)):
-                value = (raw, slot)
-        elif shape is _PHASES:
-            place, where = values.setdefault(slot.name, {}), slot.phase
-            if isinstance(raw, (int, float)):
-                value = raw * slot.multiplier / slot.divisor
-        elif shape is _TIME:
-            if isinstance(raw, TimePoint) and not raw.invalid:
-                value = local_time(raw, manufacturer, zone, received_at)
+    plan = _plan(records.headers)
+    raws = records.values
+    values: dict[str, Any] = {}
+    unknown = list(plan.unknown)
+    for index, name, multiplier, divisor in plan.singles:
+        raw = raws[index]
+        if isinstance(raw, (int, float)):  # else None: the meter has no value for it
+            values[name] = raw * multiplier / divisor
+    for index, name, phase, multiplier, divisor in plan.phases:
+        raw = raws[index]
+        if isinstance(raw, (int, float)):
+            values.setdefault(name, {})[phase] = raw * multiplier / divisor
+    for register in plan.registers:
+        _read_register(register, raws, values)
+    for index in plan.times:
+        point = raws[index]
+        moment = None
+        if isinstance(point, TimePoint) and not point.invalid:
+            moment = local_time(point, address.manufacturer, zone, received_at)
+        if moment is None:
+            unknown.append(index)
         else:
-            value = _serial(header, raw)
-        if value is None or where in place:
-            unknown.append(UnknownRecord(header.key, raw))  # kept, never dropped
-        else:
-            place[where] = value
-    for total_name, by_tariff in registers.items():
-        derived_name, per_tariff_name = _TARIFF_ATTRIBUTES[total_name]
-        per_tariff = {
-            tariff: raw * slot.multiplier / slot.divisor
-            for tariff, (raw, slot) in sorted(by_tariff.items())
-            if tariff
-        }
-        values[per_tariff_name] = per_tariff
-        if 0 in by_tariff:
-            raw, slot = by_tariff[0]
-            values[total_name] = raw * slot.multiplier / slot.divisor
-        elif per_tariff:
-            values[total_name] = _sum_registers(
-                [(raw, slot.exponent) for tariff, (raw, slot) in by_tariff.items()]
-            )
-            values[derived_name] = True
+            values["meter_time"] = moment
+    for index, digits in plan.serials:
+        raw = raws[index]
+        if isinstance(raw, int):
+            values["serial_number"] = f"{raw:0{digits}d}" if raw >= 0 else str(raw)
+    if len(unknown) > len(plan.unknown):
+        unknown.sort()
+    headers = records.headers
     variant = telegram.key_variant
     return MeterReading(
         meter_id=address.meter_id,
-        manufacturer=manufacturer,
+        manufacturer=address.manufacturer,
         version=address.version,
         device_type=address.device_type,
         access_number=telegram.transport.access_number,
         rssi_dbm=rssi_dbm,
         key_variant=variant.value if variant is not None and variant.reversed else None,
-        unknown=tuple(unknown),
+        unknown=tuple(UnknownRecord(headers[i].key, raws[i]) for i in unknown),
         **values,
     )
+
+
+def _read_register(register: Register, raws: tuple[Value, ...], values: dict[str, Any]) -> None:
+    """A total and its tariffs; a missing total is the exact sum of all the tariffs."""
+    per_tariff: dict[int, float] = {}
+    present: list[tuple[int | float, int]] = []
+    for tariff, index, multiplier, divisor, exponent in register.tariffs:
+        raw = raws[index]
+        if isinstance(raw, (int, float)):
+            per_tariff[tariff] = raw * multiplier / divisor
+            present.append((raw, exponent))
+    if per_tariff:
+        values[register.per_tariff] = per_tariff
+    if register.total is not None:
+        index, multiplier, divisor = register.total
+        raw = raws[index]
+        if isinstance(raw, (int, float)):
+            values[register.name] = raw * multiplier / divisor
+    elif present and len(present) == len(register.tariffs):
+        values[register.name] = _sum_registers(present)
+        values[register.derived] = True
 
 
 def _sum_registers(registers: list[tuple[int | float, int]]) -> float:

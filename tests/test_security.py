@@ -13,6 +13,7 @@ from exporter.wmbus import (
     UnsupportedError,
     decode,
 )
+from exporter.wmbus.crc import crc16_bytes
 from exporter.wmbus.encoder import encode_frame, encode_record, pad_payload
 from exporter.wmbus.link import Address, manufacturer_code
 from exporter.wmbus.security import KeyVariant, encrypt_mode5, fingerprint, iv_for
@@ -174,3 +175,43 @@ def test_truncated_encrypted_area() -> None:
         with pytest.raises(TruncatedError) as error:
             decode(b2[:-cut], MeterKey.parse(vector("B2")["key_hex"]))
         assert error.value.link is not None and error.value.link.address.meter_id == "30584551"
+
+
+def test_a_chance_check_match_of_another_key_or_iv_does_not_hide_the_right_one() -> None:
+    # Found by the benchmark: with the KPL IV the byte-reversed key gives 2F2F by chance
+    # (1 in 65536); its records do not parse, and the as-given key with the FRC IV does.
+    frame = bytes.fromhex(
+        "5E440C2E7162618701027A73005005717907B184D4D683A9A6BF935CC611A5E24B778001269A57EE32F9"
+        "3662F377C2B19930FCD470CB2A94CE9FBED21283A63B217FAD9BF98FD08C0153085E10CE973B4FF1432C"
+        "E9C094372DBE57DC75E2A2"
+    )
+    key = MeterKey.parse("4D06EC69C011F4615E4E738B8A268B26")
+    reversed_key, standard_iv = key.candidates[1], iv_for(Address.decode(frame[2:10]), 0x73)
+    blocks = reversed_key.decrypt_blocks(frame[15:31])
+    assert bytes(b ^ i for b, i in zip(blocks[:2], standard_iv, strict=False)) == b"\x2f\x2f"
+    telegram = decode(frame, key)
+    assert telegram.key_variant is KeyVariant.AS_GIVEN
+    assert telegram.address.meter_id == "87616271"
+    energy = next(r for r in telegram.records if r.key == "0E03")
+    assert energy.value == 1874373
+    # Given byte-reversed, the chance match comes first; its records fail and the next
+    # candidate that passes the check (the reversed one, with the FRC IV) is taken.
+    swapped = MeterKey.parse(bytes.fromhex("4D06EC69C011F4615E4E738B8A268B26")[::-1].hex())
+    telegram = decode(frame, swapped)
+    assert telegram.key_variant is KeyVariant.REVERSED
+    assert next(r for r in telegram.records if r.key == "0E03").value == 1874373
+
+
+def test_a_clear_frame_whose_header_looks_like_a_crc_is_not_a_crc_error() -> None:
+    # Found by the benchmark: the CRC of these first 10 bytes is 7AAC, the CI and access
+    # number that follow, so the frame looks like format A with CRCs; it has none.
+    frame = bytes.fromhex(
+        "5E440C2E8577305701027AAC005005EAFDDA1DA7E5EF47519A95C0B1A46F93D93851FC7DC8FA60B5DCF2"
+        "895D8AC095F94E921D390B049678D17F1C0622FFCCFA6395B795182ED353CC87D63D39E4B7CDC0E4CDD1"
+        "7D2480FE701D9A56DDB643"
+    )
+    assert crc16_bytes(frame[:10]) == frame[10:12]
+    telegram = decode(frame, MeterKey.parse("d342e375cccb19d75f3eef166482dcbd"))
+    assert telegram.frame == frame
+    assert telegram.address.meter_id == "57307785"
+    assert telegram.address.manufacturer == "KPL"

@@ -117,6 +117,12 @@ def _rtl_wmbus(fields: list[str]) -> list[LineItem]:
 
 def parse_line(line: str) -> list[LineItem]:
     """The frames in one text line; blank lines and `#` comments give an empty list."""
+    try:
+        frame = bytes.fromhex(line)  # the common case, plain hex, at C speed
+    except ValueError:
+        pass
+    else:
+        return [LineFrame(frame, LineFormat.HEX)] if frame else []
     text = line.strip()
     if not text or text.startswith("#"):
         return []

@@ -115,9 +115,13 @@ class ValueInformation:
 Value = int | float | str | bytes | TimePoint | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class RecordHeader:
-    """A parsed DIB+VIB; `key` is their raw bytes in upper-case hex, e.g. ``8E10833C``."""
+    """A parsed DIB+VIB; `key` is their raw bytes in upper-case hex, e.g. ``8E10833C``.
+
+    Compared by identity, which is cheap to hash: the header cache hands out one object per
+    distinct DIB+VIB, so layouts of the same shape share the same headers.
+    """
 
     key: str
     data: DataInformation

@@ -62,13 +62,17 @@ class KeyCandidate:
         ecb = Cipher(algorithms.AES(self.key), modes.ECB()).decryptor()
         object.__setattr__(self, "_ecb", ecb)
 
-    def decrypt_cbc(self, iv: bytes, data: bytes) -> bytes:
-        """AES-CBC without padding removal; `data` is a whole number of blocks."""
-        plain = self._ecb.update(data)
-        chain = iv + data[:-BLOCK_SIZE]
-        return (int.from_bytes(plain, "big") ^ int.from_bytes(chain, "big")).to_bytes(
-            len(data), "big"
-        )
+    def decrypt_blocks(self, data: bytes) -> bytes:
+        """AES block decryption of a whole number of blocks (CBC without the chaining XOR)."""
+        return self._ecb.update(data)
+
+
+def cbc_chain(blocks: bytes, iv: bytes, ciphertext: bytes) -> bytes:
+    """CBC plaintext from the block-decrypted data: each block XOR the ciphertext before it."""
+    chain = iv + ciphertext[:-BLOCK_SIZE]
+    return (int.from_bytes(blocks, "big") ^ int.from_bytes(chain, "big")).to_bytes(
+        len(blocks), "big"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +121,12 @@ def iv_for(address: Address, access_number: int, manufacturer: int | None = None
     return address.iv_prefix(manufacturer) + bytes((access_number,)) * 8
 
 
-def _ivs(address: Address, access_number: int) -> Iterator[bytes]:
-    """The standard IV, then those of the manufacturer's quirks (built only if needed)."""
-    yield iv_for(address, access_number)
-    for code in IV_MANUFACTURER_QUIRKS.get(address.manufacturer_code & 0x7FFF, ()):
-        yield iv_for(address, access_number, code)
+def _ivs(address: Address, access_number: int) -> list[bytes]:
+    """The standard IV, then those of the manufacturer's quirks."""
+    quirks = IV_MANUFACTURER_QUIRKS.get(address.manufacturer_code & 0x7FFF, ())
+    return [iv_for(address, access_number)] + [
+        iv_for(address, access_number, code) for code in quirks
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +137,15 @@ class Decrypted:
     variant: KeyVariant | None  # None: the area arrived already in clear
 
 
-def decrypt_mode5(
+def mode5_plaintexts(
     frame: bytes, address: Address, transport: TransportHeader, key: MeterKey | None
-) -> Decrypted:
-    """Decrypt the 16*N-byte area of a mode-5 telegram, trying every key candidate and IV."""
+) -> Iterator[Decrypted]:
+    """Every clear form of a mode-5 area whose check bytes are 2F2F, best first.
+
+    A wrong key passes the check once in 65536, so the caller takes the first whose records
+    parse. Key candidates are tried in order, each with the standard IV and the IVs of the
+    maker's quirks; one AES pass per key serves every IV (only the first block depends on it).
+    """
     start = transport.payload_offset
     end = transport.required_length
     if len(frame) < end:
@@ -147,28 +157,33 @@ def decrypt_mode5(
     area = frame[start:end]
     in_clear = area[:2] == CHECK_BYTES
     if key is None:
-        if in_clear:
-            return Decrypted(area, None)
-        raise NoKeyError(
-            f"This telegram from meter {address.meter_id} is encrypted (AES, security mode 5) "
-            "and no key was given for it. Give the 32-digit key that eLicznik shows as "
-            "'Klucz szyfrujący' (tab Licznik / HAN, after 'Aktywuj HAN'), or the QR code text."
-        )
-    access_number = transport.access_number or 0
-    for iv in _ivs(address, access_number):
-        for candidate in key.candidates:
-            plain = candidate.decrypt_cbc(iv, area)
-            if plain[:2] == CHECK_BYTES:
-                return Decrypted(plain, candidate.variant)
+        if not in_clear:
+            raise NoKeyError(
+                f"This telegram from meter {address.meter_id} is encrypted (AES, security "
+                "mode 5) and no key was given for it. Give the 32-digit key that eLicznik "
+                "shows as 'Klucz szyfrujący' (tab Licznik / HAN, after 'Aktywuj HAN'), or the "
+                "QR code text."
+            )
+        yield Decrypted(area, None)
+        return
+    ivs = _ivs(address, transport.access_number or 0)
+    passed = False
+    for candidate in key.candidates:
+        blocks = candidate.decrypt_blocks(area)
+        for iv in ivs:
+            if blocks[0] ^ iv[0] == CHECK_BYTES[0] and blocks[1] ^ iv[1] == CHECK_BYTES[1]:
+                passed = True
+                yield Decrypted(cbc_chain(blocks, iv, area), candidate.variant)
     if in_clear:
-        return Decrypted(area, None)
-    tried = ", ".join(c.variant.value for c in key.candidates)
-    raise DecryptionError(
-        f"The key {key.fingerprint}… does not decrypt this telegram from meter "
-        f"{address.meter_id} (tried: {tried}). Check the key that eLicznik shows as "
-        "'Klucz szyfrujący' (tab Licznik / HAN) and that it belongs to this meter. "
-        "Deactivating and re-activating HAN issues a new key: the old one stops working."
-    )
+        yield Decrypted(area, None)
+    elif not passed:
+        tried = ", ".join(c.variant.value for c in key.candidates)
+        raise DecryptionError(
+            f"The key {key.fingerprint}… does not decrypt this telegram from meter "
+            f"{address.meter_id} (tried: {tried}). Check the key that eLicznik shows as "
+            "'Klucz szyfrujący' (tab Licznik / HAN) and that it belongs to this meter. "
+            "Deactivating and re-activating HAN issues a new key: the old one stops working."
+        )
 
 
 def encrypt_mode5(key: bytes, iv: bytes, plaintext: bytes) -> bytes:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import UnsupportedError, WMBusError
+from .errors import MalformedError, UnsupportedError, WMBusError
 from .frame import best_effort_strip, normalise
 from .link import Address, LinkHeader, parse_link_header
 from .records import Records, read_records
-from .security import KeyVariant, MeterKey, decrypt_mode5
+from .security import KeyVariant, MeterKey, mode5_plaintexts
 from .transport import (
     SECURITY_MODE_AES_CBC_IV,
     SECURITY_MODE_NONE,
@@ -91,15 +91,21 @@ def _decode_payload(
         )
     address = transport.address or link.address
     key = keys(address) if callable(keys) else keys
-    decrypted = decrypt_mode5(frame, address, transport, key)
-    records = read_records(decrypted.plaintext)
-    end = start + transport.encrypted_length
-    return Telegram(
-        frame,
-        link,
-        transport,
-        records,
-        decrypted.variant is not None,
-        decrypted.variant,
-        len(frame) - end,
-    )
+    failure: MalformedError | None = None
+    for decrypted in mode5_plaintexts(frame, address, transport, key):
+        try:
+            records = read_records(decrypted.plaintext)
+        except MalformedError as error:
+            failure = failure or error  # a wrong key that passed the check by chance
+            continue
+        return Telegram(
+            frame,
+            link,
+            transport,
+            records,
+            decrypted.variant is not None,
+            decrypted.variant,
+            len(frame) - transport.required_length,
+        )
+    assert failure is not None  # mode5_plaintexts yields at least once or raises
+    raise failure
