@@ -14,6 +14,17 @@ VOLTAGES_01V = ("0AFDC8FC01", "0AFDC8FC02", "0AFDC8FC03")
 CURRENTS_001A = ("0BFDDAFC01", "0BFDDAFC02", "0BFDDAFC03")
 IMPORT_TARIFFS_1_3 = ("8E1003", "8E2003", "8E3003")
 EXPORT_TARIFFS_3_1 = ("8E30833C", "8E20833C", "8E10833C")
+#: Apator Otus record set 1 (TAURON profile); NES two-tariff meters send the same order.
+OTUS_SET_1 = (
+    "066D",
+    "0C78",
+    *VOLTAGES_1V,
+    *EXPORT_TARIFFS_3_1,
+    "0BABC8FC10",
+    *IMPORT_TARIFFS_1_3,
+    "0B2B",
+    "0BAB3C",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,16 +135,7 @@ FAMILIES: tuple[Family, ...] = (
         1,
         0x02,
         (
-            (
-                "066D",
-                "0C78",
-                *VOLTAGES_1V,
-                *EXPORT_TARIFFS_3_1,
-                "0BABC8FC10",
-                *IMPORT_TARIFFS_1_3,
-                "0B2B",
-                "0BAB3C",
-            ),
+            OTUS_SET_1,
             (
                 "0E03",
                 *IMPORT_TARIFFS_1_3,
@@ -182,18 +184,7 @@ FAMILIES: tuple[Family, ...] = (
         "NES",
         3,
         0x02,
-        (
-            (
-                "066D",
-                "0C78",
-                *VOLTAGES_1V,
-                *EXPORT_TARIFFS_3_1,
-                "0BABC8FC10",
-                *IMPORT_TARIFFS_1_3,
-                "0B2B",
-                "0BAB3C",
-            ),
-        ),
+        (OTUS_SET_1,),
         constant_access_number=9,
     ),
     Family(
