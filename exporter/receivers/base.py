@@ -66,6 +66,10 @@ class Framer(ABC):
     def feed(self, data: bytes, now: float) -> list[Event]:
         """Consume bytes (any split); return the events they complete, in order."""
 
+    def end(self, now: float) -> list[Event]:
+        """The stream ended (a connection closed, a datagram is whole): finish what is pending."""
+        return []
+
 
 @dataclass(frozen=True, slots=True)
 class Step:

@@ -12,6 +12,8 @@ import re
 import string
 from dataclasses import dataclass
 
+from .base import Dialect, ErrorReason, Event, Frame, FrameError, Framer
+
 
 class LineFormat(enum.Enum):
     HEX = "hex"
@@ -27,6 +29,7 @@ class LineFrame:
     frame: bytes
     line_format: LineFormat
     rssi_dbm: float | None = None
+    link_mode: str | None = None  # "T1", "C1" where the line says
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,7 @@ _SEPARATORS = str.maketrans("", "", " \t|_:-")
 _RTL_WMBUS_MODES = frozenset({"T1", "C1", "S1", "T2", "C2", "S2"})
 _TELEGRAM_LOG = re.compile(r"telegram=\|?([0-9A-Fa-f|_ ]+?)\|?(?:\s*\+\d+(?:\.\d+)?)?\s*$")
 _RTL_433_MODEL = "Wireless-MBus"
+_RTL_433_MODES = {"T": "T1", "C": "C1", "S": "S1"}
 
 NOT_A_TELEGRAM = (
     "This line is not a telegram. Expected hex digits (e.g. 4E4401...), an rtl_wmbus line "
@@ -51,7 +55,9 @@ NOT_A_TELEGRAM = (
 )
 
 
-def _hex_frame(text: str, line_format: LineFormat, rssi: float | None = None) -> LineItem:
+def _hex_frame(
+    text: str, line_format: LineFormat, rssi: float | None = None, mode: str | None = None
+) -> LineItem:
     compact = text.translate(_SEPARATORS)
     if compact[:2] in ("0x", "0X"):
         compact = compact[2:]
@@ -63,7 +69,7 @@ def _hex_frame(text: str, line_format: LineFormat, rssi: float | None = None) ->
             f"The telegram has an odd number of hex digits ({len(compact)}): a character "
             "was lost on the way; copy the whole line again.",
         )
-    return LineFrame(bytes.fromhex(compact), line_format, rssi)
+    return LineFrame(bytes.fromhex(compact), line_format, rssi, mode)
 
 
 def _rtl_433(line: str) -> list[LineItem]:
@@ -83,7 +89,8 @@ def _rtl_433(line: str) -> list[LineItem]:
                 f"telegram (model {_RTL_433_MODEL!r} with a 'data' field).",
             )
         ]
-    return [_hex_frame(data, LineFormat.RTL_433_JSON)]
+    mode = event.get("mode")
+    return [_hex_frame(data, LineFormat.RTL_433_JSON, None, _RTL_433_MODES.get(str(mode)))]
 
 
 def _rssi_dbm(text: str) -> float | None:
@@ -112,7 +119,8 @@ def _rtl_wmbus(fields: list[str]) -> list[LineItem]:
         ]
     rssi_fields = fields[mode_at + 4 : mode_at + 5]
     rssi = _rssi_dbm(rssi_fields[0]) if rssi_fields else None
-    return [_hex_frame(f, LineFormat.RTL_WMBUS, rssi) for f in frames]
+    mode = fields[mode_at].strip()
+    return [_hex_frame(f, LineFormat.RTL_WMBUS, rssi, mode) for f in frames]
 
 
 def parse_line(line: str) -> list[LineItem]:
@@ -140,3 +148,52 @@ def parse_line(line: str) -> list[LineItem]:
     if text.startswith("rtl_wmbus:"):
         return [LineProblem("malformed", f"A message from rtl_wmbus, not a telegram: {text}")]
     return [_hex_frame(text, LineFormat.HEX)]
+
+
+#: Line problems by code, as receiver error reasons (a line that is no telegram is framing).
+_LINE_ERRORS = {"crc": ErrorReason.CRC, "truncated": ErrorReason.TOO_SHORT}
+MAX_LINE_BYTES = 8192  # far above any telegram line; a longer run without newline is garbage
+
+
+class LineFramer(Framer):
+    """Newline-separated text (hex, rtl_wmbus, telegram=|..|, rtl_433 JSON) to frames."""
+
+    def __init__(self) -> None:
+        self._partial = b""
+
+    def feed(self, data: bytes, now: float) -> list[Event]:
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        events: list[Event] = []
+        if len(self._partial) > MAX_LINE_BYTES:
+            self._partial = b""
+            events.append(
+                FrameError(ErrorReason.FRAMING, f"over {MAX_LINE_BYTES} bytes without a newline")
+            )
+        for line in lines:
+            events.extend(self.line(line.decode("utf-8", "replace"), now))
+        return events
+
+    def end(self, now: float) -> list[Event]:
+        """A connection or datagram ended: its last line needs no newline (ESPHome sends none)."""
+        partial, self._partial = self._partial, b""
+        return self.line(partial.decode("utf-8", "replace"), now) if partial.strip() else []
+
+    @staticmethod
+    def line(text: str, now: float) -> list[Event]:
+        """The events of one complete line (datagram receivers deliver lines whole)."""
+        return [
+            Frame(item.frame, now, item.rssi_dbm, item.link_mode)
+            if isinstance(item, LineFrame)
+            else FrameError(_LINE_ERRORS.get(item.code, ErrorReason.FRAMING), item.message)
+            for item in parse_line(text)
+        ]
+
+
+class Lines(Dialect):
+    """Receivers that print one telegram per line: rtl_wmbus, rtl_433, ESPHome, MQTT bridges."""
+
+    name = "lines"
+
+    def framer(self) -> Framer:
+        return LineFramer()

@@ -1,0 +1,133 @@
+"""The `listen` command: every meter heard, live, so that a user can find their own."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from datetime import datetime
+from typing import TextIO
+
+from .heard import HeardMeter, HeardMeters, configured_match
+from .receivers.base import Frame
+from .receiving import ReceiverSpec, build_receiver
+from .transports import Receiver
+
+REFRESH = 1.0  # seconds between redraws of the live table
+_CLEAR = "\x1b[H\x1b[2J"
+_COLUMNS = ("ID", "maker", "ver", "type", "RSSI", "encrypted", "count", "last seen", "")
+
+
+def table(meters: list[HeardMeter], configured: frozenset[str]) -> str:
+    """The heard meters as an aligned text table."""
+    rows = [_COLUMNS] + [
+        (
+            m.meter_id,
+            m.manufacturer,
+            str(m.version),
+            m.device_type_name,
+            f"{m.rssi_dbm:.0f} dBm" if m.rssi_dbm is not None else "-",
+            "yes" if m.encrypted else "no",
+            str(m.count),
+            datetime.fromtimestamp(m.last_seen).strftime("%H:%M:%S"),
+            configured_match(m.meter_id, configured),
+        )
+        for m in meters
+    ]
+    widths = [max(len(row[n]) for row in rows) for n in range(len(_COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def as_json(meter: HeardMeter, configured: frozenset[str]) -> str:
+    return json.dumps(
+        {
+            "meter_id": meter.meter_id,
+            "manufacturer": meter.manufacturer,
+            "version": meter.version,
+            "device_type": meter.device_type,
+            "device_type_name": meter.device_type_name,
+            "rssi_dbm": meter.rssi_dbm,
+            "encrypted": meter.encrypted,
+            "count": meter.count,
+            "last_seen": meter.last_seen,
+            "receiver": meter.receiver,
+            "configured": configured_match(meter.meter_id, configured) or None,
+        }
+    )
+
+
+def run_listen(
+    specs: list[ReceiverSpec],
+    configured: frozenset[str],
+    out: TextIO,
+    *,
+    as_lines: bool,
+    duration: float | None,
+) -> int:
+    """Listen until `duration` passes, every receiver's input ends, or Ctrl-C."""
+    heard = HeardMeters()
+    printing = threading.Lock()
+
+    def sink(receiver: str, frame: Frame) -> None:
+        meter = heard.hear(receiver, frame)
+        if as_lines and meter is not None:
+            with printing:
+                out.write(as_json(meter, configured) + "\n")
+                out.flush()
+
+    receivers: list[Receiver] = [build_receiver(spec, sink) for spec in specs]
+    live = not as_lines and out.isatty()
+    deadline = None if duration is None else time.monotonic() + duration
+    for receiver in receivers:
+        receiver.start()
+    try:
+        while not all(r.finished.is_set() for r in receivers):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            time.sleep(
+                REFRESH if deadline is None else min(REFRESH, max(0.0, deadline - time.monotonic()))
+            )
+            if live:
+                out.write(
+                    _CLEAR
+                    + _status(receivers)
+                    + "\n\n"
+                    + table(heard.snapshot(), configured)
+                    + "\n"
+                )
+                out.flush()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for receiver in receivers:
+            receiver.stop()
+    if not as_lines:
+        if not live:
+            out.write(_status(receivers) + "\n\n")
+        out.write(table(heard.snapshot(), configured) + "\n")
+    if not heard.snapshot():
+        print(
+            "No telegram heard. Check that the receiver is on 868.95 MHz in T1 mode, that the "
+            "antenna is near the meter, and that HAN is activated in eLicznik (it takes up to "
+            "one working day).",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _status(receivers: list[Receiver]) -> str:
+    lines = []
+    for receiver in receivers:
+        stats = receiver.stats
+        state = "up" if stats.up else f"down ({stats.down_reason})"
+        errors = ", ".join(f"{n} {reason}" for reason, n in sorted(stats.errors.items()))
+        lines.append(
+            f"{stats.name} [{stats.description}]: {state}, {stats.frames} frames"
+            + (f", errors: {errors}" if errors else "")
+            + (f", {stats.reconnects} reconnects" if stats.reconnects else "")
+        )
+    return "\n".join(lines)
