@@ -6,18 +6,14 @@ once; unknown keys are rejected with a "did you mean". Keys and tokens never app
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-import yaml
-from yaml import Node
 
 from .amiplus import WARSAW
 from .credentials import CredentialsError, id_variants, normalise_meter_id, parse_qr
@@ -26,6 +22,9 @@ from .receivers.base import LinkMode
 from .receiving import STICKS, TYPES, ReceiverSpec, ReceiverSpecError, build_source
 from .simulator import DEFAULT_FAMILY
 from .wmbus import KeyFormatError, MeterKey
+
+if TYPE_CHECKING:
+    from yaml import Node
 
 DEFAULT_LISTEN = ":9264"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -120,6 +119,9 @@ class _Reader:
     """Walks the YAML node tree, converting values and collecting problems with lines."""
 
     def __init__(self, env: Mapping[str, str], base: Path) -> None:
+        import yaml  # noqa: PLC0415 (only when a file is read: the built-in setup needs none)
+
+        self.yaml = yaml
         self.env = env
         self.base = base
         self.problems: list[Problem] = []
@@ -128,7 +130,7 @@ class _Reader:
         self.problems.append(Problem(node.start_mark.line + 1 if node else None, message))
 
     def mapping(self, node: Node, where: str, allowed: tuple[str, ...]) -> dict[str, Node]:
-        if not isinstance(node, yaml.MappingNode):
+        if not isinstance(node, self.yaml.MappingNode):
             self.problem(node, f"{where} must be a mapping (key: value lines)")
             return {}
         out: dict[str, Node] = {}
@@ -137,6 +139,8 @@ class _Reader:
             if key in out:
                 self.problem(key_node, f"{where}: '{key}' is given twice")
             elif key not in allowed:
+                import difflib  # noqa: PLC0415 (only for mistakes: keeps the daemon small)
+
                 close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
                 hint = (
                     f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(allowed)}"
@@ -147,7 +151,7 @@ class _Reader:
         return out
 
     def text(self, node: Node, where: str, *, secret: bool = False) -> str | None:
-        if not isinstance(node, yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:null":
+        if not isinstance(node, self.yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:null":
             self.problem(node, f"{where} must be a single value")
             return None
         missing: list[str] = []
@@ -443,7 +447,7 @@ def _influx(reader: _Reader, node: Node) -> InfluxConfig | None:
 def _meters(reader: _Reader, node: Node | None) -> list[MeterConfig]:
     if node is None:
         return []
-    if not isinstance(node, yaml.SequenceNode):
+    if not isinstance(node, reader.yaml.SequenceNode):
         reader.problem(node, "meters must be a list (lines starting with '- ')")
         return []
     meters: list[MeterConfig] = []
@@ -463,7 +467,7 @@ def _meters(reader: _Reader, node: Node | None) -> list[MeterConfig]:
 
 
 def _receivers(reader: _Reader, node: Node | None, root: Node) -> list[ReceiverSpec]:
-    if not isinstance(node, yaml.SequenceNode) or not node.value:
+    if not isinstance(node, reader.yaml.SequenceNode) or not node.value:
         reader.problem(node or root, "no receivers: add at least one (see README.md, 'Receivers')")
         return []
     receivers = [
@@ -520,8 +524,8 @@ def parse_config(
     """A configuration from YAML text; raises `ConfigError` listing every problem."""
     reader = _Reader(os.environ if env is None else env, base or Path.cwd())
     try:
-        root = yaml.compose(text)
-    except yaml.YAMLError as error:
+        root = reader.yaml.compose(text)
+    except reader.yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = f"not valid YAML: {getattr(error, 'problem', error)}"

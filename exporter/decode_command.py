@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import io
 import json
-import multiprocessing
 import os
 import select
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any, BinaryIO, TextIO
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from .amiplus import failure_as_json, read_meter
 from .receivers.lines import LineFrame, parse_line
@@ -24,6 +23,9 @@ PARALLEL_MIN_LINES = 2000  # a batch at least this long is worth the worker proc
 CHUNK_LINES = 1000  # lines per task sent to a worker
 READ_SIZE = 1 << 20
 MAX_LINE = 1 << 20  # a "line" longer than this is cut and reported, never buffered forever
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 _encode = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
 
@@ -141,6 +143,19 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def _worker_pool(workers: int, keys: KeyRing) -> ProcessPoolExecutor:
+    """Worker processes holding the key ring (imported only for large inputs)."""
+    import multiprocessing  # noqa: PLC0415
+    from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+
+    return ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_start_worker,
+        initargs=(keys,),
+    )
+
+
 def run_stream(stream: BinaryIO, keys: KeyRing, out: TextIO, workers: int) -> bool:
     """Decode a stream of lines to `out` in input order; True if any telegram failed."""
     pending: deque[Future[tuple[str, bool]]] = deque()
@@ -160,12 +175,7 @@ def run_stream(stream: BinaryIO, keys: KeyRing, out: TextIO, workers: int) -> bo
         for lines in batches(stream):
             if workers > 1 and len(lines) >= PARALLEL_MIN_LINES:
                 if pool is None:
-                    pool = ProcessPoolExecutor(
-                        workers,
-                        mp_context=multiprocessing.get_context("fork"),
-                        initializer=_start_worker,
-                        initargs=(keys,),
-                    )
+                    pool = _worker_pool(workers, keys)
                 for start in range(0, len(lines), CHUNK_LINES):
                     chunk = lines[start : start + CHUNK_LINES]
                     pending.append(pool.submit(_render_in_worker, chunk))

@@ -6,7 +6,6 @@ is a few dictionary operations, whatever the number of meters.
 
 from __future__ import annotations
 
-import statistics
 import threading
 from collections import Counter, deque
 from dataclasses import dataclass, field, replace
@@ -58,7 +57,9 @@ def stale_after(intervals: deque[float], configured: float | None) -> float:
         return configured
     if not intervals:
         return STALE_DEFAULT
-    return min(STALE_MAX, max(STALE_MIN, STALE_FACTOR * statistics.median(intervals)))
+    ordered = sorted(intervals)
+    median = ordered[len(ordered) // 2]  # the upper median: no statistics import for this
+    return min(STALE_MAX, max(STALE_MIN, STALE_FACTOR * median))
 
 
 @dataclass

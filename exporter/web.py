@@ -23,14 +23,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import bcrypt
-import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 log = logging.getLogger(__name__)
 
 #: exporter-toolkit client_auth_type values this server can honour.
+_DUMMY_HASH = b"$2b$04$8mLOlRcvjAh1vX2YEpSXs.QyXRdwbHyEZ3PlTZF4I/CoIwqZXz2ii"  # of "dummy"
 CLIENT_AUTH = {
     "NoClientCert": ssl.CERT_NONE,
     "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
@@ -51,7 +50,6 @@ _TLS_KEYS = {
     "min_version",
     "max_version",
 }
-_DUMMY_HASH = bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=4))
 
 
 class WebConfigError(ValueError):
@@ -67,6 +65,8 @@ class WebSecurity:
 
     @classmethod
     def load(cls, path: Path) -> WebSecurity:
+        import yaml  # noqa: PLC0415 (only with a web config file)
+
         try:
             document = yaml.safe_load(path.read_text()) or {}
         except (OSError, yaml.YAMLError) as error:
@@ -100,7 +100,10 @@ class WebSecurity:
         remembered = verified.get(user)
         if remembered is not None and hmac.compare_digest(remembered, digest):
             return True
+        import bcrypt  # noqa: PLC0415 (only with basic auth: keeps the daemon small)
+
         hashed = self.users.get(user)
+        # An unknown user is checked against a dummy hash too, so timing does not tell.
         if not bcrypt.checkpw(password.encode(), hashed or _DUMMY_HASH) or hashed is None:
             return False
         verified[user] = digest
