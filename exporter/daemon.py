@@ -18,14 +18,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-
 from . import __version__
 from .amiplus import read_meter
 from .config import Config, ConfigError, MeterConfig, load_config
 from .credentials import id_variants
 from .heard import HeardMeters
-from .outputs.prometheus import AmiplusCollector, ExporterView
+from .outputs.prometheus import Exposition
 from .pages import render
 from .receivers.base import Frame
 from .receivers.dedupe import Deduplicator
@@ -208,11 +206,8 @@ class Exporter:
             extra={"version": __version__},
         )
 
-    def registry(self) -> CollectorRegistry:
-        registry = CollectorRegistry(auto_describe=False)
-        view = ExporterView(self.state, lambda: [r.stats for r in self.receivers.values()])
-        registry.register(AmiplusCollector(view))
-        return registry
+    def exposition(self) -> Exposition:
+        return Exposition(self.state, lambda: [r.stats for r in self.receivers.values()])
 
 
 def run(config: Config, config_path: Path | None, listen: str | None) -> int:
@@ -225,7 +220,13 @@ def run(config: Config, config_path: Path | None, listen: str | None) -> int:
         log.error("%s", error)
         return 2
     exporter = Exporter(config)
-    routes = Routes(exporter.registry(), exporter.status, render, exporter.ready)
+    exposition = exporter.exposition()
+    routes = Routes(
+        lambda compressed: exposition.body(compressed=compressed),
+        exporter.status,
+        render,
+        exporter.ready,
+    )
     try:
         server = WebServer(address, routes, security)
     except OSError as error:

@@ -73,8 +73,14 @@ class Failure:
 
 @dataclass
 class MeterState:
-    """Everything known about one meter; changed only under `State`'s lock."""
+    """Everything known about one meter; changed only under `State`'s lock.
 
+    `key` is the configured address; `meter_id` the ID as the telegrams print it (the same,
+    or byte-reversed when eLicznik showed it reversed). `revision` counts changes, so outputs
+    can keep what they derived from an unchanged meter.
+    """
+
+    key: str
     meter_id: str
     name: str
     manufacturer: str = ""
@@ -91,10 +97,12 @@ class MeterState:
     key_variant: str | None = None
     intervals: deque[float] = field(default_factory=lambda: deque(maxlen=INTERVALS_KEPT))
     backwards: dict[str, tuple[float, int]] = field(default_factory=dict)
+    revision: int = 0
 
     def snapshot(self) -> MeterState:
         """A copy that the caller may read without the lock."""
         return MeterState(
+            self.key,
             self.meter_id,
             self.name,
             self.manufacturer,
@@ -110,6 +118,7 @@ class MeterState:
             self.last_failure,
             self.key_variant,
             deque(self.intervals, maxlen=INTERVALS_KEPT),
+            revision=self.revision,
         )
 
 
@@ -124,12 +133,14 @@ class State:
         self.duplicates = 0
         self.undecodable = Counter[str]()  # failures from meters not configured, by code
 
-    def meter(self, meter_id: str, name: str) -> MeterState:
+    def meter(self, key: str, name: str) -> MeterState:
         """The state of a configured meter (created on first use; renamed on reload)."""
-        state = self.meters.get(meter_id)
+        state = self.meters.get(key)
         if state is None:
-            state = self.meters[meter_id] = MeterState(meter_id, name)
-        state.name = name
+            state = self.meters[key] = MeterState(key, key, name)
+        if state.name != name:
+            state.name = name
+            state.revision += 1
         return state
 
     def forget_except(self, meter_ids: set[str]) -> None:
@@ -139,13 +150,15 @@ class State:
                 del self.meters[meter_id]
 
     def record(
-        self, meter_id: str, name: str, reading: MeterReading, received_at: float, receiver: str
+        self, key: str, name: str, reading: MeterReading, received_at: float, receiver: str
     ) -> MeterReading:
         """Merge a decoded reading; registers that step back are rejected (and counted) unless
         the lower value persists, which means the meter was replaced. Returns the reading as
         accepted (rejected registers removed)."""
         with self.lock:
-            state = self.meter(meter_id, name)
+            state = self.meter(key, name)
+            state.revision += 1
+            state.meter_id = reading.meter_id
             rejected = self._guard(state, reading)
             if state.last_telegram_at is not None and received_at > state.last_telegram_at:
                 state.intervals.append(received_at - state.last_telegram_at)
@@ -199,9 +212,10 @@ class State:
                     state.backwards.pop(label, None)  # it persists: a new meter, accept it
         return rejected
 
-    def record_failure(self, meter_id: str, name: str, code: str, message: str, at: float) -> None:
+    def record_failure(self, key: str, name: str, code: str, message: str, at: float) -> None:
         with self.lock:
-            state = self.meter(meter_id, name)
+            state = self.meter(key, name)
+            state.revision += 1
             if code == "decryption_failed":
                 state.decrypt_failures += 1
             else:

@@ -23,10 +23,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-
 log = logging.getLogger(__name__)
+
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 #: exporter-toolkit client_auth_type values this server can honour.
 _DUMMY_HASH = b"$2b$04$8mLOlRcvjAh1vX2YEpSXs.QyXRdwbHyEZ3PlTZF4I/CoIwqZXz2ii"  # of "dummy"
@@ -187,15 +186,16 @@ class Page:
 class Routes:
     """What the server serves; each callable builds its answer at request time."""
 
-    registry: CollectorRegistry
+    metrics: Callable[[bool], bytes]  # the exposition, gzip-compressed when asked
     status: Callable[[], dict[str, Any]]
     page: Callable[[dict[str, Any]], str]
     ready: Callable[[], tuple[bool, str]]
 
-    def get(self, path: str) -> Page:
+    def get(self, path: str, gzip_accepted: bool = False) -> Page:
         route = path.split("?", 1)[0]
         if route == "/metrics":
-            return Page(200, CONTENT_TYPE_LATEST, generate_latest(self.registry))
+            headers = {"Content-Encoding": "gzip"} if gzip_accepted else {}
+            return Page(200, METRICS_CONTENT_TYPE, self.metrics(gzip_accepted), headers)
         if route == "/healthz":
             return Page(200, "text/plain; charset=utf-8", b"ok\n")
         if route == "/readyz":
@@ -220,6 +220,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(head=True)
 
     def _answer(self, *, head: bool) -> None:
+        accepted = self.headers.get("Accept-Encoding", "")
         security = self.server.security.current()
         if not security.authorised(
             self.headers.get("Authorization"), self.server.security.verified
@@ -232,12 +233,12 @@ class _Handler(BaseHTTPRequestHandler):
             )
         else:
             try:
-                page = self.server.routes.get(self.path)
+                page = self.server.routes.get(self.path, "gzip" in accepted)
             except Exception:  # a bug in a page must not kill the server; say so and log it
                 log.exception("error serving %s", self.path)
                 page = Page(500, "text/plain; charset=utf-8", b"internal error\n")
         body = page.body
-        if "gzip" in self.headers.get("Accept-Encoding", "") and len(body) > 1024:
+        if "gzip" in accepted and len(body) > 1024 and "Content-Encoding" not in page.headers:
             body = gzip.compress(body, compresslevel=5)
             page.headers["Content-Encoding"] = "gzip"
         self.send_response(page.status)

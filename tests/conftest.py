@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from .servers import ExporterProcess, Prometheus
 
 DATA = Path(__file__).parent / "data"
 
@@ -63,3 +66,28 @@ def assert_matches(actual: Any, expected: Any, path: str = "$") -> None:
 def any_vector(request: pytest.FixtureRequest) -> dict[str, Any]:
     value: dict[str, Any] = request.param
     return value
+
+
+@pytest.fixture(scope="session")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    """One real Prometheus server for the whole session; tests set its scrape jobs."""
+    server = Prometheus(tmp_path_factory.mktemp("prometheus"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_exporter(tmp_path: Path) -> Iterator[Callable[..., ExporterProcess]]:
+    """Start exporter processes; each is stopped (and must stop cleanly) after the test."""
+    started: list[ExporterProcess] = []
+
+    def start(config: str | None, **options: Any) -> ExporterProcess:
+        directory = tmp_path / f"exporter{len(started)}"
+        directory.mkdir()
+        process = ExporterProcess(directory, config, **options)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        assert process.stop() == 0, process.log()

@@ -1,0 +1,253 @@
+"""Real servers for integration tests, on 127.0.0.1 with free ports: the exporter itself (as a
+subprocess), and Prometheus. A missing binary fails the test with the command that installs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+CONSOLE_SCRIPT = Path(sys.executable).parent / "amiplus-exporter"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def require(binary: str, package: str) -> str:
+    """The path of a server binary, or a failed test saying how to install it."""
+    path = shutil.which(binary)
+    if path is None:
+        pytest.fail(
+            f"{binary} is not installed; `make test` installs it, or run: "
+            f"sudo apt-get install {package}",
+            pytrace=False,
+        )
+    return path
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 20.0, every: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if predicate():
+                return True
+        time.sleep(every)
+    return bool(predicate())
+
+
+def http_get(
+    url: str, *, headers: dict[str, str] | None = None, timeout: float = 10, **kwargs: Any
+) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, **kwargs) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+class ExporterProcess:
+    """`amiplus-exporter --config FILE --listen 127.0.0.1:PORT` in the background."""
+
+    def __init__(
+        self,
+        directory: Path,
+        config: str | None,
+        *,
+        extra: list[str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.ssl_context = ssl_context  # for https, with the client certificate if needed
+        self.headers = headers or {}  # e.g. basic auth
+        self.directory = directory
+        self.config_path = directory / "amiplus.yml"
+        self.port = free_port()
+        self.log_path = directory / "exporter.log"
+        if config is not None:
+            self.config_path.write_text(config)
+        self.command = [str(CONSOLE_SCRIPT), "--listen", f"127.0.0.1:{self.port}", *(extra or [])]
+        if config is not None:
+            self.command[1:1] = ["--config", str(self.config_path)]
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.ssl_context else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}
+            )
+        assert wait_until(self.healthy, 20), f"the exporter did not start:\n{self.log()}"
+
+    def healthy(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(
+                f"the exporter exited with {self.process.returncode}:\n{self.log()}"
+            )
+        with contextlib.suppress(OSError):
+            return self.get("/healthz", timeout=1)[0] == 200
+        return False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def get(
+        self,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10,
+        context: ssl.SSLContext | None = None,
+    ) -> tuple[int, bytes]:
+        extra = {"context": context or self.ssl_context} if self.ssl_context else {}
+        return http_get(
+            f"{self.url}{path}",
+            headers=self.headers if headers is None else headers,
+            timeout=timeout,
+            **extra,
+        )
+
+    def status(self) -> dict[str, Any]:
+        code, body = self.get("/api/status")
+        assert code == 200
+        document: dict[str, Any] = json.loads(body)
+        return document
+
+    def signal(self, number: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(number)
+
+    def stop(self) -> int:
+        """SIGTERM and wait: the exit code (0 for a clean stop)."""
+        if self.process is None:
+            return 0
+        process, self.process = self.process, None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                return process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+                raise AssertionError(f"the exporter ignored SIGTERM:\n{self.log()}") from None
+        return process.returncode
+
+
+class Prometheus:
+    """A Prometheus server with a reloadable scrape configuration and 1-second scrapes."""
+
+    def __init__(self, directory: Path) -> None:
+        self.binary = require("prometheus", "prometheus")
+        self.directory = directory
+        self.config = directory / "prometheus.yml"
+        self.port = free_port()
+        self.write([])
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                f"--config.file={self.config}",
+                f"--storage.tsdb.path={directory / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.enable-lifecycle",
+                "--log.level=warn",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=(directory / "prometheus.log").open("wb"),
+        )
+        assert wait_until(lambda: self.get("/-/ready")[0] == 200, 60), self.log()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return (self.directory / "prometheus.log").read_text(errors="replace")
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        return http_get(f"{self.url}{path}", timeout=5)
+
+    def write(self, scrape_configs: list[dict[str, Any]]) -> None:
+        document = {
+            "global": {
+                "scrape_interval": "1s",
+                "scrape_timeout": "900ms",
+                "evaluation_interval": "1s",
+            },
+            "scrape_configs": scrape_configs,
+        }
+        self.config.write_text(yaml.safe_dump(document))
+
+    def scrape(self, *scrape_configs: dict[str, Any]) -> None:
+        """Replace the scrape jobs and reload."""
+        self.write(list(scrape_configs))
+        request = urllib.request.Request(f"{self.url}/-/reload", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+
+    def query(self, expression: str) -> list[dict[str, Any]]:
+        """An instant query: the result vector."""
+        code, body = self.get("/api/v1/query?" + urllib.parse.urlencode({"query": expression}))
+        document = json.loads(body)
+        assert code == 200 and document["status"] == "success", document
+        result: list[dict[str, Any]] = document["data"]["result"]
+        return result
+
+    def values(self, expression: str) -> dict[tuple[tuple[str, str], ...], float]:
+        """Instant query results by their labels (without __name__)."""
+        return {
+            tuple(sorted((k, v) for k, v in r["metric"].items() if k != "__name__")): float(
+                r["value"][1]
+            )
+            for r in self.query(expression)
+        }
+
+    def value(self, expression: str) -> float | None:
+        """The value of a query that yields at most one series."""
+        values = list(self.values(expression).values())
+        assert len(values) <= 1, values
+        return values[0] if values else None
+
+    def targets(self) -> list[dict[str, Any]]:
+        code, body = self.get("/api/v1/targets")
+        assert code == 200
+        active: list[dict[str, Any]] = json.loads(body)["data"]["activeTargets"]
+        return active
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+
+def job(name: str, port: int, **options: Any) -> dict[str, Any]:
+    """A scrape job for one exporter on 127.0.0.1."""
+    return {"job_name": name, "static_configs": [{"targets": [f"127.0.0.1:{port}"]}], **options}

@@ -1,0 +1,206 @@
+"""Configuration: every problem listed at once with its line, secrets from files and ${ENV}."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from exporter.config import ConfigError, parse_config
+from exporter.receivers.base import LinkMode
+
+from .servers import CONSOLE_SCRIPT
+
+KEY = "FBA95687613B73604C320A16AA8892EA"
+GOOD = f"""
+meters:
+  - id: "30584551"
+    key: "{KEY}"
+    name: home
+receivers:
+  - type: im871a
+    device: /dev/serial/by-id/usb-IMST_iM871A-if00-port0
+"""
+
+
+def problems(text: str, env: dict[str, str] | None = None, base: Path | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "amiplus.yml", env or {}, base)
+    return [p.format("amiplus.yml") for p in caught.value.problems]
+
+
+def test_a_good_configuration() -> None:
+    config = parse_config(GOOD, env={})
+    (meter,) = config.meters
+    assert (meter.name, meter.meter_id) == ("home", "30584551")
+    assert meter.ids == {"30584551", "51455830"}  # either byte order
+    assert config.meter_for("51455830") is meter
+    assert meter.key.candidates[0].key == bytes.fromhex(KEY)
+    (receiver,) = config.receivers
+    assert (receiver.type, receiver.mode, receiver.label) == ("im871a", LinkMode.T1, "im871a")
+    assert config.web.listen == ":9264" and config.influxdb is None
+    assert KEY not in repr(config)
+
+
+def test_every_problem_at_once_with_lines_and_did_you_mean() -> None:
+    text = """
+meters:
+  - id: "1234567"
+    key: "00112233"
+  - id: "30584551"
+    kye: "x"
+receivers:
+  - type: im871a
+    devise: /dev/ttyUSB0
+  - type: carrier-pigeon
+webb:
+  listen: ":9264"
+timezone: Europe/Atlantis
+"""
+    found = problems(text)
+    assert found == [
+        "amiplus.yml:3: meter 1: A meter address has 8 digits, like 12345678 (eLicznik: "
+        "'adres komunikacyjny'); '1234567' is not one.",
+        "amiplus.yml:5: meter 2: give its key (eLicznik 'Klucz szyfrujący'), key_file, or the QR "
+        "text",
+        "amiplus.yml:6: meter 2: unknown key 'kye'; did you mean 'key'?",
+        "amiplus.yml:8: receiver 1: the im871a receiver needs a device",
+        "amiplus.yml:9: receiver 1: unknown key 'devise'; did you mean 'device'?",
+        "amiplus.yml:10: receiver 2 type must be one of im871a, iu891a, amber, cul, rc1180, "
+        "lines, replay, simulator, not 'carrier-pigeon'",
+        "amiplus.yml:11: the configuration: unknown key 'webb'; did you mean 'web'?",
+        "amiplus.yml:13: timezone: unknown zone 'Europe/Atlantis', e.g. Europe/Warsaw",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("meters: [\n", "amiplus.yml:2: not valid YAML"),
+        ("", "the file is empty"),
+        ("meters: []\n", "no receivers: add at least one"),
+        (GOOD.replace(KEY, "nothex"), "The key must be the 32 hexadecimal digits"),
+        (GOOD + "  - type: lines\n", "a lines receiver needs command, listen, connect or stdin"),
+        (GOOD + "  - type: lines\n    listen: http://x:1\n", "must look like udp://0.0.0.0:9011"),
+        (GOOD + "  - type: replay\n    realtime: maybe\n", "realtime must be true or false"),
+        (
+            GOOD + "  - type: cul\n    device: /dev/ttyACM0\n    command: ls\n",
+            "a cul receiver takes no 'command'",
+        ),
+        (
+            GOOD + "  - type: im871a\n    device: /dev/ttyUSB1\n",
+            "two receivers are called 'im871a'",
+        ),
+        (
+            GOOD + "  - type: im871a\n    device: /dev/x\n    name: b\n    mode: S1\n",
+            "mode must be one of t1, c1+t1",
+        ),
+        (GOOD + "state:\n  stale_after: -5\n", "stale_after must be between 1 and 604800"),
+        (GOOD + "log:\n  level: chatty\n", "log level must be one of debug, info, warning, error"),
+        (GOOD + "influxdb:\n  url: ftp://x\n", "influxdb url must start with http:// or https://"),
+        (GOOD + "influxdb:\n  url: http://x:8086\n", "api v2 needs a bucket"),
+        (
+            GOOD.replace(
+                "    name: home", '    name: home\n  - id: "51455830"\n    key: "' + KEY + '"'
+            ),
+            "the address 51455830 is also 'home'",
+        ),
+        (
+            'meters:\n  - qr: "hello;world"\nreceivers:\n  - type: simulator\n',
+            "Field 1 of the QR text",
+        ),
+    ],
+)
+def test_each_kind_of_problem(text: str, message: str) -> None:
+    assert any(message in p for p in problems(text)), problems(text)
+
+
+@pytest.mark.parametrize(
+    "qr",
+    [
+        f"30584551;{KEY};30584551",
+        f"{KEY};30584551",
+        f"30584551;30584551;{KEY}",
+        f"klucz={KEY}; adres=30584551",
+    ],
+)
+def test_meters_by_qr_text_in_any_field_order(qr: str) -> None:
+    config = parse_config(f'meters:\n  - qr: "{qr}"\nreceivers:\n  - type: simulator\n', env={})
+    (meter,) = config.meters
+    assert meter.meter_id == "30584551" and meter.key.candidates[0].key == bytes.fromhex(KEY)
+    assert "address 30584551" in meter.recognised and KEY not in meter.recognised
+
+
+def test_environment_and_secret_files(tmp_path: Path) -> None:
+    (tmp_path / "key").write_text(KEY + "\n")
+    text = """
+meters:
+  - id: "${METER_ID}"
+    key_file: key
+    name: ${NAME:-home}
+receivers:
+  - type: simulator
+influxdb:
+  url: http://localhost:8086
+  bucket: amiplus
+  token: ${INFLUX_TOKEN}
+"""
+    config = parse_config(text, env={"METER_ID": "30584551", "INFLUX_TOKEN": "tok"}, base=tmp_path)
+    assert config.meters[0].name == "home" and config.meters[0].meter_id == "30584551"
+    assert config.meters[0].key.candidates[0].key == bytes.fromhex(KEY)
+    assert config.influxdb is not None and config.influxdb.token == "tok"
+    found = problems(text, {"METER_ID": "30584551"}, tmp_path)
+    assert found == [
+        "amiplus.yml:11: influxdb token: the environment variable INFLUX_TOKEN is not set"
+    ]
+    missing = problems(
+        text.replace("key_file: key", "key_file: nope"),
+        {"METER_ID": "1", "INFLUX_TOKEN": "t"},
+        tmp_path,
+    )
+    assert any("cannot read key_file" in p and "nope" in p for p in missing)
+    both = problems(GOOD.replace("    name: home", "    name: home\n    key_file: key"))
+    assert any("give either key or key_file, not both" in p for p in both)
+
+
+def test_check_config_command_lists_everything_and_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("meters:\n  - id: '1'\nreceivers:\n  - type: lines\nwebb: {}\n")
+    done = subprocess.run(
+        [str(CONSOLE_SCRIPT), "check-config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert lines[-1] == "3 problem(s) found."
+    assert all(line.startswith(f"{bad}:") for line in lines[:-1])
+    good = tmp_path / "good.yml"
+    good.write_text(GOOD)
+    done = subprocess.run(
+        [str(CONSOLE_SCRIPT), "check-config", str(good)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "meter home: address 30584551" in done.stdout and KEY not in done.stdout
+
+
+def test_the_daemon_refuses_a_bad_configuration_with_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("receivers:\n  - type: simulator\n    interval: fast\n")
+    done = subprocess.run(
+        [str(CONSOLE_SCRIPT), "--config", str(bad), "--listen", "127.0.0.1:0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "interval must be a number, not 'fast'" in done.stderr
+    assert "nothing started" in done.stderr

@@ -1,0 +1,162 @@
+"""Meter state and the Prometheus exposition built from it."""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.amiplus import MeterReading, read_meter
+from exporter.families import FAMILIES_BY_NAME
+from exporter.outputs.prometheus import MAX_AGE, Exposition
+from exporter.simulator import DEFAULT_KEY, SimulatedMeter
+from exporter.state import State, stale_after
+from exporter.transports import ReceiverStats
+from exporter.wmbus import MeterKey, decode
+
+KEY = MeterKey.from_bytes(DEFAULT_KEY)
+T0 = datetime(2026, 6, 21, 10, 0, tzinfo=UTC)
+
+
+def reading(**values: object) -> MeterReading:
+    fields = {"meter_id": "12345678", "manufacturer": "APA", "version": 1, "device_type": 2}
+    return MeterReading(**{**fields, **values})  # type: ignore[arg-type]
+
+
+def test_alternating_record_sets_are_merged() -> None:
+    meter = SimulatedMeter(FAMILIES_BY_NAME["otus"], meter_id="12345678")
+    state = State()
+    for n in range(2):  # set 1 (time, serial, tariffs), then set 2 (totals, no time)
+        frame, _ = meter.telegram(T0 + timedelta(seconds=30 * n))
+        state.record("12345678", "home", read_meter(decode(frame, KEY)), 1000.0 + 30 * n, "r")
+    (merged,) = state.snapshot()
+    values = merged.values
+    assert {"meter_time", "serial_number", "energy_imported_kwh", "power_imported_w"} <= set(values)
+    assert set(values["energy_imported_tariff_kwh"]) == {1, 2, 3}
+    assert set(values["voltage_v"]) == {"L1", "L2", "L3"}
+    assert merged.telegrams == 2 and list(merged.intervals) == [30.0]
+
+
+def test_a_register_that_steps_back_is_rejected_until_it_persists() -> None:
+    state = State()
+    state.record("m", "home", reading(energy_imported_kwh=100.0), 1.0, "r")
+    accepted = state.record(
+        "m",
+        "home",
+        reading(
+            energy_imported_kwh=99.0, energy_imported_tariff_kwh={1: 5.0}, power_imported_w=7.0
+        ),
+        2.0,
+        "r",
+    )
+    assert accepted.energy_imported_kwh is None and accepted.power_imported_w == 7.0
+    (meter,) = state.snapshot()
+    assert meter.values["energy_imported_kwh"] == 100.0
+    assert meter.rejected == {"register_decreased": 1}
+    state.record("m", "home", reading(energy_imported_kwh=99.5), 3.0, "r")
+    assert state.snapshot()[0].values["energy_imported_kwh"] == 100.0
+    state.record("m", "home", reading(energy_imported_kwh=99.6), 4.0, "r")  # third time: replaced
+    meter = state.snapshot()[0]
+    assert meter.values["energy_imported_kwh"] == 99.6
+    assert meter.rejected == {"register_decreased": 2}
+    state.record("m", "home", reading(energy_imported_tariff_kwh={1: 4.0}), 5.0, "r")
+    assert state.snapshot()[0].values["energy_imported_tariff_kwh"] == {1: 5.0}
+
+
+def test_stale_after_follows_the_meters_interval_within_bounds() -> None:
+    assert stale_after(deque(), None) == 600.0
+    assert stale_after(deque([30.0, 31.0, 30.0]), None) == 150.0  # five times the median
+    assert stale_after(deque([2.0]), None) == 60.0
+    assert stale_after(deque([3600.0]), None) == 3600.0
+    assert stale_after(deque([30.0]), 12.0) == 12.0
+
+
+@pytest.fixture
+def exposition() -> tuple[State, Exposition, list[float]]:
+    now = [2000.0]
+    state = State(stale_after_seconds=60)
+    receiver = ReceiverStats("stick", "/dev/ttyUSB0", frames=5, up=True, down_reason=None)
+    receiver.errors["crc"] = 2
+    return state, Exposition(state, lambda: [receiver], clock=lambda: now[0]), now
+
+
+def families(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    return {
+        family.name: [(sample.labels, sample.value) for sample in family.samples]
+        for family in text_string_to_metric_families(text)
+    }
+
+
+def test_exposition_values_units_and_labels(
+    exposition: tuple[State, Exposition, list[float]],
+) -> None:
+    state, metrics, _ = exposition
+    state.record(
+        "12345678",
+        'attic "west"\\ wing',
+        reading(
+            energy_imported_kwh=1.5,
+            energy_imported_tariff_kwh={1: 1.0, 2: 0.5},
+            power_exported_w=300.0,
+            voltage_v={"L1": 231.0},
+            rssi_dbm=-70.0,
+            meter_time=datetime(2026, 6, 21, 12, 0, tzinfo=UTC),
+            reactive_energy_imported_kvarh=2.0,
+        ),
+        1990.0,
+        "stick",
+    )
+    text = metrics.render()
+    parsed = families(text)
+    ident = {"meter_id": "12345678"}
+    assert parsed["amiplus_energy_imported_joules"] == [(ident, 5_400_000.0)]
+    assert parsed["amiplus_energy_imported_tariff_joules"] == [
+        ({**ident, "tariff": "1"}, 3_600_000.0),
+        ({**ident, "tariff": "2"}, 1_800_000.0),
+    ]
+    assert parsed["amiplus_reactive_energy_imported_var_hours"] == [(ident, 2000.0)]
+    assert parsed["amiplus_power_exported_watts"] == [(ident, 300.0)]
+    assert parsed["amiplus_voltage_volts"] == [({**ident, "phase": "L1"}, 231.0)]
+    assert parsed["amiplus_meter_clock_timestamp_seconds"] == [(ident, 1_782_043_200.0)]
+    ((info, _),) = parsed["amiplus_meter_info"]
+    assert info["name"] == 'attic "west"\\ wing'  # escaped in the text, intact when parsed
+    assert parsed["amiplus_receiver_frame_errors"][0] == (
+        {"receiver": "stick", "reason": "crc"},
+        2.0,
+    )
+    assert parsed["amiplus_receiver_up"] == [({"receiver": "stick"}, 1.0)]
+    assert "# TYPE amiplus_energy_imported_joules_total counter" in text
+    assert "power_imported_w" not in text and "amiplus_power_imported_watts" not in text
+
+
+def test_a_silent_meter_keeps_only_info_and_last_telegram(
+    exposition: tuple[State, Exposition, list[float]],
+) -> None:
+    state, metrics, now = exposition
+    state.record("12345678", "home", reading(power_imported_w=5.0), 1990.0, "stick")
+    assert "amiplus_power_imported_watts" in families(metrics.render())
+    now[0] = 1990.0 + 61
+    parsed = families(metrics.render())
+    assert "amiplus_power_imported_watts" not in parsed
+    assert parsed["amiplus_meter_last_telegram_timestamp_seconds"] == [
+        ({"meter_id": "12345678"}, 1990.0)
+    ]
+    assert parsed["amiplus_meter_stale"] == [({"meter_id": "12345678"}, 1.0)]
+    assert parsed["amiplus_meter_info"]
+
+
+def test_new_telegrams_change_the_cached_lines_and_bodies_are_shared(
+    exposition: tuple[State, Exposition, list[float]],
+) -> None:
+    state, metrics, _ = exposition
+    state.record("12345678", "home", reading(power_imported_w=5.0), 1990.0, "stick")
+    assert families(metrics.render())["amiplus_power_imported_watts"][0][1] == 5.0
+    state.record("12345678", "home", reading(power_imported_w=6.0), 1995.0, "stick")
+    assert families(metrics.render())["amiplus_power_imported_watts"][0][1] == 6.0
+    first = metrics.body()
+    state.record("12345678", "home", reading(power_imported_w=7.0), 1996.0, "stick")
+    assert metrics.body() is first  # within MAX_AGE: the same body
+    assert MAX_AGE <= 1.0
+    assert metrics.body(compressed=True)[:2] == b"\x1f\x8b"
