@@ -2,9 +2,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXAMPLE_KEY := FBA95687613B73604C320A16AA8892EA
+# Servers the integration tests start themselves (Debian packages).
+DEBIAN_PACKAGES := prometheus
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test system-packages lint typecheck pytest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,12 +19,26 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,influx]'
 	touch $@ $(VENV)/.run-installed
 
-## run: decode the bundled example telegrams (the daemon on a simulated meter comes next)
+## run: the exporter on its built-in simulated meter; open the status page it prints
 run: $(VENV)/.run-installed
-	$(BIN)/amiplus-exporter decode --key $(EXAMPLE_KEY) < exporter/examples/telegrams.txt
+	$(BIN)/amiplus-exporter
 
-## test: lint, type-check the protocol core, run every test
-test: lint typecheck pytest
+## test: install what the tests need, lint, type-check, run every test
+test: system-packages lint typecheck pytest
+
+system-packages:
+	@missing=""; for package in $(DEBIAN_PACKAGES); do \
+	  dpkg -s $$package >/dev/null 2>&1 || missing="$$missing $$package"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "The tests need Debian packages:$$missing (sudo apt-get install$$missing)"; \
+	    exit 1; \
+	  fi; \
+	fi
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check exporter tests
@@ -35,9 +50,10 @@ typecheck: $(VENV)/.test-installed
 pytest: $(VENV)/.test-installed
 	$(BIN)/pytest
 
-## bench: the decoder benchmarks of tests/bench (figures printed, nothing asserted)
+## bench: the benchmarks of tests/bench (figures printed, nothing asserted; about 15 minutes)
 bench: $(VENV)/.test-installed
 	$(BIN)/python tests/bench/bench_decode.py
+	$(BIN)/python tests/bench/bench_exporter.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -118,9 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     listen_parser.add_argument(
         "--receiver",
         action="append",
-        required=True,
+        default=[],
         metavar="TYPE:WHERE",
-        help="a receiver to listen with (repeat for several)",
+        help="a receiver to listen with (repeat for several; default: those of --config)",
     )
     listen_parser.add_argument(
         "--id", action="append", default=[], help="your meter's address, to mark it (repeatable)"
@@ -158,11 +158,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_listen_command(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
+    config = None
+    if args.config is not None:
+        try:
+            config = load_config(args.config)
+        except ConfigError as error:
+            raise UsageError(f"the configuration has problems:\n{error}") from None
+    if not args.receiver and config is None:
+        raise UsageError(
+            "say which receiver to listen with, e.g. --receiver im871a:/dev/ttyUSB0, or give "
+            "--config with receivers"
+        )
     try:
-        specs = [parse_spec(text) for text in args.receiver]
+        specs = [parse_spec(text) for text in args.receiver] or list(
+            config.receivers if config else ()
+        )
         for spec in specs:
             build_source(spec)  # complete: a listen address, a device, a file
         configured = {normalise_meter_id(text) for text in args.id}
+        configured |= {meter.meter_id for meter in config.meters} if config else set()
         if args.qr:
             credentials = parse_qr(args.qr)
             configured |= {n for n in (credentials.address, credentials.factory_number) if n}
