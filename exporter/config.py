@@ -416,7 +416,7 @@ def _influx(reader: _Reader, node: Node) -> InfluxConfig | None:
         if value is not None:
             options[key] = value
     for key, low, high in (
-        ("spool_max_mb", 1, 1_000_000),
+        ("spool_max_mb", 0.001, 1_000_000),
         ("flush_interval", 0.1, 3600),
         ("timeout", 1, 600),
     ):

@@ -20,9 +20,10 @@ from typing import Any
 
 from . import __version__
 from .amiplus import read_meter
-from .config import Config, ConfigError, MeterConfig, load_config
+from .config import Config, ConfigError, InfluxConfig, MeterConfig, load_config
 from .credentials import id_variants
 from .heard import HeardMeters
+from .outputs.influx import InfluxWriter
 from .outputs.prometheus import Exposition
 from .pages import render
 from .receivers.base import Frame
@@ -92,6 +93,7 @@ class Exporter:
     started_at: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
+        self.writer: InfluxWriter | None = None
         self.state = State(self.config.stale_after)
         self.dedupe = Deduplicator(self.config.dedupe_window)
         self._dedupe_lock = threading.Lock()
@@ -146,10 +148,28 @@ class Exporter:
             received_at=datetime.fromtimestamp(frame.received_at, UTC),
             rssi_dbm=frame.rssi_dbm,
         )
-        self.state.record(meter.meter_id, meter.name, reading, frame.received_at, receiver)
+        accepted = self.state.record(
+            meter.meter_id, meter.name, reading, frame.received_at, receiver
+        )
+        writer = self.writer
+        if writer is not None:
+            writer.submit(accepted, meter.name, frame.received_at)
 
     def start(self) -> None:
+        self._start_writer(self.config.influxdb)
         self._start_receivers(self.config.receivers)
+
+    def _start_writer(self, config: InfluxConfig | None) -> None:
+        if config is None:
+            self.writer = None
+            return
+        self.writer = InfluxWriter(config)
+        self.writer.start()
+        log.info(
+            "InfluxDB output to %s (%d points spooled from before)",
+            self.writer.sender.description,
+            self.writer.spool.points,
+        )
 
     def _start_receivers(self, specs: tuple[ReceiverSpec, ...]) -> None:
         for spec in specs:
@@ -173,6 +193,11 @@ class Exporter:
             self.receivers.pop(spec).stop()
             log.info("receiver %s stopped (no longer configured)", spec.label)
         self._start_receivers(tuple(s for s in config.receivers if s not in old.receivers))
+        if config.influxdb != old.influxdb:
+            writer, self.writer = self.writer, None
+            if writer is not None:
+                writer.stop()
+            self._start_writer(config.influxdb)
         log.info(
             "configuration reloaded: %d meters, %d receivers (%d restarted)",
             len(config.meters),
@@ -183,6 +208,8 @@ class Exporter:
     def stop(self) -> None:
         for receiver in self.receivers.values():
             receiver.stop()
+        if self.writer is not None:
+            self.writer.stop()
 
     def ready(self) -> tuple[bool, str]:
         """Ready when a receiver is up and a frame arrived recently."""
@@ -203,11 +230,18 @@ class Exporter:
             receivers=[r.stats for r in self.receivers.values()],
             heard=self.heard.snapshot(),
             started_at=self.started_at,
-            extra={"version": __version__},
+            extra={
+                "version": __version__,
+                "influxdb": self.writer.status() if self.writer else None,
+            },
         )
 
     def exposition(self) -> Exposition:
-        return Exposition(self.state, lambda: [r.stats for r in self.receivers.values()])
+        return Exposition(
+            self.state,
+            lambda: [r.stats for r in self.receivers.values()],
+            [lambda: self.writer.metrics() if self.writer else ""],
+        )
 
 
 def run(config: Config, config_path: Path | None, listen: str | None) -> int:

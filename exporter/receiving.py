@@ -66,7 +66,8 @@ class ReceiverSpec:
     connect: str | None = None  # lines: tcp://host:port to connect to
     stdin: bool = False  # lines: read standard input
     file: str | None = None  # replay: a file of telegram lines
-    realtime: bool = False  # replay: honour `+N` offsets; simulator: wall-clock pacing
+    realtime: bool | None = None  # replay: honour `+N` offsets (default no); simulator:
+    # wall-clock pacing (default yes)
     mode: LinkMode = LinkMode.T1
     silence_timeout: float | None = 600.0  # reopen after this long without a frame
     meters: int = 1  # simulator
@@ -159,14 +160,15 @@ def build_source(spec: ReceiverSpec) -> tuple[Source, Dialect]:
     if spec.type == "replay":
         if not spec.file:
             raise ReceiverSpecError("a replay receiver needs a file")
-        return ReplaySource(Path(spec.file), realtime=spec.realtime), Lines()
+        return ReplaySource(Path(spec.file), realtime=bool(spec.realtime)), Lines()
     if spec.type == "simulator":
         if spec.family not in FAMILIES_BY_NAME:
             raise ReceiverSpecError(
                 f"unknown family {spec.family!r}; one of: {', '.join(FAMILIES_BY_NAME)}"
             )
         meters = simulated_meters(spec.meters, spec.family, list(spec.keys) or None)
-        source = SimulatorSource(meters, interval=spec.interval, realtime=spec.realtime)
+        realtime = spec.realtime is not False
+        source = SimulatorSource(meters, interval=spec.interval, realtime=realtime)
         return source, Lines()
     raise ReceiverSpecError(f"unknown receiver type {spec.type!r}; one of: {', '.join(TYPES)}")
 

@@ -251,3 +251,87 @@ class Prometheus:
 def job(name: str, port: int, **options: Any) -> dict[str, Any]:
     """A scrape job for one exporter on 127.0.0.1."""
     return {"job_name": name, "static_configs": [{"targets": [f"127.0.0.1:{port}"]}], **options}
+
+
+class InfluxDB:
+    """Debian's InfluxDB 1.x with its own configuration and directories; stop and start it again
+    (same data, same port) to stage an outage."""
+
+    def __init__(self, directory: Path, *, auth: bool = False) -> None:
+        self.binary = require("influxd", "influxdb")
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.auth = auth
+        self.config = directory / "influxdb.conf"
+        self.config.write_text(
+            f"""reporting-disabled = true
+bind-address = "127.0.0.1:{free_port()}"
+[meta]
+  dir = "{directory / "meta"}"
+[data]
+  dir = "{directory / "data"}"
+  wal-dir = "{directory / "wal"}"
+  query-log-enabled = false
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{self.port}"
+  auth-enabled = {"true" if auth else "false"}
+  log-enabled = false
+[monitor]
+  store-enabled = false
+[subscriber]
+  enabled = false
+[continuous_queries]
+  enabled = false
+"""
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, "-config", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=(self.directory / "influxd.log").open("ab"),
+        )
+        assert wait_until(lambda: http_get(f"{self.url}/ping", timeout=1)[0] == 204, 60), (
+            self.directory / "influxd.log"
+        ).read_text(errors="replace")[-3000:]
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+            self.process = None
+
+    def query(
+        self, query: str, database: str = "", credentials: tuple[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Run InfluxQL; the series of the first statement."""
+        parameters = {"q": query, "epoch": "s"}
+        if database:
+            parameters["db"] = database
+        if credentials:
+            parameters.update(u=credentials[0], p=credentials[1])
+        request = urllib.request.Request(
+            f"{self.url}/query", data=urllib.parse.urlencode(parameters).encode(), method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            document = json.loads(response.read())
+        result = document["results"][0]
+        assert "error" not in result, result
+        series: list[dict[str, Any]] = result.get("series", [])
+        return series
+
+    def points(self, database: str, measurement: str = "amiplus") -> list[dict[str, Any]]:
+        """Every point of a measurement as dictionaries (time in epoch seconds)."""
+        rows = []
+        for series in self.query(f'SELECT * FROM "{measurement}"', database):
+            for values in series["values"]:
+                rows.append(dict(zip(series["columns"], values, strict=True)))
+        return rows

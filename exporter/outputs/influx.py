@@ -1,0 +1,389 @@
+"""InfluxDB output (design.md 3.5): one point per decoded telegram, spooled on disk, sent in
+batches by a thread that backs off while the server is away.
+
+`api: v2` writes to `/api/v2/write` with influxdb-client (InfluxDB 1.8+, 2.x, 3.x; for 1.8 the
+token is `username:password` and the bucket `database/retention_policy`). `api: v1` writes to
+`/write?db=&rp=` with basic auth, for InfluxDB 1.7 and older (Debian's and Raspberry Pi OS's).
+influxdb-client is imported only when an `api: v2` output is configured.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import logging
+import random
+import ssl
+import threading
+import time
+import urllib.parse
+from abc import ABC, abstractmethod
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from ..amiplus import MeterReading
+from ..config import InfluxConfig
+from .prometheus import Labels, block, counter, gauge
+from .spool import Segment, Spool
+
+log = logging.getLogger(__name__)
+
+MEASUREMENT = "amiplus"
+BACKOFF_FIRST, BACKOFF_CAP = 1.0, 120.0
+STOP_BUDGET = 5.0  # seconds SIGTERM spends sending what is spooled
+
+#: Single reading fields written as they are (meter units).
+FIELDS = (
+    "energy_imported_kwh",
+    "energy_exported_kwh",
+    "power_imported_w",
+    "power_exported_w",
+    "power_imported_max_w",
+    "reactive_energy_imported_kvarh",
+    "reactive_energy_exported_kvarh",
+    "reactive_power_imported_var",
+    "reactive_power_exported_var",
+    "rssi_dbm",
+)
+#: Per-tariff and per-phase fields: attribute -> field name pattern.
+MAPPED_FIELDS = {
+    "energy_imported_tariff_kwh": "energy_imported_t{}_kwh",
+    "energy_exported_tariff_kwh": "energy_exported_t{}_kwh",
+    "voltage_v": "voltage_{}_v",
+    "current_a": "current_{}_a",
+}
+
+
+def _escape_tag(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def point(reading: MeterReading, name: str | None, received_at: float) -> str | None:
+    """The line-protocol point of one reading: float fields only, second precision (None when
+    the telegram named no field at all)."""
+    fields = [
+        f"{field}={float(value)!r}"
+        for field in FIELDS
+        if (value := getattr(reading, field)) is not None
+    ]
+    for attribute, pattern in MAPPED_FIELDS.items():
+        for key, value in sorted(getattr(reading, attribute).items()):
+            fields.append(f"{pattern.format(str(key).lower())}={float(value)!r}")
+    if reading.meter_time is not None:
+        fields.append(f"meter_clock={float(int(reading.meter_time.timestamp()))!r}")
+    if not fields:
+        return None
+    tags = f"meter_id={_escape_tag(reading.meter_id)}"
+    if name:
+        tags += f",name={_escape_tag(name)}"
+    return f"{MEASUREMENT},{tags} {','.join(fields)} {int(received_at)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a write went: accepted; try again later (`retry_after` if the server said); or
+    refused as invalid (never retried)."""
+
+    accepted: bool = False
+    reason: str = ""  # an error label: connection, timeout, server_error, rate_limited, ...
+    message: str = ""
+    retry_after: float | None = None
+    invalid: bool = False
+
+
+#: HTTP status -> (error label, whether the batch itself is at fault).
+STATUS_MEANINGS = {
+    400: ("rejected", True),
+    413: ("too_large", True),
+    422: ("rejected", True),
+    401: ("unauthorized", False),
+    403: ("unauthorized", False),
+    404: ("not_found", False),
+    408: ("timeout", False),
+    429: ("rate_limited", False),
+}
+
+
+def outcome_of(status: int, body: str, retry_after: str | None) -> Outcome:
+    """Classify an HTTP answer; only a batch the server calls invalid is set aside."""
+    if 200 <= status < 300:
+        return Outcome(accepted=True)
+    reason, invalid = STATUS_MEANINGS.get(
+        status, ("server_error" if status >= 500 else "http_error", False)
+    )
+    after = None
+    if retry_after:
+        try:
+            after = float(retry_after)
+        except ValueError:
+            after = None
+    return Outcome(
+        reason=reason,
+        message=f"HTTP {status}: {body.strip()[:300]}",
+        retry_after=after,
+        invalid=invalid,
+    )
+
+
+class Sender(ABC):
+    """Sends one batch of line protocol."""
+
+    description: str
+
+    @abstractmethod
+    def send(self, body: bytes) -> Outcome: ...
+
+    def close(self) -> None:
+        return None
+
+
+def _ssl_context(config: InfluxConfig) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
+    if not config.verify_tls:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class V1Sender(Sender):
+    """`POST /write?db=&rp=&precision=s` with basic auth (InfluxDB 1.x)."""
+
+    def __init__(self, config: InfluxConfig) -> None:
+        parts = urllib.parse.urlsplit(config.url)
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname or "localhost"
+        self.port = parts.port or (443 if self.https else 8086)
+        query = {"db": config.database, "precision": "s"}
+        if config.retention_policy:
+            query["rp"] = config.retention_policy
+        self.path = f"{parts.path.rstrip('/')}/write?{urllib.parse.urlencode(query)}"
+        self.headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if config.username:
+            credentials = f"{config.username}:{config.password}".encode()
+            self.headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode()
+        self.timeout = config.timeout
+        self.context = _ssl_context(config) if self.https else None
+        self.description = f"{config.url} database {config.database}"
+
+    def send(self, body: bytes) -> Outcome:
+        connection: http.client.HTTPConnection
+        if self.https:
+            connection = http.client.HTTPSConnection(
+                self.host, self.port, timeout=self.timeout, context=self.context
+            )
+        else:
+            connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            connection.request("POST", self.path, body, self.headers)
+            response = connection.getresponse()
+            text = response.read().decode("utf-8", "replace")
+            return outcome_of(response.status, text, response.getheader("Retry-After"))
+        except TimeoutError as error:
+            return Outcome(reason="timeout", message=str(error))
+        except OSError as error:
+            return Outcome(reason="connection", message=str(error))
+        finally:
+            connection.close()
+
+
+class V2Sender(Sender):
+    """`/api/v2/write` through influxdb-client (InfluxDB 1.8+, 2.x, 3.x)."""
+
+    def __init__(self, config: InfluxConfig) -> None:
+        from influxdb_client.client.influxdb_client import InfluxDBClient  # noqa: PLC0415
+        from influxdb_client.client.write_api import SYNCHRONOUS  # noqa: PLC0415 (when used)
+        from influxdb_client.domain.write_precision import WritePrecision  # noqa: PLC0415
+
+        self.precision = WritePrecision.S  # a str constant; the stubs expect the class
+
+        self.client = InfluxDBClient(
+            url=config.url,
+            token=config.token,
+            org=config.org or "-",
+            timeout=int(config.timeout * 1000),
+            verify_ssl=config.verify_tls,
+            ssl_ca_cert=str(config.ca_file) if config.ca_file else None,
+            retries=False,
+        )
+        self.write_api = self.client.write_api(write_options=SYNCHRONOUS)
+        self.bucket = config.bucket
+        self.org = config.org or "-"
+        self.description = f"{config.url} bucket {config.bucket}"
+
+    def send(self, body: bytes) -> Outcome:
+        from influxdb_client.rest import ApiException  # noqa: PLC0415
+        from urllib3.exceptions import HTTPError, ReadTimeoutError  # noqa: PLC0415
+
+        try:
+            self.write_api.write(
+                self.bucket,
+                self.org,
+                body,
+                write_precision=self.precision,  # type: ignore[arg-type]
+            )
+        except ApiException as error:
+            headers: Any = error.headers or {}
+            return outcome_of(
+                int(error.status or 0), str(error.body or error.reason), headers.get("Retry-After")
+            )
+        except ReadTimeoutError as error:
+            return Outcome(reason="timeout", message=str(error))
+        except (HTTPError, OSError) as error:
+            return Outcome(reason="connection", message=str(error))
+        return Outcome(accepted=True)
+
+    def close(self) -> None:
+        self.client.close()  # type: ignore[no-untyped-call]
+
+
+POINTS_WRITTEN = counter("amiplus_influxdb_points_written", "Points InfluxDB accepted.")
+WRITE_ERRORS = counter("amiplus_influxdb_write_errors", "Failed write requests, by reason.")
+POINTS_DROPPED = counter(
+    "amiplus_influxdb_points_dropped",
+    "Points given up: the spool was full, or InfluxDB refused them.",
+)
+SPOOL_POINTS = gauge("amiplus_influxdb_spool_points", "Points waiting on disk for InfluxDB.")
+SPOOL_BYTES = gauge("amiplus_influxdb_spool_bytes", "Size of the spool on disk.")
+OLDEST = gauge(
+    "amiplus_influxdb_oldest_point_age_seconds", "Age of the oldest point waiting in the spool."
+)
+
+
+class InfluxWriter:
+    """Appends readings to the spool at once; a thread sends the sealed segments in order."""
+
+    def __init__(self, config: InfluxConfig, sender: Sender | None = None) -> None:
+        self.config = config
+        self.spool = Spool(
+            config.spool,
+            max_bytes=int(config.spool_max_mb * 1_000_000),
+            batch_size=config.batch_size,
+        )
+        self.sender = sender or (V2Sender(config) if config.api == "v2" else V1Sender(config))
+        self.written = 0
+        self.rejected_points = 0
+        self.errors: Counter[str] = Counter()
+        self.last_error = ""
+        self.retry_at = 0.0
+        self._warned_full = 0
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="influxdb", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, reading: MeterReading, name: str | None, received_at: float) -> None:
+        """Spool a reading (from a receiver's thread); it is accepted once this returns."""
+        line = point(reading, name, received_at)
+        if line is None:
+            return
+        self.spool.append([line], int(received_at))
+        if self.spool.dropped > self._warned_full:
+            log.warning(
+                "InfluxDB spool full (%.0f MB): dropped the %d oldest points so far",
+                self.config.spool_max_mb,
+                self.spool.dropped,
+            )
+            self._warned_full = self.spool.dropped
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            self.spool.seal_if_older(self.config.flush_interval)
+            segment = self.spool.oldest()
+            if segment is None:
+                self._wake.wait(min(self.config.flush_interval, 1.0))
+                self._wake.clear()
+                continue
+            outcome = self._send(segment)
+            if outcome.accepted or outcome.invalid:
+                attempt = 0
+                continue
+            delay = outcome.retry_after or min(BACKOFF_CAP, BACKOFF_FIRST * 2.0**attempt)
+            delay *= random.uniform(0.8, 1.2)
+            attempt += 1
+            self.retry_at = time.time() + delay
+            log.warning(
+                "InfluxDB write failed (%s): %s; retrying in %.1f s",
+                outcome.reason,
+                outcome.message,
+                delay,
+            )
+            self._stop.wait(delay)
+
+    def _send(self, segment: Segment) -> Outcome:
+        outcome = self.sender.send(self.spool.read(segment))
+        if outcome.accepted:
+            self.spool.remove(segment)
+            self.written += segment.points
+            self.last_error = ""
+            self.retry_at = 0.0
+            return outcome
+        self.errors[outcome.reason] += 1
+        self.last_error = outcome.message
+        if outcome.invalid:
+            where = self.spool.reject(segment)
+            self.rejected_points += segment.points
+            log.error(
+                "InfluxDB refused %d points as invalid (%s); moved to %s, not retried",
+                segment.points,
+                outcome.message,
+                where,
+            )
+        return outcome
+
+    def stop(self) -> None:
+        """Stop, sending what the spool holds for up to `STOP_BUDGET` seconds; the rest waits
+        on disk for the next start."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=STOP_BUDGET + self.config.timeout)
+        self.spool.close()
+        deadline = time.monotonic() + STOP_BUDGET
+        while time.monotonic() < deadline and (segment := self.spool.oldest()) is not None:
+            outcome = self._send(segment)
+            if not outcome.accepted and not outcome.invalid:
+                break
+        left = self.spool.points
+        if left:
+            log.info("%d points stay in the InfluxDB spool for the next start", left)
+        self.sender.close()
+
+    def metrics(self) -> str:
+        """Prometheus lines of the writer."""
+        no_labels: Labels = ()
+        oldest = self.spool.oldest_timestamp
+        blocks = [
+            block(POINTS_WRITTEN, [(no_labels, self.written)]),
+            block(WRITE_ERRORS, [((("reason", r),), n) for r, n in sorted(self.errors.items())]),
+            block(
+                POINTS_DROPPED,
+                [
+                    ((("reason", "spool_full"),), self.spool.dropped),
+                    ((("reason", "rejected"),), self.rejected_points),
+                ],
+            ),
+            block(SPOOL_POINTS, [(no_labels, self.spool.points)]),
+            block(SPOOL_BYTES, [(no_labels, self.spool.size)]),
+        ]
+        if oldest is not None:
+            blocks.append(block(OLDEST, [(no_labels, max(0.0, time.time() - oldest))]))
+        return "".join(blocks)
+
+    def status(self) -> dict[str, Any]:
+        """The writer's state for the status page."""
+        oldest = self.spool.oldest_timestamp
+        return {
+            "target": self.sender.description,
+            "points_written": self.written,
+            "spool_points": self.spool.points,
+            "spool_bytes": self.spool.size,
+            "oldest_point_age_seconds": None if oldest is None else max(0.0, time.time() - oldest),
+            "dropped_points": self.spool.dropped,
+            "rejected_points": self.rejected_points,
+            "errors": dict(self.errors),
+            "last_error": self.last_error,
+            "retry_at": self.retry_at or None,
+        }
