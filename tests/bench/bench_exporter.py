@@ -374,7 +374,8 @@ def figure_memory(directory: Path, minutes: float) -> None:
     sizes = [len(response.body) for response in scrapes]
     plain = len(plain_body(scrapes[-1]))
     print(
-        f"  final RSS            : {final.rss_mb:.1f} MB at {clock(series[-1][0])}  "
+        f"  final RSS            : {final.rss_mb:.1f} MB at {clock(series[-1][0])} "
+        f"({final.rss_kb * 1024 / 1e6:.1f} MB of 10**6 bytes)  "
         f"[{at_most(final.rss_mb, RSS_TARGET_MB)}]"
     )
     print(
