@@ -94,7 +94,7 @@ class Exporter:
 
     def __post_init__(self) -> None:
         self.writer: InfluxWriter | None = None
-        self.state = State(self.config.stale_after)
+        self.state = State(self.config.stale_after, self.config.timezone)
         self.dedupe = Deduplicator(self.config.dedupe_window)
         self._dedupe_lock = threading.Lock()
         for meter in self.config.meters:
@@ -223,7 +223,7 @@ class Exporter:
             return False, f"no frame in the last {READY_WITHIN / 60:.0f} minutes"
         return True, "ready"
 
-    def status(self) -> dict[str, Any]:
+    def status(self, with_history: bool = False) -> dict[str, Any]:
         return status(
             self.config,
             self.state,
@@ -234,6 +234,7 @@ class Exporter:
                 "version": __version__,
                 "influxdb": self.writer.status() if self.writer else None,
             },
+            with_history=with_history,
         )
 
     def exposition(self) -> Exposition:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import threading
 from collections import Counter, deque
 from dataclasses import dataclass, field, replace
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from .amiplus import MeterReading
+from .amiplus import WARSAW, MeterReading
 
 #: Register fields guarded against going backwards: (total attribute, per-tariff attribute).
 REGISTERS = (
@@ -45,6 +47,12 @@ MERGED_MAPS = (
     "current_a",
 )
 INTERVALS_KEPT = 16
+DAY_REGISTERS = ("energy_imported_kwh", "energy_exported_kwh")
+HISTORY_STEP = 10.0  # seconds: at most one history point per step and meter...
+HISTORY_POINTS = 360  # ...and one hour of them, for the status page's charts
+#: What the history keeps: time, power both ways, voltage per phase.
+HISTORY_FIELDS = ("t", "import_w", "export_w", "L1", "L2", "L3")
+History = tuple[float, float | None, float | None, float | None, float | None, float | None]
 STALE_FACTOR = 5  # stale after five missed telegrams...
 STALE_MIN, STALE_MAX, STALE_DEFAULT = 60.0, 3600.0, 600.0  # ...within sane bounds
 
@@ -98,6 +106,9 @@ class MeterState:
     intervals: deque[float] = field(default_factory=lambda: deque(maxlen=INTERVALS_KEPT))
     backwards: dict[str, tuple[float, int]] = field(default_factory=dict)
     revision: int = 0
+    history: deque[History] = field(default_factory=lambda: deque(maxlen=HISTORY_POINTS))
+    day: date | None = None  # the local day `day_start` belongs to
+    day_start: dict[str, float] = field(default_factory=dict)  # registers when the day began
 
     def snapshot(self) -> MeterState:
         """A copy that the caller may read without the lock."""
@@ -119,14 +130,26 @@ class MeterState:
             self.key_variant,
             deque(self.intervals, maxlen=INTERVALS_KEPT),
             revision=self.revision,
+            history=deque(self.history, maxlen=HISTORY_POINTS),
+            day=self.day,
+            day_start=dict(self.day_start),
         )
+
+    def today(self) -> dict[str, float]:
+        """Energy of the current local day, from register differences (kWh)."""
+        return {
+            name: round(self.values[name] - start, 3)
+            for name, start in self.day_start.items()
+            if name in self.values
+        }
 
 
 class State:
     """All meters, the receivers' duplicate count and the unconfigured-telegram count."""
 
-    def __init__(self, stale_after_seconds: float | None = None) -> None:
+    def __init__(self, stale_after_seconds: float | None = None, zone: ZoneInfo = WARSAW) -> None:
         self.stale_after_seconds = stale_after_seconds
+        self.zone = zone
         self.lock = threading.Lock()
         self.meters: dict[str, MeterState] = {}
         self.unconfigured_telegrams = 0
@@ -171,6 +194,7 @@ class State:
             state.key_variant = reading.key_variant
             state.last_failure = None
             values = state.values
+            before = {name: values.get(name) for name in DAY_REGISTERS}
             for attribute in MERGED:
                 value = getattr(reading, attribute)
                 if value is not None and value is not False and attribute not in rejected:
@@ -180,9 +204,35 @@ class State:
                 if update:
                     kept = {k: v for k, v in update.items() if (attribute, k) not in rejected}
                     values.setdefault(attribute, {}).update(kept)
+            self._remember(state, received_at, before)
             if rejected:
                 return _without(reading, rejected)
             return reading
+
+    def _remember(self, state: MeterState, received_at: float, before: dict[str, Any]) -> None:
+        """The history point and the day's starting registers, after a merge."""
+        values = state.values
+        volts = values.get("voltage_v", {})
+        point: History = (
+            received_at,
+            values.get("power_imported_w"),
+            values.get("power_exported_w"),
+            volts.get("L1"),
+            volts.get("L2"),
+            volts.get("L3"),
+        )
+        history = state.history
+        if history and history[-1][0] // HISTORY_STEP == received_at // HISTORY_STEP:
+            history[-1] = point  # one point per step: the latest
+        else:
+            history.append(point)
+        day = datetime.fromtimestamp(received_at, self.zone).date()
+        if state.day != day:
+            # The registers at the end of the previous day start the new one; on the first
+            # day heard, the first registers.
+            start = before if state.day is not None else values
+            state.day = day
+            state.day_start = {n: start[n] for n in DAY_REGISTERS if start.get(n) is not None}
 
     @staticmethod
     def _guard(state: MeterState, reading: MeterReading) -> set[Any]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from .config import Config
 from .heard import HeardMeter
-from .state import MeterState, State
+from .state import HISTORY_FIELDS, MeterState, State
 from .transports import ReceiverStats
 
 #: Likely causes of decode failures, in words a user can act on.
@@ -31,7 +31,13 @@ LIKELY_CAUSES = {
 }
 
 
-def _meter(meter: MeterState, state: State, now: float) -> dict[str, Any]:
+def _history(meter: MeterState) -> dict[str, list[float | None]]:
+    """The meter's recent history by column, for charts."""
+    columns = zip(*meter.history, strict=True) if meter.history else ([] for _ in HISTORY_FIELDS)
+    return {name: list(column) for name, column in zip(HISTORY_FIELDS, columns, strict=True)}
+
+
+def _meter(meter: MeterState, state: State, now: float, with_history: bool) -> dict[str, Any]:
     values = dict(meter.values)
     meter_time = values.pop("meter_time", None)
     stale_after = state.stale_after_for(meter)
@@ -55,7 +61,10 @@ def _meter(meter: MeterState, state: State, now: float) -> dict[str, Any]:
         "decrypt_failures": meter.decrypt_failures,
         "rejected": dict(meter.rejected),
         "key_variant": meter.key_variant,
+        "today": meter.today(),
     }
+    if with_history:
+        out["history"] = _history(meter)
     if isinstance(meter_time, datetime):
         out["meter_time"] = meter_time.isoformat()
         if meter.last_telegram_at is not None:
@@ -118,6 +127,7 @@ def status(
     heard: list[HeardMeter],
     started_at: float,
     extra: dict[str, Any] | None = None,
+    with_history: bool = False,
 ) -> dict[str, Any]:
     """Everything the status page shows."""
     now = time.time()
@@ -129,7 +139,7 @@ def status(
             "config": config.source,
             "now": now,
         },
-        "meters": [_meter(meter, state, now) for meter in meters],
+        "meters": [_meter(meter, state, now, with_history) for meter in meters],
         "receivers": [_receiver(stats) for stats in receivers],
         "heard": [_heard(meter, config) for meter in heard],
         "unconfigured_telegrams": state.unconfigured_telegrams,

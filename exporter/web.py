@@ -187,12 +187,12 @@ class Routes:
     """What the server serves; each callable builds its answer at request time."""
 
     metrics: Callable[[bool], bytes]  # the exposition, gzip-compressed when asked
-    status: Callable[[], dict[str, Any]]
+    status: Callable[[bool], dict[str, Any]]  # with the meters' history when asked
     page: Callable[[dict[str, Any]], str]
     ready: Callable[[], tuple[bool, str]]
 
     def get(self, path: str, gzip_accepted: bool = False) -> Page:
-        route = path.split("?", 1)[0]
+        route, _, query = path.partition("?")
         if route == "/metrics":
             headers = {"Content-Encoding": "gzip"} if gzip_accepted else {}
             return Page(200, METRICS_CONTENT_TYPE, self.metrics(gzip_accepted), headers)
@@ -202,10 +202,11 @@ class Routes:
             ready, reason = self.ready()
             return Page(200 if ready else 503, "text/plain; charset=utf-8", f"{reason}\n".encode())
         if route == "/api/status":
-            body = json.dumps(self.status(), ensure_ascii=False, default=str).encode()
-            return Page(200, "application/json", body)
+            with_history = "history=1" in query.split("&")
+            body = json.dumps(self.status(with_history), ensure_ascii=False, default=str)
+            return Page(200, "application/json", body.encode())
         if route in ("/", "/index.html"):
-            return Page(200, "text/html; charset=utf-8", self.page(self.status()).encode())
+            return Page(200, "text/html; charset=utf-8", self.page(self.status(True)).encode())
         return Page(404, "text/plain; charset=utf-8", b"not found\n")
 
 
