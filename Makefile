@@ -54,6 +54,8 @@ pytest: $(VENV)/.test-installed
 bench: $(VENV)/.test-installed
 	$(BIN)/python tests/bench/bench_decode.py
 	$(BIN)/python tests/bench/bench_exporter.py
+	$(BIN)/python tests/bench/bench_influx.py
+	$(BIN)/python tests/bench/bench_page.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

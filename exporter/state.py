@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .amiplus import WARSAW, MeterReading
+from .history import History
 
 #: Register fields guarded against going backwards: (total attribute, per-tariff attribute).
 REGISTERS = (
@@ -48,11 +49,10 @@ MERGED_MAPS = (
 )
 INTERVALS_KEPT = 16
 DAY_REGISTERS = ("energy_imported_kwh", "energy_exported_kwh")
-HISTORY_STEP = 10.0  # seconds: at most one history point per step and meter...
-HISTORY_POINTS = 360  # ...and one hour of them, for the status page's charts
+HISTORY_STEP = 15.0  # seconds: at most one history point per step and meter...
+HISTORY_POINTS = 240  # ...and one hour of them, for the status page's charts
 #: What the history keeps: time, power both ways, voltage per phase.
 HISTORY_FIELDS = ("t", "import_w", "export_w", "L1", "L2", "L3")
-History = tuple[float, float | None, float | None, float | None, float | None, float | None]
 STALE_FACTOR = 5  # stale after five missed telegrams...
 STALE_MIN, STALE_MAX, STALE_DEFAULT = 60.0, 3600.0, 600.0  # ...within sane bounds
 
@@ -106,7 +106,9 @@ class MeterState:
     intervals: deque[float] = field(default_factory=lambda: deque(maxlen=INTERVALS_KEPT))
     backwards: dict[str, tuple[float, int]] = field(default_factory=dict)
     revision: int = 0
-    history: deque[History] = field(default_factory=lambda: deque(maxlen=HISTORY_POINTS))
+    history: History = field(
+        default_factory=lambda: History(len(HISTORY_FIELDS), HISTORY_POINTS, HISTORY_STEP)
+    )
     day: date | None = None  # the local day `day_start` belongs to
     day_start: dict[str, float] = field(default_factory=dict)  # registers when the day began
 
@@ -130,7 +132,7 @@ class MeterState:
             self.key_variant,
             deque(self.intervals, maxlen=INTERVALS_KEPT),
             revision=self.revision,
-            history=deque(self.history, maxlen=HISTORY_POINTS),
+            history=self.history.copy(),
             day=self.day,
             day_start=dict(self.day_start),
         )
@@ -213,19 +215,16 @@ class State:
         """The history point and the day's starting registers, after a merge."""
         values = state.values
         volts = values.get("voltage_v", {})
-        point: History = (
-            received_at,
-            values.get("power_imported_w"),
-            values.get("power_exported_w"),
-            volts.get("L1"),
-            volts.get("L2"),
-            volts.get("L3"),
+        state.history.add(
+            (
+                received_at,
+                values.get("power_imported_w"),
+                values.get("power_exported_w"),
+                volts.get("L1"),
+                volts.get("L2"),
+                volts.get("L3"),
+            )
         )
-        history = state.history
-        if history and history[-1][0] // HISTORY_STEP == received_at // HISTORY_STEP:
-            history[-1] = point  # one point per step: the latest
-        else:
-            history.append(point)
         day = datetime.fromtimestamp(received_at, self.zone).date()
         if state.day != day:
             # The registers at the end of the previous day start the new one; on the first

@@ -33,8 +33,7 @@ LIKELY_CAUSES = {
 
 def _history(meter: MeterState) -> dict[str, list[float | None]]:
     """The meter's recent history by column, for charts."""
-    columns = zip(*meter.history, strict=True) if meter.history else ([] for _ in HISTORY_FIELDS)
-    return {name: list(column) for name, column in zip(HISTORY_FIELDS, columns, strict=True)}
+    return dict(zip(HISTORY_FIELDS, meter.history.columns(), strict=True))
 
 
 def _meter(meter: MeterState, state: State, now: float, with_history: bool) -> dict[str, Any]:

@@ -160,3 +160,32 @@ def test_new_telegrams_change_the_cached_lines_and_bodies_are_shared(
     assert metrics.body() is first  # within MAX_AGE: the same body
     assert MAX_AGE <= 1.0
     assert metrics.body(compressed=True)[:2] == b"\x1f\x8b"
+
+
+def test_history_keeps_one_point_per_step_and_wraps() -> None:
+    from exporter.history import History
+
+    history = History(fields=2, capacity=3, step=10.0)
+    assert len(history) == 0 and history.columns() == [[], []]
+    history.add((100.0, 1.0))
+    history.add((105.0, 2.0))  # the same step: replaces
+    history.add((111.0, None))
+    assert history.columns() == [[105.0, 111.0], [2.0, None]]
+    for n in range(3):
+        history.add((120.0 + 10 * n, float(n)))
+    assert history.columns() == [[120.0, 130.0, 140.0], [0.0, 1.0, 2.0]]  # the oldest gone
+    twin = history.copy()
+    history.add((150.0, 9.0))
+    assert twin.columns()[1] == [0.0, 1.0, 2.0]
+
+
+def test_today_counts_from_the_last_registers_of_yesterday() -> None:
+    state = State()  # Europe/Warsaw
+    evening = datetime(2026, 6, 20, 21, 50, tzinfo=UTC).timestamp()  # 23:50 local
+    state.record("m", "home", reading(energy_imported_kwh=100.0), evening, "r")
+    assert state.snapshot()[0].today() == {"energy_imported_kwh": 0.0}  # the first day: from now
+    state.record("m", "home", reading(energy_imported_kwh=100.4), evening + 300, "r")
+    assert state.snapshot()[0].today() == {"energy_imported_kwh": 0.4}
+    after_midnight = evening + 1200  # 00:10 local on the 21st
+    state.record("m", "home", reading(energy_imported_kwh=101.0), after_midnight, "r")
+    assert state.snapshot()[0].today() == {"energy_imported_kwh": 0.6}  # from 100.4
