@@ -249,7 +249,7 @@ _RECEIVER_KEYS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(STICKS, ("device", "baudrate", "mode")),
     "lines": ("command", "listen", "connect", "stdin"),
     "replay": ("file", "realtime"),
-    "simulator": ("meters", "family", "interval", "realtime"),
+    "simulator": ("meters", "family", "interval", "realtime", "keys"),
 }
 _WEB = ("listen", "config_file")
 _INFLUX = (
@@ -330,6 +330,23 @@ def _meter(reader: _Reader, node: Node, number: int) -> MeterConfig | None:
     return MeterConfig(name or meter_id, meter_id, ids, key, recognised)
 
 
+def _simulator_keys(reader: _Reader, node: Node, where: str) -> tuple[bytes, ...]:
+    """The simulated meters' keys, in meter order (32 hex digits each)."""
+    if not isinstance(node, reader.yaml.SequenceNode):
+        reader.problem(node, f"{where} keys must be a list of 32-digit hex keys, one per meter")
+        return ()
+    keys = []
+    for item in node.value:
+        text = reader.text(item, f"{where} keys", secret=True)
+        try:
+            keys.append(bytes.fromhex(text or ""))
+        except ValueError:
+            keys.append(b"")
+        if len(keys[-1]) != 16:
+            reader.problem(item, f"{where}: each simulator key is 32 hex digits")
+    return tuple(keys)
+
+
 def _receiver(reader: _Reader, node: Node, number: int) -> ReceiverSpec | None:
     where = f"receiver {number}"
     allowed = _COMMON_RECEIVER + tuple(k for keys in _RECEIVER_KEYS.values() for k in keys)
@@ -382,6 +399,8 @@ def _receiver(reader: _Reader, node: Node, number: int) -> ReceiverSpec | None:
     if "family" in fields:
         family = reader.choice(fields["family"], f"{where} family", tuple(FAMILIES_BY_NAME))
         options["family"] = family or DEFAULT_FAMILY
+    if "keys" in fields:
+        options["keys"] = _simulator_keys(reader, fields["keys"], where)
     if kind == "replay":
         options.setdefault("silence_timeout", None)
     spec = ReceiverSpec(**options)

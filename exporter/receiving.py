@@ -22,7 +22,7 @@ from .receivers.cul import Cul
 from .receivers.imst import Im871a, Iu891a
 from .receivers.lines import Lines
 from .receivers.rc1180 import Rc1180
-from .simulator import DEFAULT_FAMILY, SimulatorSource, simulated_meters
+from .simulator import DEFAULT_FAMILY, DEFAULT_KEY, SimulatorSource, simulated_meters
 from .transports import (
     DEFAULT_BACKOFF,
     Backoff,
@@ -166,7 +166,8 @@ def build_source(spec: ReceiverSpec) -> tuple[Source, Dialect]:
             raise ReceiverSpecError(
                 f"unknown family {spec.family!r}; one of: {', '.join(FAMILIES_BY_NAME)}"
             )
-        meters = simulated_meters(spec.meters, spec.family, list(spec.keys) or None)
+        keys = list(spec.keys) + [DEFAULT_KEY] * (spec.meters - len(spec.keys))
+        meters = simulated_meters(spec.meters, spec.family, keys)
         realtime = spec.realtime is not False
         source = SimulatorSource(meters, interval=spec.interval, realtime=realtime)
         return source, Lines()

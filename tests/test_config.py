@@ -204,3 +204,14 @@ def test_the_daemon_refuses_a_bad_configuration_with_exit_2(tmp_path: Path) -> N
     assert done.returncode == 2
     assert "interval must be a number, not 'fast'" in done.stderr
     assert "nothing started" in done.stderr
+
+
+def test_simulated_meters_with_their_own_keys() -> None:
+    other = "F0" * 16
+    config = parse_config(
+        f"receivers:\n  - type: simulator\n    meters: 2\n    keys: ['{KEY}', '{other}']\n", env={}
+    )
+    assert config.receivers[0].keys == (bytes.fromhex(KEY), bytes.fromhex(other))
+    found = problems("receivers:\n  - type: simulator\n    keys: [abc]\n")
+    assert any("each simulator key is 32 hex digits" in p for p in found)
+    assert all("abc" not in p for p in found)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime
 import ipaddress
+import json
 import signal
 import socket
 import ssl
@@ -375,3 +376,29 @@ def test_readyz_fails_while_no_receiver_is_up(start_exporter: Start, tmp_path: P
     code, body = exporter.get("/readyz")
     assert code == 503
     assert b"no receiver is up" in body and b"cannot open" in body
+
+
+def test_json_logs_and_simulated_meters_with_their_own_keys(start_exporter: Start) -> None:
+    other = "F0" * 16
+    exporter = start_exporter(f"""
+meters:
+  - id: "12345678"
+    key: "{KEY}"
+  - id: "12345679"
+    key: "{other}"
+receivers:
+  - type: simulator
+    meters: 2
+    interval: 0.5
+    keys: ["{KEY}", "{other}"]
+log:
+  format: json
+""")
+    assert wait_until(lambda: all(m["telegrams"] >= 2 for m in exporter.status()["meters"]), 30), (
+        exporter.log()
+    )
+    assert [m["decrypt_failures"] for m in exporter.status()["meters"]] == [0, 0]
+    entries = [json.loads(line) for line in exporter.log().splitlines() if line.startswith("{")]
+    assert entries and all({"time", "level", "logger", "message"} <= set(e) for e in entries)
+    assert any("receiver simulator started" in e["message"] for e in entries)
+    assert KEY not in exporter.log() and other not in exporter.log()
