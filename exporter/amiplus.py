@@ -95,6 +95,17 @@ MEANINGS: dict[tuple[Quantity, Function, bool], Meaning] = {
     (Quantity.REACTIVE_POWER, Function.INSTANTANEOUS, True): Meaning(Field.REACTIVE_POWER_EXPORTED),
 }
 
+#: `MeterReading` attributes holding one number (totals included), and those holding a map
+#: (tariff or phase -> number): what outputs walk.
+NUMBER_FIELDS = tuple(
+    m.field.value for m in MEANINGS.values() if m.shape in (Shape.SINGLE, Shape.TARIFFS)
+)
+MAP_FIELDS = (
+    "energy_imported_tariff_kwh",
+    "energy_exported_tariff_kwh",
+    *(m.field.value for m in MEANINGS.values() if m.shape is Shape.PHASES),
+)
+
 _DIRECTIONS = frozenset({Combinable.FORWARD, Combinable.BACKWARD})
 _NUMERIC = frozenset({Coding.BCD, Coding.INTEGER, Coding.REAL})
 _DIGITS = frozenset({Coding.BCD, Coding.INTEGER})

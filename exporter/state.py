@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .amiplus import WARSAW, MeterReading
+from .amiplus import MAP_FIELDS, NUMBER_FIELDS, WARSAW, MeterReading
 from .history import History
 
 #: Register fields guarded against going backwards: (total attribute, per-tariff attribute).
@@ -29,24 +29,11 @@ REPLACED_AFTER = 3  # telegrams in a row below the old register value: the meter
 MERGED = (
     "meter_time",
     "serial_number",
-    "energy_imported_kwh",
+    *NUMBER_FIELDS,
     "energy_imported_derived",
-    "energy_exported_kwh",
     "energy_exported_derived",
-    "power_imported_w",
-    "power_exported_w",
-    "power_imported_max_w",
-    "reactive_energy_imported_kvarh",
-    "reactive_energy_exported_kvarh",
-    "reactive_power_imported_var",
-    "reactive_power_exported_var",
 )
-MERGED_MAPS = (
-    "energy_imported_tariff_kwh",
-    "energy_exported_tariff_kwh",
-    "voltage_v",
-    "current_a",
-)
+MERGED_MAPS = MAP_FIELDS
 INTERVALS_KEPT = 16
 DAY_REGISTERS = ("energy_imported_kwh", "energy_exported_kwh")
 HISTORY_STEP = 15.0  # seconds: at most one history point per step and meter...

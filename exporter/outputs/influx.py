@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from ..amiplus import MeterReading
+from ..amiplus import MAP_FIELDS, NUMBER_FIELDS, MeterReading
 from ..config import InfluxConfig
 from .prometheus import Labels, block, counter, gauge
 from .spool import Segment, Spool
@@ -34,25 +34,15 @@ BACKOFF_FIRST, BACKOFF_CAP = 1.0, 120.0
 STOP_BUDGET = 5.0  # seconds SIGTERM spends sending what is spooled
 
 #: Single reading fields written as they are (meter units).
-FIELDS = (
-    "energy_imported_kwh",
-    "energy_exported_kwh",
-    "power_imported_w",
-    "power_exported_w",
-    "power_imported_max_w",
-    "reactive_energy_imported_kvarh",
-    "reactive_energy_exported_kvarh",
-    "reactive_power_imported_var",
-    "reactive_power_exported_var",
-    "rssi_dbm",
+FIELDS = (*NUMBER_FIELDS, "rssi_dbm")
+#: Per-tariff and per-phase fields: attribute -> field name pattern (design.md 3.5).
+MAPPED_FIELDS = dict(
+    zip(
+        MAP_FIELDS,
+        ("energy_imported_t{}_kwh", "energy_exported_t{}_kwh", "voltage_{}_v", "current_{}_a"),
+        strict=True,
+    )
 )
-#: Per-tariff and per-phase fields: attribute -> field name pattern.
-MAPPED_FIELDS = {
-    "energy_imported_tariff_kwh": "energy_imported_t{}_kwh",
-    "energy_exported_tariff_kwh": "energy_exported_t{}_kwh",
-    "voltage_v": "voltage_{}_v",
-    "current_a": "current_{}_a",
-}
 
 
 def _escape_tag(value: str) -> str:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
-import hashlib
 import json
 import math
 import os
@@ -44,6 +43,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from provenance import source_state  # tests/bench/provenance.py, beside this script
 
 import exporter
 from exporter.amiplus import (
@@ -599,30 +600,6 @@ def profile_library(telegrams: TelegramSet) -> None:
 
 
 # --- main ------------------------------------------------------------------------------------
-
-
-def _git(*arguments: str) -> str:
-    try:
-        done = subprocess.run(
-            ["git", *arguments], check=False, capture_output=True, text=True, cwd=REPO
-        )
-    except OSError:
-        return ""
-    return done.stdout
-
-
-def source_state() -> str:
-    """The git commit and a digest of the exporter's sources, to tie figures to the code."""
-    package = Path(exporter.__file__).parent
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
-    head = _git("rev-parse", "--short", "HEAD").strip()
-    changed = _git("status", "--porcelain", "--", "exporter").splitlines()
-    state = f"git {head or '?'}"
-    if changed:
-        state += f" + {len(changed)} uncommitted file(s) under exporter/"
-    return f"{state}; sha256 of exporter/**/*.py {digest.hexdigest()[:12]}"
 
 
 def verdict(value: float, target: float) -> str:

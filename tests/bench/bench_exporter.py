@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gzip
-import hashlib
 import http.client
 import json
 import math
@@ -49,6 +48,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from provenance import source_state  # tests/bench/provenance.py, beside this script
 
 import exporter
 from exporter.simulator import DEFAULT_KEY, DEFAULT_METER_ID
@@ -601,30 +602,6 @@ def wait_for_meters(process: ExporterProcess) -> tuple[float, int]:
 
 
 # --- main -----------------------------------------------------------------------------------
-
-
-def _git(*arguments: str) -> str:
-    try:
-        done = subprocess.run(
-            ["git", *arguments], check=False, capture_output=True, text=True, cwd=REPO
-        )
-    except OSError:
-        return ""
-    return done.stdout
-
-
-def source_state() -> str:
-    """The git commit and a digest of the exporter's sources, to tie figures to the code."""
-    package = Path(exporter.__file__).parent
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
-    head = _git("rev-parse", "--short", "HEAD").strip()
-    changed = _git("status", "--porcelain", "--", "exporter").splitlines()
-    state = f"git {head or '?'}"
-    if changed:
-        state += f" + {len(changed)} uncommitted file(s) under exporter/"
-    return f"{state}; sha256 of exporter/**/*.py {digest.hexdigest()[:12]}"
 
 
 def main(argv: list[str] | None = None) -> int:
