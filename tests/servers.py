@@ -24,7 +24,23 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.simulator import DEFAULT_KEY
+
 CONSOLE_SCRIPT = Path(sys.executable).parent / "amiplus-exporter"
+SIMULATED_KEY = DEFAULT_KEY.hex().upper()
+
+
+def simulated_config(interval: float, extra: str = "") -> str:
+    """A configuration for meter 12345678 from the built-in simulator, plus `extra` sections."""
+    return f"""
+meters:
+  - id: "12345678"
+    key: "{SIMULATED_KEY}"
+    name: home
+receivers:
+  - type: simulator
+    interval: {interval}
+{extra}"""
 
 
 def free_port() -> int:
@@ -335,3 +351,7 @@ bind-address = "127.0.0.1:{free_port()}"
             for values in series["values"]:
                 rows.append(dict(zip(series["columns"], values, strict=True)))
         return rows
+
+
+Start = Callable[..., ExporterProcess]
+"""The `start_exporter` fixture: a configuration's text (and options) in, a running exporter out."""

@@ -12,7 +12,7 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import bcrypt
@@ -23,30 +23,23 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from exporter.families import FAMILIES_BY_NAME
-from exporter.simulator import DEFAULT_KEY, SimulatedMeter
+from exporter.simulator import SimulatedMeter
 
 from .emulators.imst import Im871aEmulator
 from .servers import (
     CONSOLE_SCRIPT,
-    ExporterProcess,
+    SIMULATED_KEY,
     Prometheus,
+    Start,
     free_port,
     job,
     require,
+    simulated_config,
     wait_until,
 )
 
-KEY = DEFAULT_KEY.hex().upper()
-SIMULATED = f"""
-meters:
-  - id: "12345678"
-    key: "{KEY}"
-    name: home
-receivers:
-  - type: simulator
-    interval: 0.3
-"""
-Start = Callable[..., ExporterProcess]
+KEY = SIMULATED_KEY
+SIMULATED = simulated_config(0.3)
 
 
 def test_prometheus_scrapes_the_simulated_meter(

@@ -10,7 +10,7 @@ import re
 import shlex
 import sys
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +19,13 @@ import pytest
 from exporter.outputs import influx as influx_output
 from exporter.outputs import prometheus as prometheus_output
 from exporter.outputs.prometheus import Family
-from exporter.simulator import DEFAULT_KEY
 
-from .servers import ExporterProcess, InfluxDB, Prometheus, free_port, job, wait_until
+from .servers import SIMULATED_KEY, InfluxDB, Prometheus, Start, free_port, job, wait_until
 
 ROOT = Path(__file__).parent.parent
 DASHBOARDS = ROOT / "grafana" / "dashboards"
 FILES = sorted(DASHBOARDS.glob("*.json"))
-KEY = DEFAULT_KEY.hex().upper()
-Start = Callable[..., ExporterProcess]
+KEY = SIMULATED_KEY
 
 #: Dashboard file -> the kind of data source it is written for.
 EXPECTED = {

@@ -12,7 +12,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,17 @@ from exporter.outputs.spool import Spool
 from exporter.simulator import DEFAULT_KEY
 from exporter.wmbus import MeterKey, decode
 
-from .servers import CONSOLE_SCRIPT, ExporterProcess, InfluxDB, free_port, wait_until
+from .servers import (
+    CONSOLE_SCRIPT,
+    SIMULATED_KEY,
+    InfluxDB,
+    Start,
+    free_port,
+    simulated_config,
+    wait_until,
+)
 
-KEY = DEFAULT_KEY.hex().upper()
-Start = Callable[..., ExporterProcess]
+KEY = SIMULATED_KEY
 
 
 def reading(**values: object) -> MeterReading:
@@ -129,16 +136,7 @@ def database(server: InfluxDB, name: str) -> str:
 
 
 def simulated(influx: str, interval: float = 0.3) -> str:
-    return f"""
-meters:
-  - id: "12345678"
-    key: "{KEY}"
-    name: home
-receivers:
-  - type: simulator
-    interval: {interval}
-influxdb:
-{influx}"""
+    return simulated_config(interval, f"influxdb:\n{influx}")
 
 
 def test_v1_writes_float_fields_with_tags(

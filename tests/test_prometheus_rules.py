@@ -7,20 +7,18 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from .servers import ExporterProcess, Prometheus, job, require, wait_until
+from .servers import Prometheus, Start, job, require, wait_until
 
 DEPLOY = Path(__file__).parent.parent / "deploy" / "prometheus"
 RULES = DEPLOY / "rules" / "amiplus.rules.yml"
 UNIT_TESTS = DEPLOY / "tests" / "amiplus.rules.test.yml"
 SCRAPE_CONFIGS = ("prometheus.yml", "prometheus-tls.yml")
-Start = Callable[..., ExporterProcess]
 
 
 def promtool(*arguments: str) -> subprocess.CompletedProcess[str]:

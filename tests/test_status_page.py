@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import bcrypt
@@ -15,22 +15,11 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from exporter.simulator import DEFAULT_KEY
+from .servers import SIMULATED_KEY, Start, require, simulated_config
 
-from .servers import ExporterProcess, require
-
-KEY = DEFAULT_KEY.hex().upper()
+KEY = SIMULATED_KEY
 ARTIFACTS = Path(__file__).parent / "artifacts"
-CONFIG = f"""
-meters:
-  - id: "12345678"
-    key: "{KEY}"
-    name: home
-receivers:
-  - type: simulator
-    interval: 1
-"""
-Start = Callable[..., ExporterProcess]
+CONFIG = simulated_config(1)
 
 
 def browser(language: str = "en-GB") -> webdriver.Chrome:
