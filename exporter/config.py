@@ -295,16 +295,15 @@ def _meter(reader: _Reader, node: Node, number: int) -> MeterConfig | None:
             return None
         recognised = credentials.describe()
         meter_id, key, ids = credentials.address, credentials.key, credentials.meter_ids
+    reported = False  # a problem with the id or key is already said; check the other anyway
     if "id" in fields:
         text = reader.text(fields["id"], f"{where} id")
-        if text is None:
-            return None
         try:
-            meter_id = normalise_meter_id(text)
+            meter_id = None if text is None else normalise_meter_id(text)
         except CredentialsError as error:
             reader.problem(fields["id"], f"{where}: {error}")
-            return None
-        ids = id_variants(meter_id)
+        reported = meter_id is None
+        ids = id_variants(meter_id) if meter_id else frozenset()
     if key_text is not None:
         if key is not None:
             reader.problem(key_node, f"{where}: the QR text already holds the key; remove key")
@@ -315,6 +314,8 @@ def _meter(reader: _Reader, node: Node, number: int) -> MeterConfig | None:
             return None
     elif key_node is not None:
         return None  # the key's environment variable or file is missing: already reported
+    if reported:
+        return None
     if meter_id is None:
         reader.problem(
             qr_node or node,

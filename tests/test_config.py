@@ -62,6 +62,9 @@ timezone: Europe/Atlantis
     assert found == [
         "amiplus.yml:3: meter 1: A meter address has 8 digits, like 12345678 (eLicznik: "
         "'adres komunikacyjny'); '1234567' is not one.",
+        "amiplus.yml:4: meter 1: The key must be the 32 hexadecimal digits (0-9, A-F) that "
+        "eLicznik shows as 'Klucz szyfrujący' (encryption key), or a 16-character text; the value "
+        "given has 8 characters after removing spaces and dashes.",
         "amiplus.yml:5: meter 2: give its key (eLicznik 'Klucz szyfrujący'), key_file, or the QR "
         "text",
         "amiplus.yml:6: meter 2: unknown key 'kye'; did you mean 'key'?",
