@@ -492,6 +492,9 @@ class Receiver:
                     return
                 except SourceFinished as end:
                     self._down(str(end))
+                    log.info(
+                        "receiver %s finished: %s (%d frames)", self.name, end, self._stats.frames
+                    )
                     return
                 except (SourceGone, SessionFailed, OSError) as error:
                     reason = str(error)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -224,8 +225,12 @@ def test_a_pipe_like_stdin_ends_the_receiver(
 
 
 def test_replay_in_real_time_follows_the_offsets(
-    tmp_path: Path, collector: Collector, receivers: list[Receiver]
+    tmp_path: Path,
+    collector: Collector,
+    receivers: list[Receiver],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO)
     capture = tmp_path / "capture.txt"
     capture.write_text(f"telegram=|{SENSUS}|+0\ntelegram=|{SENSUS}|+0.4\n# comment\n{SENSUS}\n")
     started = time.monotonic()
@@ -238,6 +243,8 @@ def test_replay_in_real_time_follows_the_offsets(
     replay = run(receivers, ReplaySource(capture), fast)
     assert replay.finished.wait(10)
     assert fast.data == [FRAME] * 3
+    finished = [r.getMessage() for r in caplog.records if "finished" in r.getMessage()]
+    assert finished == [f"receiver test finished: replay {capture} ended (3 frames)"] * 2
 
 
 def test_missing_replay_file_is_reported(collector: Collector, receivers: list[Receiver]) -> None:
