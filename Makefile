@@ -50,10 +50,11 @@ typecheck: $(VENV)/.test-installed
 pytest: $(VENV)/.test-installed
 	$(BIN)/pytest
 
-## bench: the benchmarks of tests/bench (figures printed, nothing asserted; about 15 minutes)
+## bench: the benchmarks of tests/bench (figures printed, nothing asserted; about 30 minutes)
 bench: $(VENV)/.test-installed
 	$(BIN)/python tests/bench/bench_decode.py
 	$(BIN)/python tests/bench/bench_exporter.py
+	$(BIN)/python tests/bench/bench_scale.py
 	$(BIN)/python tests/bench/bench_influx.py
 	$(BIN)/python tests/bench/bench_page.py
 
