@@ -601,6 +601,20 @@ def wait_for_meters(process: ExporterProcess) -> tuple[float, int]:
         time.sleep(0.5)
 
 
+def run_figures(prefix: str, figures: list[Callable[[Path], None]], wall: float) -> int:
+    """Each figure in one scratch directory; the first that cannot be measured ends the run."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as temporary:
+        for figure in figures:
+            try:
+                figure(Path(temporary))
+            except BenchError as error:
+                print(f"\nFAILED: {error}")
+                return 1
+            sys.stdout.flush()
+    print(f"\nTotal run time: {time.perf_counter() - wall:.1f} s")
+    return 0
+
+
 # --- main -----------------------------------------------------------------------------------
 
 
@@ -660,17 +674,7 @@ def main(argv: list[str] | None = None) -> int:
                 directory, args.seconds, not args.no_gzip, args.scrapers
             )
         )
-    with tempfile.TemporaryDirectory(prefix="bench-exporter-") as temporary:
-        for figure in figures:
-            try:
-                figure(Path(temporary))
-            except BenchError as error:
-                print(f"\nFAILED: {error}")
-                return 1
-            sys.stdout.flush()
-
-    print(f"\nTotal run time: {time.perf_counter() - wall:.1f} s")
-    return 0
+    return run_figures("bench-exporter-", figures, wall)
 
 
 if __name__ == "__main__":

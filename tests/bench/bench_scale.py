@@ -25,7 +25,6 @@ import datetime
 import re
 import shlex
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from bench_exporter import (  # tests/bench/bench_exporter.py, beside this scrip
     BenchError,
     ExporterProcess,
     at_most,
+    run_figures,
 )
 from provenance import source_state
 
@@ -243,16 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if not args.scale_only:
         figures.append(lambda directory: figure_idle(directory, args.idle_minutes))
-    with tempfile.TemporaryDirectory(prefix="bench-scale-") as temporary:
-        for figure in figures:
-            try:
-                figure(Path(temporary))
-            except BenchError as error:
-                print(f"\nFAILED: {error}")
-                return 1
-            sys.stdout.flush()
-    print(f"\nTotal run time: {time.perf_counter() - wall:.1f} s")
-    return 0
+    return run_figures("bench-scale-", figures, wall)
 
 
 if __name__ == "__main__":
