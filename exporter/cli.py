@@ -1,4 +1,4 @@
-"""Command line (design.md 3.1). Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration."""
+"""Command line: argument parsing and dispatch to the commands (docs/contracts.md, section 1)."""
 
 from __future__ import annotations
 
@@ -6,56 +6,17 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TextIO
 
 from . import __version__, daemon
+from .amiplus.families import FAMILIES_BY_NAME
+from .amiplus.simulated import DEFAULT_FAMILY, DEFAULT_KEY
+from .commands import EXIT_OK, EXIT_USAGE, UsageError
+from .commands.check_config import run_check_config
+from .commands.decode import run_decode
+from .commands.listen import run_listen_command
+from .commands.simulate import run_simulate
 from .config import ConfigError, load_config
-from .credentials import CredentialsError, id_variants, normalise_meter_id, parse_qr
-from .decode_command import KeyRing, available_cpus, render, run_stream
-from .families import FAMILIES_BY_NAME
-from .listen_command import run_listen
-from .receiving import TYPES, ReceiverSpecError, build_source, parse_spec
-from .simulator import DEFAULT_FAMILY, DEFAULT_KEY, SimulatorSource, simulated_meters
-from .transports import SourceFinished
-from .wmbus import KeyFormatError, MeterKey
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """A command-line value that cannot be used; the message says what to give instead."""
-
-
-def key_ring(args: argparse.Namespace) -> KeyRing:
-    """The key and meter IDs of --key, --qr and --id."""
-    try:
-        if args.qr is not None:
-            if args.key is not None:
-                raise UsageError("give either --key or --qr, not both")
-            credentials = parse_qr(args.qr)
-            ids = id_variants(args.id) if args.id is not None else credentials.meter_ids
-            return KeyRing(credentials.key, ids)
-        key = MeterKey.parse(args.key) if args.key is not None else None
-        return KeyRing(key, id_variants(args.id) if args.id is not None else frozenset())
-    except (KeyFormatError, CredentialsError) as error:
-        raise UsageError(str(error)) from None
-
-
-def run_decode(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
-    keys = key_ring(args)
-    if args.telegrams:
-        text, failed = render(args.telegrams, keys)
-        stdout.write(text)
-    else:
-        if stdin.isatty():
-            print(
-                "Reading telegrams from standard input, one per line (Ctrl-D ends).",
-                file=sys.stderr,
-            )
-        failed = run_stream(stdin.buffer, keys, stdout, available_cpus())
-    return EXIT_FAILURE if failed else EXIT_OK
+from .receivers.grammar import TYPES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,74 +116,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate_parser.set_defaults(handler=run_simulate)
     return parser
-
-
-def run_listen_command(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
-    config = None
-    if args.config is not None:
-        try:
-            config = load_config(args.config)
-        except ConfigError as error:
-            raise UsageError(f"the configuration has problems:\n{error}") from None
-    if not args.receiver and config is None:
-        raise UsageError(
-            "say which receiver to listen with, e.g. --receiver im871a:/dev/ttyUSB0, or give "
-            "--config with receivers"
-        )
-    try:
-        specs = [parse_spec(text) for text in args.receiver] or list(
-            config.receivers if config else ()
-        )
-        for spec in specs:
-            build_source(spec)  # complete: a listen address, a device, a file
-        configured = {normalise_meter_id(text) for text in args.id}
-        configured |= {meter.meter_id for meter in config.meters} if config else set()
-        if args.qr:
-            credentials = parse_qr(args.qr)
-            configured |= {n for n in (credentials.address, credentials.factory_number) if n}
-    except (ReceiverSpecError, CredentialsError) as error:
-        raise UsageError(str(error)) from None
-    return run_listen(
-        specs, frozenset(configured), stdout, as_lines=args.json, duration=args.duration
-    )
-
-
-def run_simulate(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
-    if args.meters < 1:
-        raise UsageError("--meters must be at least 1")
-    source = SimulatorSource(
-        simulated_meters(args.meters, args.family),
-        interval=args.interval,
-        realtime=args.realtime,
-        count=args.count,
-    )
-    source.open()
-    try:
-        while True:
-            for chunk in source.read(timeout=1.0):
-                stdout.write(chunk.data.decode())
-                stdout.flush()
-    except SourceFinished:
-        return EXIT_OK
-
-
-def run_check_config(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
-    try:
-        config = load_config(args.file)
-    except ConfigError as error:
-        for problem in error.problems:
-            print(problem.format(error.source), file=sys.stderr)
-        print(f"{len(error.problems)} problem(s) found.", file=sys.stderr)
-        return EXIT_USAGE
-    stdout.write(f"{args.file}: OK\n")
-    for meter in config.meters:
-        found = f" (the QR text holds: {meter.recognised})" if meter.recognised else ""
-        stdout.write(
-            f"  meter {meter.name}: address {meter.meter_id}, key {meter.key.fingerprint}…{found}\n"
-        )
-    for spec in config.receivers:
-        stdout.write(f"  receiver {spec.label}: {spec.type}\n")
-    return EXIT_OK
 
 
 def run_exporter(args: argparse.Namespace) -> int:

@@ -19,21 +19,22 @@ from types import FrameType
 from typing import Any
 
 from . import __version__
-from .amiplus import read_meter
+from .amiplus.credentials import id_variants
+from .amiplus.reading import read_meter
+from .amiplus.simulated import DEFAULT_KEY, DEFAULT_METER_ID
 from .config import Config, ConfigError, InfluxConfig, MeterConfig, load_config
-from .credentials import id_variants
-from .heard import HeardMeters
 from .outputs.influx import InfluxWriter
 from .outputs.prometheus import Exposition
-from .pages import render
+from .pipeline.dedupe import Deduplicator
+from .pipeline.heard import HeardMeters
+from .pipeline.state import State
 from .receivers.base import Frame
-from .receivers.dedupe import Deduplicator
-from .receiving import ReceiverSpec, build_receiver
-from .simulator import DEFAULT_KEY, DEFAULT_METER_ID
-from .state import State
-from .status import status
-from .transports import Receiver
-from .web import Routes, SecurityFile, WebConfigError, WebServer, parse_listen
+from .receivers.build import build_receiver
+from .receivers.grammar import ReceiverSpec
+from .receivers.receiver import Receiver
+from .web.page import render
+from .web.server import Routes, SecurityFile, WebConfigError, WebServer, parse_listen
+from .web.status import status
 from .wmbus import Address, MeterKey, WMBusError, decode
 from .wmbus.frame import normalise
 

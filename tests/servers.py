@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.simulator import DEFAULT_KEY
+from exporter.amiplus.simulated import DEFAULT_KEY
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "amiplus-exporter"
 SIMULATED_KEY = DEFAULT_KEY.hex().upper()

@@ -160,7 +160,7 @@ def test_python_module_entry_point() -> None:
 
 
 def test_large_input_is_decoded_in_parallel_in_input_order() -> None:
-    from exporter.decode_command import PARALLEL_MIN_LINES, KeyRing, render
+    from exporter.commands.decode import PARALLEL_MIN_LINES, KeyRing, render
     from exporter.wmbus import MeterKey
 
     examples = [line for line in EXAMPLES.read_text().splitlines() if not line.startswith("#")]

@@ -9,8 +9,8 @@ import sys
 PROBE = """
 import json, sys
 before = set(sys.modules)
-import exporter.wmbus, exporter.wmbus.encoder, exporter.amiplus, exporter.families
-import exporter.receivers.lines, exporter.credentials
+import exporter.wmbus, exporter.wmbus.encoder, exporter.amiplus.reading, exporter.amiplus.families
+import exporter.receivers.lines, exporter.amiplus.credentials
 print(json.dumps(sorted(set(sys.modules) - before)))
 """
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.credentials import (
+from exporter.amiplus.credentials import (
     CredentialsError,
     id_variants,
     normalise_meter_id,

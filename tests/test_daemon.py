@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from exporter.families import FAMILIES_BY_NAME
-from exporter.simulator import SimulatedMeter
+from exporter.amiplus.families import FAMILIES_BY_NAME
+from exporter.amiplus.simulated import SimulatedMeter
 
 from .emulators.imst import Im871aEmulator
 from .servers import (

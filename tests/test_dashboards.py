@@ -299,8 +299,8 @@ import dataclasses
 import time
 from datetime import UTC, datetime
 
-from exporter.families import FAMILIES_BY_NAME
-from exporter.simulator import SimulatedMeter
+from exporter.amiplus.families import FAMILIES_BY_NAME
+from exporter.amiplus.simulated import SimulatedMeter
 
 
 class FarFromTheTransformer(SimulatedMeter):

@@ -21,7 +21,7 @@ from exporter.receivers.base import (
     Framer,
     LinkMode,
     Reply,
-    Step,
+    SessionStep,
 )
 from exporter.receivers.imst import (
     Im871a,
@@ -372,7 +372,7 @@ def test_slip_escaping_by_hand() -> None:
     assert crc16_x25(content[:-2]).to_bytes(2, "little") == content[-2:]
 
 
-def commands(steps: list[Step]) -> list[bytes]:
+def commands(steps: list[SessionStep]) -> list[bytes]:
     return [step.command for step in steps]
 
 
@@ -498,7 +498,7 @@ def read_exactly(port: serial.Serial, size: int) -> bytes:
 
 
 def run_session(
-    port: serial.Serial, framer: Framer, steps: list[Step], wait: float = READ_WAIT
+    port: serial.Serial, framer: Framer, steps: list[SessionStep], wait: float = READ_WAIT
 ) -> tuple[list[Event], list[str | None]]:
     """Send each step's command and read until a reply it accepts (bounded); all events seen."""
     events: list[Event] = []

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from exporter.amiplus import MeterReading, read_meter
+from exporter.amiplus.reading import MeterReading, read_meter
+from exporter.amiplus.simulated import DEFAULT_KEY
 from exporter.outputs.influx import outcome_of, point
 from exporter.outputs.spool import Spool
-from exporter.simulator import DEFAULT_KEY
 from exporter.wmbus import MeterKey, decode
 
 from .servers import (

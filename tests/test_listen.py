@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from exporter.heard import HeardMeters, configured_match
+from exporter.pipeline.heard import HeardMeters, configured_match
 from exporter.receivers.base import Frame
 
 from .conftest import vector

@@ -11,15 +11,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.amiplus import (
+from exporter.amiplus.families import FAMILIES, Family
+from exporter.amiplus.reading import (
     Shape,
     encode_reading,
     read_meter,
     scale,
     slot_for,
 )
-from exporter.decode_command import KeyRing, decode_lines
-from exporter.families import FAMILIES, Family
+from exporter.commands.decode import KeyRing, decode_lines
 from exporter.receivers.lines import parse_line
 from exporter.wmbus import CRCError, MeterKey, WMBusError, decode
 from exporter.wmbus.crc import crc16_bytes

@@ -7,17 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from exporter.amiplus import WARSAW, read_meter, slot_for
-from exporter.families import FAMILIES, Family
-from exporter.receivers.dedupe import Deduplicator
-from exporter.simulator import (
+from exporter.amiplus.families import FAMILIES, Family
+from exporter.amiplus.reading import WARSAW, read_meter, slot_for
+from exporter.amiplus.simulated import (
     DEFAULT_KEY,
     SimulatedMeter,
-    SimulatorSource,
     g12_tariff,
     simulated_meters,
 )
-from exporter.transports import SourceFinished
+from exporter.pipeline.dedupe import Deduplicator
+from exporter.receivers.sources import SimulatorSource, SourceFinished
 from exporter.wmbus import MeterKey, decode
 from exporter.wmbus.records import parse_header
 

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.amiplus import MeterReading, read_meter
-from exporter.families import FAMILIES_BY_NAME
+from exporter.amiplus.families import FAMILIES_BY_NAME
+from exporter.amiplus.reading import MeterReading, read_meter
+from exporter.amiplus.simulated import DEFAULT_KEY, SimulatedMeter
 from exporter.outputs.prometheus import MAX_AGE, Exposition
-from exporter.simulator import DEFAULT_KEY, SimulatedMeter
-from exporter.state import State, stale_after
-from exporter.transports import ReceiverStats
+from exporter.pipeline.state import State, stale_after
+from exporter.receivers.receiver import ReceiverStats
 from exporter.wmbus import MeterKey, decode
 
 KEY = MeterKey.from_bytes(DEFAULT_KEY)
@@ -163,7 +163,7 @@ def test_new_telegrams_change_the_cached_lines_and_bodies_are_shared(
 
 
 def test_history_keeps_one_point_per_step_and_wraps() -> None:
-    from exporter.history import History
+    from exporter.web.history import History
 
     history = History(fields=2, capacity=3, step=10.0)
     assert len(history) == 0 and history.columns() == [[], []]

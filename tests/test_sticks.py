@@ -28,7 +28,7 @@ from exporter.receivers.base import (
     Framer,
     LinkMode,
     Reply,
-    Step,
+    SessionStep,
 )
 from exporter.receivers.cul import Cul, CulFramer
 from exporter.receivers.rc1180 import Rc1180, Rc1180Framer
@@ -484,7 +484,7 @@ def read_events(
     return events
 
 
-def run_session(port: serial.Serial, framer: Framer, steps: list[Step]) -> list[Event]:
+def run_session(port: serial.Serial, framer: Framer, steps: list[SessionStep]) -> list[Event]:
     """Send each step's command and wait for its accepted reply; every event read, in order."""
     events: list[Event] = []
     for step in steps:
@@ -492,7 +492,7 @@ def run_session(port: serial.Serial, framer: Framer, steps: list[Step]) -> list[
         if not step.timeout:
             continue
 
-        def answered(got: list[Event], step: Step = step) -> bool:
+        def answered(got: list[Event], step: SessionStep = step) -> bool:
             return any(isinstance(e, Reply) and step.accepts(e) for e in got)
 
         got = read_events(port, framer, answered)

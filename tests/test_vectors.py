@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from exporter.amiplus import failure_as_json, read_meter
+from exporter.amiplus.reading import failure_as_json, read_meter
 from exporter.cli import main
 from exporter.wmbus import MeterKey, WMBusError, decode
 

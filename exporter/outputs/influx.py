@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from ..amiplus import MAP_FIELDS, NUMBER_FIELDS, MeterReading
+from ..amiplus.reading import MAP_FIELDS, NUMBER_FIELDS, MeterReading
 from ..config import InfluxConfig
 from .prometheus import Labels, block, counter, gauge
 from .spool import Segment, Spool

@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .. import __version__
-from ..state import MeterState, State
-from ..transports import ReceiverStats
+from ..pipeline.state import MeterState, State
+from ..receivers.receiver import ReceiverStats
 
 JOULES_PER_KWH = 3_600_000.0
 VARH_PER_KVARH = 1000.0

@@ -21,7 +21,17 @@ from dataclasses import dataclass
 
 from exporter.wmbus.link import LINK_HEADER_LENGTH
 
-from .base import Dialect, ErrorReason, Event, Frame, FrameError, Framer, LinkMode, Reply, Step
+from .base import (
+    Dialect,
+    ErrorReason,
+    Event,
+    Frame,
+    FrameError,
+    Framer,
+    LinkMode,
+    Reply,
+    SessionStep,
+)
 
 START = 0xFF
 CONFIRMATION = 0x80  # every reply is the request's cmd | 0x80
@@ -284,10 +294,10 @@ class Amber(Dialect):
     def framer(self) -> Framer:
         return AmberFramer(rssi=self.rssi)
 
-    def session(self, mode: LinkMode) -> list[Step]:
+    def session(self, mode: LinkMode) -> list[SessionStep]:
         return [
-            Step("read the NVM parameters", GET_NVM, accepts=_replies_to(CMD_GET_REQ)),
-            Step(
+            SessionStep("read the NVM parameters", GET_NVM, accepts=_replies_to(CMD_GET_REQ)),
+            SessionStep(
                 f"set link mode {mode.value}",
                 command(CMD_SET_MODE_REQ, bytes((MODE_BYTES[mode],))),
                 accepts=_replies_to(CMD_SET_MODE_REQ),

@@ -3,7 +3,7 @@
 Framers are sans-I/O: `feed(bytes, now)` in, events out, for any split of the byte stream. They
 resynchronise after garbage, split reads and bad checksums, and never raise on input bytes.
 Sessions describe the commands that put a stick into T1 after every open; the transport
-(`exporter.transports`) sends them, waits for the replies and retries.
+(`receiver.py`) sends them, waits for the replies and retries.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class Framer(ABC):
 
 
 @dataclass(frozen=True, slots=True)
-class Step:
+class SessionStep:
     """One command of a stick session and how to recognise and judge its reply."""
 
     description: str  # for logs and the down reason, e.g. "set link mode T1"
@@ -92,6 +92,6 @@ class Dialect(ABC):
     def framer(self) -> Framer:
         """A fresh framer (after every open: no stale partial data survives a reconnect)."""
 
-    def session(self, mode: LinkMode) -> list[Step]:
+    def session(self, mode: LinkMode) -> list[SessionStep]:
         """Commands that put the receiver into `mode` and read its configuration back."""
         return []

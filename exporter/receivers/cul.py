@@ -16,7 +16,17 @@ from exporter.wmbus.errors import CRCError
 from exporter.wmbus.frame import format_a_length, strip_format_a
 
 from .amber import MIN_L, rssi_dbm
-from .base import Dialect, ErrorReason, Event, Frame, FrameError, Framer, LinkMode, Reply, Step
+from .base import (
+    Dialect,
+    ErrorReason,
+    Event,
+    Frame,
+    FrameError,
+    Framer,
+    LinkMode,
+    Reply,
+    SessionStep,
+)
 
 MAX_LINE = 1024  # a format-B frame of L = 255 with LQI and RSSI takes under 600 characters
 FIRMWARE_LIMIT = (
@@ -194,15 +204,17 @@ class Cul(Dialect):
     def framer(self) -> Framer:
         return CulFramer()
 
-    def session(self, mode: LinkMode) -> list[Step]:
+    def session(self, mode: LinkMode) -> list[SessionStep]:
         command, answer = MODE_COMMANDS[mode]
         return [
-            Step("ask the firmware version", b"V\r\n", accepts=lambda r: b"CUL" in r.payload),
-            Step(
+            SessionStep(
+                "ask the firmware version", b"V\r\n", accepts=lambda r: b"CUL" in r.payload
+            ),
+            SessionStep(
                 f"set link mode {mode.value}",
                 command,
                 accepts=lambda r: r.payload in MODE_ANSWERS,
                 verdict=_mode_verdict(answer, mode),
             ),
-            Step("report RSSI and LQI", b"X21\r\n", accepts=lambda r: False, timeout=0),
+            SessionStep("report RSSI and LQI", b"X21\r\n", accepts=lambda r: False, timeout=0),
         ]

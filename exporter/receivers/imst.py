@@ -9,7 +9,17 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from .base import Dialect, ErrorReason, Event, Frame, FrameError, Framer, LinkMode, Reply, Step
+from .base import (
+    Dialect,
+    ErrorReason,
+    Event,
+    Frame,
+    FrameError,
+    Framer,
+    LinkMode,
+    Reply,
+    SessionStep,
+)
 
 MIN_FRAME = 10  # L C M M A A A A V T: the shortest frame that holds a wM-Bus header
 
@@ -240,18 +250,20 @@ class Im871a(Dialect):
     def framer(self) -> Framer:
         return Im871aFramer()
 
-    def session(self, mode: LinkMode) -> list[Step]:
+    def session(self, mode: LinkMode) -> list[SessionStep]:
         code = IM871A_MODE_CODES[mode]
         # NVM flag 0 (temporary), IIF1 = link mode, IIF2 = auto RSSI on, auto timestamp off.
         config = bytes((0x00, IIF1_LINK_MODE, code, IIF2_AUTO_RSSI | IIF2_AUTO_TIMESTAMP, 1, 0))
         return [
-            Step("ping", im871a_command(IM871A_PING), lambda r: r.message == IM871A_PING + 1),
-            Step(
+            SessionStep(
+                "ping", im871a_command(IM871A_PING), lambda r: r.message == IM871A_PING + 1
+            ),
+            SessionStep(
                 f"set link mode {mode.value}",
                 im871a_command(IM871A_SET_CONFIG, config),
                 lambda r: r.message == IM871A_SET_CONFIG + 1,
             ),
-            Step(
+            SessionStep(
                 "read the link mode back",
                 im871a_command(IM871A_GET_CONFIG),
                 lambda r: r.message == IM871A_GET_CONFIG + 1,
@@ -402,14 +414,14 @@ class Iu891a(Dialect):
     def framer(self) -> Framer:
         return Iu891aFramer()
 
-    def session(self, mode: LinkMode) -> list[Step]:
+    def session(self, mode: LinkMode) -> list[SessionStep]:
         code = IU891A_MODE_CODES[mode]
         options = IU891A_RX_INDICATION | IU891A_TX_INDICATION
         # link mode, option bits, UI option bits, LED flash time, recalibration period
         config = struct.pack("<BHHHI", code, options, 0, 0, 0)
         return [
-            Step("wake up", SLIP_WAKE_UP, lambda r: False, timeout=0),
-            Step(
+            SessionStep("wake up", SLIP_WAKE_UP, lambda r: False, timeout=0),
+            SessionStep(
                 "device info",
                 iu891a_command(IU891A_DEVICE_MANAGEMENT, IU891A_DEVICE_INFO),
                 lambda r: (
@@ -417,13 +429,13 @@ class Iu891a(Dialect):
                 ),
                 _status_verdict,
             ),
-            Step(
+            SessionStep(
                 f"set link mode {mode.value}",
                 iu891a_command(IU891A_GATEWAY, IU891A_SET_CONFIG, config),
                 lambda r: r.message == iu891a_reply_id(IU891A_GATEWAY, IU891A_SET_CONFIG),
                 _status_verdict,
             ),
-            Step(
+            SessionStep(
                 "read the link mode back",
                 iu891a_command(IU891A_GATEWAY, IU891A_GET_CONFIG),
                 lambda r: r.message == iu891a_reply_id(IU891A_GATEWAY, IU891A_GET_CONFIG),

@@ -47,7 +47,8 @@ from typing import Any
 from provenance import source_state  # tests/bench/provenance.py, beside this script
 
 import exporter
-from exporter.amiplus import (
+from exporter.amiplus.families import FAMILIES, Family
+from exporter.amiplus.reading import (
     MEANINGS,
     WARSAW,
     Field,
@@ -57,7 +58,6 @@ from exporter.amiplus import (
     read_meter,
     slot_for,
 )
-from exporter.families import FAMILIES, Family
 from exporter.wmbus import Address, MeterKey, decode
 from exporter.wmbus.encoder import encode_frame
 from exporter.wmbus.link import manufacturer_code

@@ -52,7 +52,7 @@ from typing import Any
 from provenance import source_state  # tests/bench/provenance.py, beside this script
 
 import exporter
-from exporter.simulator import DEFAULT_KEY, DEFAULT_METER_ID
+from exporter.amiplus.simulated import DEFAULT_KEY, DEFAULT_METER_ID
 
 REPO = Path(__file__).resolve().parents[2]
 CONSOLE_SCRIPT = Path(sys.executable).parent / "amiplus-exporter"

@@ -25,10 +25,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from exporter.amiplus import MeterReading, read_meter  # noqa: E402
+from exporter.amiplus.reading import MeterReading, read_meter  # noqa: E402
+from exporter.amiplus.simulated import DEFAULT_KEY, simulated_meters  # noqa: E402
 from exporter.config import InfluxConfig  # noqa: E402
 from exporter.outputs.influx import InfluxWriter, Outcome, Sender  # noqa: E402
-from exporter.simulator import DEFAULT_KEY, simulated_meters  # noqa: E402
 from exporter.wmbus import MeterKey, decode  # noqa: E402
 from tests.servers import ExporterProcess, InfluxDB, wait_until  # noqa: E402
 from tests.test_influx import Forwarder  # noqa: E402

@@ -40,8 +40,8 @@ from bench_exporter import (  # tests/bench/bench_exporter.py, beside this scrip
 from provenance import source_state
 
 import exporter
-from exporter.families import FAMILIES_BY_NAME
-from exporter.simulator import DEFAULT_FAMILY, DEFAULT_KEY, SimulatedMeter
+from exporter.amiplus.families import FAMILIES_BY_NAME
+from exporter.amiplus.simulated import DEFAULT_FAMILY, DEFAULT_KEY, SimulatedMeter
 
 FEW_METERS = 16
 COST_RATIO_TARGET = 1.20

@@ -18,10 +18,9 @@ from hypothesis import strategies as st
 
 from exporter.receivers.base import ErrorReason, Frame
 from exporter.receivers.lines import LineFramer, Lines
-from exporter.transports import (
-    Backoff,
+from exporter.receivers.receiver import Backoff, Receiver
+from exporter.receivers.sources import (
     ProcessSource,
-    Receiver,
     ReplaySource,
     Source,
     StreamSource,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 
-from .wmbus import KeyFormatError, MeterKey
+from ..wmbus import KeyFormatError, MeterKey
 
 ADDRESS_DIGITS = 8
 

@@ -1,17 +1,14 @@
-"""I/O around the framers: serial ports, sockets, processes, files; reconnects and a watchdog.
+"""Where a receiver's bytes come from: serial ports, sockets, processes, files, the simulator.
 
-A `Source` owns one file descriptor, socket or process and hands over chunks of bytes. A
-`Receiver` runs one source in a thread: it opens it, runs the dialect's session (stick set to
-T1, acknowledgement awaited, configuration read back), feeds a framer per stream, delivers
-frames, and reopens with capped exponential backoff when the source vanishes or stays silent.
-Every wait is a blocking read or select with a timeout: an idle receiver never spins.
+A `Source` owns one file descriptor, socket or process and hands over chunks of bytes; every
+wait is a blocking read or select with a timeout, so an idle source never spins. The receiver
+thread (`receiver.py`) opens, reads and reopens it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import re
 import select
 import shlex
@@ -20,13 +17,13 @@ import subprocess
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections import Counter
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from collections.abc import Hashable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from .receivers.base import Dialect, Frame, FrameError, Framer, LinkMode, Reply, Step
+from ..amiplus.simulated import SimulatedMeter
 
 log = logging.getLogger(__name__)
 
@@ -392,207 +389,54 @@ class ReplaySource(Source):
         self._lines = []
 
 
-class SessionFailed(Exception):
-    """A stick did not accept its set-up; the message says which step and why."""
+class SimulatorSource(Source):
+    """Meters as a receiver: a hex line per telegram, every `interval` seconds per meter.
 
-
-@dataclass
-class ReceiverStats:
-    """What one receiver did, for metrics and the status page (updated by its thread)."""
-
-    name: str
-    description: str
-    frames: int = 0
-    errors: Counter[str] = field(default_factory=Counter)
-    reconnects: int = 0
-    last_frame_at: float | None = None
-    up: bool = False
-    down_reason: str | None = "starting"
-
-    def copy(self) -> ReceiverStats:
-        return ReceiverStats(
-            self.name,
-            self.description,
-            self.frames,
-            Counter(self.errors),
-            self.reconnects,
-            self.last_frame_at,
-            self.up,
-            self.down_reason,
-        )
-
-
-FrameSink = Callable[[str, Frame], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Capped exponential backoff with jitter: 1, 2, 4 ... seconds, at most `cap`."""
-
-    first: float = 1.0
-    cap: float = 60.0
-
-    def delay(self, attempt: int) -> float:
-        return min(self.cap, self.first * 2.0**attempt) * random.uniform(0.5, 1.0)
-
-
-DEFAULT_BACKOFF = Backoff()
-
-
-class Receiver:
-    """One source, its dialect and its thread: frames to `sink`, statistics in `stats`."""
-
-    SESSION_ATTEMPTS = 3
+    With `realtime`, telegrams are spaced in wall-clock time; otherwise they come as fast as
+    the reader takes them, with the meters' clocks advancing by `interval` each (bounded by
+    `count` telegrams, then the input ends).
+    """
 
     def __init__(
         self,
-        name: str,
-        source: Source,
-        dialect: Dialect,
-        sink: FrameSink,
+        meters: list[SimulatedMeter],
         *,
-        mode: LinkMode = LinkMode.T1,
-        silence_timeout: float | None = 600.0,
-        backoff: Backoff = DEFAULT_BACKOFF,
-        reply_timeout: float | None = None,
+        interval: float = 5.0,
+        realtime: bool = True,
+        count: int | None = None,
     ) -> None:
-        self.name = name
-        self.source = source
-        self.dialect = dialect
-        self.sink = sink
-        self.mode = mode
-        self.silence_timeout = silence_timeout
-        self.backoff = backoff
-        self.reply_timeout = reply_timeout  # overrides the steps' own waits (tests, slow links)
-        self._lock = threading.Lock()
-        self._stats = ReceiverStats(name, source.description)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"receiver {name}", daemon=True)
-        self._framers: dict[Hashable, Framer] = {}
-        self.finished = threading.Event()
+        if not meters:
+            raise ValueError("a simulator needs at least one meter")
+        self.meters = meters
+        self.interval = interval
+        self.realtime = realtime
+        self.count = count
+        self.description = f"simulator ({len(meters)} meter{'s' if len(meters) > 1 else ''})"
+        self._sent = 0
+        self._clock = datetime.now(UTC)
+        self._due = 0.0
 
-    @property
-    def stats(self) -> ReceiverStats:
-        with self._lock:
-            return self._stats.copy()
+    def open(self) -> None:
+        self._due = time.monotonic()
 
-    def start(self) -> None:
-        self._thread.start()
+    def read(self, timeout: float) -> list[Chunk]:
+        if self.count is not None and self._sent >= self.count:
+            raise SourceFinished(f"{self.description}: all {self.count} telegrams sent")
+        if self.realtime:
+            wait = self._due - time.monotonic()
+            if wait > 0:
+                time.sleep(min(wait, timeout))
+                if wait > timeout:
+                    return []
+            now = datetime.now(UTC)
+            self._due += self.interval / len(self.meters)
+        else:
+            self._clock += timedelta(seconds=self.interval / len(self.meters))
+            now = self._clock
+        meter = self.meters[self._sent % len(self.meters)]
+        self._sent += 1
+        frame, _ = meter.telegram(now)
+        return [Chunk(None, frame.hex().upper().encode() + b"\n")]
 
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        attempt = 0
-        try:
-            while not self._stop.is_set():
-                try:
-                    self._open_and_receive()
-                    return
-                except SourceFinished as end:
-                    self._down(str(end))
-                    log.info(
-                        "receiver %s finished: %s (%d frames)", self.name, end, self._stats.frames
-                    )
-                    return
-                except (SourceGone, SessionFailed, OSError) as error:
-                    reason = str(error)
-                    self._down(reason)
-                finally:
-                    self.source.close()
-                delay = self.backoff.delay(attempt)
-                attempt += 1
-                log.warning("receiver %s down: %s; retrying in %.1f s", self.name, reason, delay)
-                if self._stop.wait(delay):
-                    return
-                with self._lock:
-                    self._stats.reconnects += 1
-        finally:
-            self.finished.set()
-
-    def _down(self, reason: str) -> None:
-        with self._lock:
-            self._stats.up = False
-            self._stats.down_reason = reason
-
-    def _open_and_receive(self) -> None:
-        self._framers = {}
-        self.source.open()
-        self._run_session()
-        with self._lock:
-            self._stats.up = True
-            self._stats.down_reason = None
-        log.info("receiver %s up: %s", self.name, self.source.description)
-        heard = time.monotonic()
-        while not self._stop.is_set():
-            if self._receive(READ_WAIT, None)[0]:
-                heard = time.monotonic()
-            elif self.silence_timeout is not None:
-                silent = time.monotonic() - heard
-                if silent > self.silence_timeout:
-                    raise SourceGone(
-                        f"heard nothing for {silent:.0f} s (watchdog at "
-                        f"{self.silence_timeout:.0f} s); reopening"
-                    )
-
-    def _receive(self, timeout: float, waiting_for: Step | None) -> tuple[bool, Reply | None]:
-        """Read once and deliver the frames: whether any arrived, and the awaited reply."""
-        heard = False
-        reply: Reply | None = None
-        chunks = self.source.read(timeout)
-        now = time.time()
-        for chunk in chunks:
-            framer = self._framers.get(chunk.stream)
-            if framer is None:
-                framer = self._framers[chunk.stream] = self.dialect.framer()
-            events = framer.feed(chunk.data, now) if chunk.data else []
-            if chunk.ended:
-                events += framer.end(now)
-                del self._framers[chunk.stream]
-            for event in events:
-                if isinstance(event, Frame):
-                    self._deliver(event)
-                    heard = True
-                elif isinstance(event, FrameError):
-                    with self._lock:
-                        self._stats.errors[event.reason.value] += 1
-                    log.debug("receiver %s: %s: %s", self.name, event.reason.value, event.detail)
-                elif waiting_for is not None and reply is None and waiting_for.accepts(event):
-                    reply = event
-        return heard, reply
-
-    def _deliver(self, frame: Frame) -> None:
-        with self._lock:
-            self._stats.frames += 1
-            self._stats.last_frame_at = frame.received_at
-        self.sink(self.name, frame)
-
-    def _run_session(self) -> None:
-        steps = self.dialect.session(self.mode)
-        problem = ""
-        for _ in range(self.SESSION_ATTEMPTS):
-            problem = self._try_session(steps)
-            if not problem:
-                return
-            log.info("receiver %s: %s; trying again", self.name, problem)
-        raise SessionFailed(problem)
-
-    def _try_session(self, steps: list[Step]) -> str:
-        """Run every step once; '' when all were acknowledged, else what went wrong."""
-        for step in steps:
-            self.source.write(step.command)
-            if not step.timeout:
-                continue
-            timeout = self.reply_timeout or step.timeout
-            deadline = time.monotonic() + timeout
-            reply: Reply | None = None
-            while reply is None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._stop.is_set():
-                    return f"no answer to '{step.description}' within {timeout:g} s"
-                reply = self._receive(min(remaining, READ_WAIT), step)[1]
-            verdict = step.verdict(reply)
-            if verdict:
-                return f"'{step.description}' refused: {verdict}"
-        return ""
+    def close(self) -> None:
+        return None

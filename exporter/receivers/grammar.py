@@ -1,4 +1,4 @@
-"""Receivers as users describe them (YAML or `--receiver TYPE:...`), built into running parts.
+"""Receivers as users describe them: YAML or `--receiver TYPE:...` on the command line.
 
 im871a:/dev/serial/by-id/usb-IMST_...    (also iu891a, amber, cul, rc1180; socket://, rfc2217://)
 lines:command=rtl_sdr -f 868.95M -s 1.6e6 - 2>/dev/null | rtl_wmbus
@@ -10,33 +10,15 @@ simulator   simulator:meters=3,family=nes,interval=1
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
-from .families import FAMILIES_BY_NAME
-from .receivers.amber import Amber
-from .receivers.base import Dialect, LinkMode
-from .receivers.cul import Cul
-from .receivers.imst import Im871a, Iu891a
-from .receivers.lines import Lines
-from .receivers.rc1180 import Rc1180
-from .simulator import DEFAULT_FAMILY, DEFAULT_KEY, SimulatorSource, simulated_meters
-from .transports import (
-    DEFAULT_BACKOFF,
-    Backoff,
-    FrameSink,
-    ProcessSource,
-    Receiver,
-    ReplaySource,
-    SerialSource,
-    Source,
-    StreamSource,
-    TcpClientSource,
-    TcpServerSource,
-    UdpSource,
-)
+from ..amiplus.simulated import DEFAULT_FAMILY
+from .amber import Amber
+from .base import Dialect, LinkMode
+from .cul import Cul
+from .imst import Im871a, Iu891a
+from .rc1180 import Rc1180
 
 #: Receiver types with a serial dialect (sticks).
 STICKS: dict[str, type[Dialect]] = {
@@ -81,7 +63,7 @@ class ReceiverSpec:
         return self.name or self.type
 
 
-def _host_port(url: str, what: str) -> tuple[str, int, str]:
+def host_port(url: str, what: str) -> tuple[str, int, str]:
     parts = urlsplit(url)
     if parts.scheme not in ("udp", "tcp") or not parts.hostname or parts.port is None:
         raise ReceiverSpecError(
@@ -133,59 +115,3 @@ def parse_spec(text: str) -> ReceiverSpec:
         except ValueError as error:
             raise ReceiverSpecError(f"simulator options: {error}") from None
     raise ReceiverSpecError(f"unknown receiver type {kind!r}; one of: {', '.join(TYPES)}")
-
-
-def build_source(spec: ReceiverSpec) -> tuple[Source, Dialect]:
-    """The source and dialect of a receiver description."""
-    if spec.type in STICKS:
-        dialect = STICKS[spec.type]()
-        if not spec.device:
-            raise ReceiverSpecError(f"the {spec.type} receiver needs a device")
-        return SerialSource(spec.device, spec.baudrate or dialect.baudrate), dialect
-    if spec.type == "lines":
-        if spec.command:
-            return ProcessSource(spec.command), Lines()
-        if spec.listen:
-            host, port, scheme = _host_port(spec.listen, "listen")
-            server = UdpSource(host, port) if scheme == "udp" else TcpServerSource(host, port)
-            return server, Lines()
-        if spec.connect:
-            host, port, scheme = _host_port(spec.connect, "connect")
-            if scheme != "tcp":
-                raise ReceiverSpecError("connect= takes tcp://HOST:PORT")
-            return TcpClientSource(host, port), Lines()
-        if spec.stdin:
-            return StreamSource(sys.stdin.buffer), Lines()
-        raise ReceiverSpecError("a lines receiver needs command, listen, connect or stdin")
-    if spec.type == "replay":
-        if not spec.file:
-            raise ReceiverSpecError("a replay receiver needs a file")
-        return ReplaySource(Path(spec.file), realtime=bool(spec.realtime)), Lines()
-    if spec.type == "simulator":
-        if spec.family not in FAMILIES_BY_NAME:
-            raise ReceiverSpecError(
-                f"unknown family {spec.family!r}; one of: {', '.join(FAMILIES_BY_NAME)}"
-            )
-        keys = list(spec.keys) + [DEFAULT_KEY] * (spec.meters - len(spec.keys))
-        meters = simulated_meters(spec.meters, spec.family, keys)
-        realtime = spec.realtime is not False
-        source = SimulatorSource(meters, interval=spec.interval, realtime=realtime)
-        return source, Lines()
-    raise ReceiverSpecError(f"unknown receiver type {spec.type!r}; one of: {', '.join(TYPES)}")
-
-
-def build_receiver(
-    spec: ReceiverSpec, sink: FrameSink, backoff: Backoff = DEFAULT_BACKOFF
-) -> Receiver:
-    """A receiver thread (not started) delivering frames to `sink`."""
-    source, dialect = build_source(spec)
-    finite = spec.type == "replay" or (spec.type == "lines" and spec.stdin)
-    return Receiver(
-        spec.label,
-        source,
-        dialect,
-        sink,
-        mode=spec.mode,
-        silence_timeout=None if finite else spec.silence_timeout,
-        backoff=backoff,
-    )

@@ -6,18 +6,22 @@ processes (order kept); a live receiver trickles lines, which are decoded at onc
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
 import select
+import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
-from .amiplus import failure_as_json, read_meter
-from .receivers.lines import LineFrame, parse_line
-from .wmbus import Address, MeterKey, NoKeyError, WMBusError, decode
+from ..amiplus.credentials import CredentialsError, id_variants, parse_qr
+from ..amiplus.reading import failure_as_json, read_meter
+from ..receivers.lines import LineFrame, parse_line
+from ..wmbus import Address, KeyFormatError, MeterKey, NoKeyError, WMBusError, decode
+from . import EXIT_FAILURE, EXIT_OK, UsageError
 
 PARALLEL_MIN_LINES = 2000  # a batch at least this long is worth the worker processes
 CHUNK_LINES = 1000  # lines per task sent to a worker
@@ -187,3 +191,33 @@ def run_stream(stream: BinaryIO, keys: KeyRing, out: TextIO, workers: int) -> bo
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     return failed
+
+
+def key_ring(args: argparse.Namespace) -> KeyRing:
+    """The key and meter IDs of --key, --qr and --id."""
+    try:
+        if args.qr is not None:
+            if args.key is not None:
+                raise UsageError("give either --key or --qr, not both")
+            credentials = parse_qr(args.qr)
+            ids = id_variants(args.id) if args.id is not None else credentials.meter_ids
+            return KeyRing(credentials.key, ids)
+        key = MeterKey.parse(args.key) if args.key is not None else None
+        return KeyRing(key, id_variants(args.id) if args.id is not None else frozenset())
+    except (KeyFormatError, CredentialsError) as error:
+        raise UsageError(str(error)) from None
+
+
+def run_decode(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
+    keys = key_ring(args)
+    if args.telegrams:
+        text, failed = render(args.telegrams, keys)
+        stdout.write(text)
+    else:
+        if stdin.isatty():
+            print(
+                "Reading telegrams from standard input, one per line (Ctrl-D ends).",
+                file=sys.stderr,
+            )
+        failed = run_stream(stdin.buffer, keys, stdout, available_cpus())
+    return EXIT_FAILURE if failed else EXIT_OK

@@ -5,13 +5,13 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, replace
 
-from .credentials import reversed_meter_id
-from .receivers.base import Frame
-from .wmbus.errors import WMBusError
-from .wmbus.frame import normalise
-from .wmbus.link import DEVICE_TYPES, parse_link_header
-from .wmbus.security import CHECK_BYTES
-from .wmbus.transport import SECURITY_MODE_NONE, parse_transport_header
+from ..amiplus.credentials import reversed_meter_id
+from ..receivers.base import Frame
+from ..wmbus.errors import WMBusError
+from ..wmbus.frame import normalise
+from ..wmbus.link import DEVICE_TYPES, parse_link_header
+from ..wmbus.security import CHECK_BYTES
+from ..wmbus.transport import SECURITY_MODE_NONE, parse_transport_header
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,11 +15,11 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .wmbus import Telegram, WMBusError
-from .wmbus.encoder import encode_data
-from .wmbus.records import Coding, DataInformation, Function, RecordHeader, Value, parse_header
-from .wmbus.timepoint import TimePoint, TimeType
-from .wmbus.vif import Combinable, Phase, Quantity
+from ..wmbus import Telegram, WMBusError
+from ..wmbus.encoder import encode_data
+from ..wmbus.records import Coding, DataInformation, Function, RecordHeader, Value, parse_header
+from ..wmbus.timepoint import TimePoint, TimeType
+from ..wmbus.vif import Combinable, Phase, Quantity
 
 WARSAW = ZoneInfo("Europe/Warsaw")
 

@@ -13,8 +13,8 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .amiplus import MAP_FIELDS, NUMBER_FIELDS, WARSAW, MeterReading
-from .history import History
+from ..amiplus.reading import MAP_FIELDS, NUMBER_FIELDS, WARSAW, MeterReading
+from ..web.history import History
 
 #: Register fields guarded against going backwards: (total attribute, per-tariff attribute).
 REGISTERS = (

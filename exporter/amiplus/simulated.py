@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from .amiplus import WARSAW, MeterReading, UnknownRecord, encode_reading, slot_for
+from ..wmbus.encoder import encode_frame
+from ..wmbus.link import Address, manufacturer_code
+from ..wmbus.records import Coding, parse_header
+from ..wmbus.timepoint import TimePoint, TimeType
 from .families import FAMILIES_BY_NAME, Family
-from .transports import Chunk, Source, SourceFinished
-from .wmbus.encoder import encode_frame
-from .wmbus.link import Address, manufacturer_code
-from .wmbus.records import Coding, parse_header
-from .wmbus.timepoint import TimePoint, TimeType
+from .reading import WARSAW, MeterReading, UnknownRecord, encode_reading, slot_for
 
 DEFAULT_FAMILY = "otus"  # a TAURON Apator Otus 3: three phases, tariff registers
 DEFAULT_KEY = bytes.fromhex("000102030405060708090A0B0C0D0E0F")  # documented, not secret
@@ -196,59 +194,6 @@ class SimulatedMeter:
 def _kwh(wh: float) -> float:
     """Registers count whole watt-hours (kWh with three decimals), as the meters' BCD does."""
     return math.floor(wh) / 1000
-
-
-class SimulatorSource(Source):
-    """Meters as a receiver: a hex line per telegram, every `interval` seconds per meter.
-
-    With `realtime`, telegrams are spaced in wall-clock time; otherwise they come as fast as
-    the reader takes them, with the meters' clocks advancing by `interval` each (bounded by
-    `count` telegrams, then the input ends).
-    """
-
-    def __init__(
-        self,
-        meters: list[SimulatedMeter],
-        *,
-        interval: float = 5.0,
-        realtime: bool = True,
-        count: int | None = None,
-    ) -> None:
-        if not meters:
-            raise ValueError("a simulator needs at least one meter")
-        self.meters = meters
-        self.interval = interval
-        self.realtime = realtime
-        self.count = count
-        self.description = f"simulator ({len(meters)} meter{'s' if len(meters) > 1 else ''})"
-        self._sent = 0
-        self._clock = datetime.now(UTC)
-        self._due = 0.0
-
-    def open(self) -> None:
-        self._due = time.monotonic()
-
-    def read(self, timeout: float) -> list[Chunk]:
-        if self.count is not None and self._sent >= self.count:
-            raise SourceFinished(f"{self.description}: all {self.count} telegrams sent")
-        if self.realtime:
-            wait = self._due - time.monotonic()
-            if wait > 0:
-                time.sleep(min(wait, timeout))
-                if wait > timeout:
-                    return []
-            now = datetime.now(UTC)
-            self._due += self.interval / len(self.meters)
-        else:
-            self._clock += timedelta(seconds=self.interval / len(self.meters))
-            now = self._clock
-        meter = self.meters[self._sent % len(self.meters)]
-        self._sent += 1
-        frame, _ = meter.telegram(now)
-        return [Chunk(None, frame.hex().upper().encode() + b"\n")]
-
-    def close(self) -> None:
-        return None
 
 
 def simulated_meters(

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .amiplus import WARSAW
-from .credentials import CredentialsError, id_variants, normalise_meter_id, parse_qr
-from .families import FAMILIES_BY_NAME
-from .receivers.base import LinkMode
-from .receiving import STICKS, TYPES, ReceiverSpec, ReceiverSpecError, build_source
-from .simulator import DEFAULT_FAMILY
-from .wmbus import KeyFormatError, MeterKey
+from ..amiplus.credentials import CredentialsError, id_variants, normalise_meter_id, parse_qr
+from ..amiplus.families import FAMILIES_BY_NAME
+from ..amiplus.reading import WARSAW
+from ..amiplus.simulated import DEFAULT_FAMILY
+from ..receivers.base import LinkMode
+from ..receivers.build import build_source
+from ..receivers.grammar import STICKS, TYPES, ReceiverSpec, ReceiverSpecError
+from ..wmbus import KeyFormatError, MeterKey
 
 if TYPE_CHECKING:
     from yaml import Node

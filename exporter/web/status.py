@@ -10,10 +10,10 @@ import time
 from datetime import datetime
 from typing import Any
 
-from .config import Config
-from .heard import HeardMeter
-from .state import HISTORY_FIELDS, MeterState, State
-from .transports import ReceiverStats
+from ..config import Config
+from ..pipeline.heard import HeardMeter
+from ..pipeline.state import HISTORY_FIELDS, MeterState, State
+from ..receivers.receiver import ReceiverStats
 
 #: Likely causes of decode failures, in words a user can act on.
 LIKELY_CAUSES = {

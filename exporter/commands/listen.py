@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import threading
@@ -9,10 +10,14 @@ import time
 from datetime import datetime
 from typing import TextIO
 
-from .heard import HeardMeter, HeardMeters, configured_match
-from .receivers.base import Frame
-from .receiving import ReceiverSpec, build_receiver
-from .transports import Receiver
+from ..amiplus.credentials import CredentialsError, normalise_meter_id, parse_qr
+from ..config import ConfigError, load_config
+from ..pipeline.heard import HeardMeter, HeardMeters, configured_match
+from ..receivers.base import Frame
+from ..receivers.build import build_receiver, build_source
+from ..receivers.grammar import ReceiverSpec, ReceiverSpecError, parse_spec
+from ..receivers.receiver import Receiver
+from . import UsageError
 
 REFRESH = 1.0  # seconds between redraws of the live table
 _CLEAR = "\x1b[H\x1b[2J"
@@ -131,3 +136,33 @@ def _status(receivers: list[Receiver]) -> str:
             + (f", {stats.reconnects} reconnects" if stats.reconnects else "")
         )
     return "\n".join(lines)
+
+
+def run_listen_command(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
+    config = None
+    if args.config is not None:
+        try:
+            config = load_config(args.config)
+        except ConfigError as error:
+            raise UsageError(f"the configuration has problems:\n{error}") from None
+    if not args.receiver and config is None:
+        raise UsageError(
+            "say which receiver to listen with, e.g. --receiver im871a:/dev/ttyUSB0, or give "
+            "--config with receivers"
+        )
+    try:
+        specs = [parse_spec(text) for text in args.receiver] or list(
+            config.receivers if config else ()
+        )
+        for spec in specs:
+            build_source(spec)  # complete: a listen address, a device, a file
+        configured = {normalise_meter_id(text) for text in args.id}
+        configured |= {meter.meter_id for meter in config.meters} if config else set()
+        if args.qr:
+            credentials = parse_qr(args.qr)
+            configured |= {n for n in (credentials.address, credentials.factory_number) if n}
+    except (ReceiverSpecError, CredentialsError) as error:
+        raise UsageError(str(error)) from None
+    return run_listen(
+        specs, frozenset(configured), stdout, as_lines=args.json, duration=args.duration
+    )

@@ -1,0 +1,29 @@
+"""The `check-config` command: every problem of a configuration file at once, or what it holds."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TextIO
+
+from ..config import ConfigError, load_config
+from . import EXIT_OK, EXIT_USAGE
+
+
+def run_check_config(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
+    try:
+        config = load_config(args.file)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(problem.format(error.source), file=sys.stderr)
+        print(f"{len(error.problems)} problem(s) found.", file=sys.stderr)
+        return EXIT_USAGE
+    stdout.write(f"{args.file}: OK\n")
+    for meter in config.meters:
+        found = f" (the QR text holds: {meter.recognised})" if meter.recognised else ""
+        stdout.write(
+            f"  meter {meter.name}: address {meter.meter_id}, key {meter.key.fingerprint}…{found}\n"
+        )
+    for spec in config.receivers:
+        stdout.write(f"  receiver {spec.label}: {spec.type}\n")
+    return EXIT_OK

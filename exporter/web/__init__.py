@@ -1,0 +1,1 @@
+"""The HTTP server: metrics, health, the status page and its data."""
