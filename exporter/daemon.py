@@ -12,7 +12,6 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -20,23 +19,21 @@ from typing import Any
 
 from . import __version__
 from .amiplus.credentials import id_variants
-from .amiplus.reading import read_meter
 from .amiplus.simulated import DEFAULT_KEY, DEFAULT_METER_ID
-from .config import Config, ConfigError, InfluxConfig, MeterConfig, load_config
-from .outputs.influx import InfluxWriter
-from .outputs.prometheus import Exposition
-from .pipeline.dedupe import Deduplicator
-from .pipeline.heard import HeardMeters
+from .config import Config, ConfigError, MeterConfig, load_config
+from .outputs import OUTPUTS
+from .outputs.base import Output
+from .outputs.prometheus import ConfigReloads, ExporterCollector, Exposition, registry
+from .pipeline.intake import Intake
 from .pipeline.state import State
-from .receivers.base import Frame
 from .receivers.build import build_receiver
 from .receivers.grammar import ReceiverSpec
-from .receivers.receiver import Receiver
+from .receivers.receiver import Receiver, ReceiverStats
+from .web.history import PageHistory
 from .web.page import render
 from .web.server import Routes, SecurityFile, WebConfigError, WebServer, parse_listen
 from .web.status import status
-from .wmbus import Address, MeterKey, WMBusError, decode
-from .wmbus.frame import normalise
+from .wmbus import MeterKey
 
 log = logging.getLogger("amiplus_exporter")
 
@@ -83,122 +80,68 @@ def setup_logging(level: str, form: str) -> None:
     root.setLevel(level.upper())
 
 
-@dataclass
 class Exporter:
-    """The running parts around one (replaceable) configuration."""
+    """The running parts around one (replaceable) configuration: receivers feed the intake,
+    which keeps the state and hands readings to the outputs."""
 
-    config: Config
-    state: State = field(init=False)
-    heard: HeardMeters = field(default_factory=HeardMeters)
-    receivers: dict[ReceiverSpec, Receiver] = field(default_factory=dict)
-    started_at: float = field(default_factory=time.time)
-
-    def __post_init__(self) -> None:
-        self.writer: InfluxWriter | None = None
-        self.state = State(self.config.stale_after, self.config.timezone)
-        self.dedupe = Deduplicator(self.config.dedupe_window)
-        self._dedupe_lock = threading.Lock()
-        for meter in self.config.meters:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.started_at = time.time()
+        self.state = State(config.stale_after, config.timezone)
+        self.history = PageHistory()
+        self.outputs: dict[str, Output] = {}
+        self.intake = Intake(config, self.state)
+        self.receivers: dict[ReceiverSpec, Receiver] = {}
+        self.reloads = ConfigReloads(True, self.started_at)
+        for meter in config.meters:
             self.state.meter(meter.meter_id, meter.name)
 
-    def _key(self, address: Address) -> MeterKey | None:
-        meter = self.config.meter_for(address.meter_id)
-        return meter.key if meter else None
-
-    def on_frame(self, receiver: str, frame: Frame) -> None:
-        """Called from receiver threads for every frame: dedupe, decode, name, keep."""
-        try:
-            canonical = normalise(frame.data)
-        except WMBusError:
-            canonical = frame.data
-        with self._dedupe_lock:
-            first = self.dedupe.first(canonical, frame.received_at)
-        if not first:
-            with self.state.lock:
-                self.state.duplicates += 1
-            return
-        self.heard.hear(receiver, frame)
-        config = self.config
-        try:
-            telegram = decode(frame.data, self._key)
-        except WMBusError as error:
-            address = (error.transport.address if error.transport else None) or (
-                error.link.address if error.link else None
-            )
-            meter = config.meter_for(address.meter_id) if address else None
-            if meter is not None:
-                self.state.record_failure(
-                    meter.meter_id, meter.name, error.code, error.message, frame.received_at
-                )
-                log.warning("meter %s: %s", meter.name, error.message)
-            else:
-                with self.state.lock:
-                    if address is not None:
-                        self.state.unconfigured_telegrams += 1
-                    else:
-                        self.state.undecodable[error.code] += 1
-            return
-        meter = config.meter_for(telegram.address.meter_id)
-        if meter is None:
-            with self.state.lock:
-                self.state.unconfigured_telegrams += 1
-            return
-        reading = read_meter(
-            telegram,
-            zone=config.timezone,
-            received_at=datetime.fromtimestamp(frame.received_at, UTC),
-            rssi_dbm=frame.rssi_dbm,
-        )
-        accepted = self.state.record(
-            meter.meter_id, meter.name, reading, frame.received_at, receiver
-        )
-        writer = self.writer
-        if writer is not None:
-            writer.submit(accepted, meter.name, frame.received_at)
-
     def start(self) -> None:
-        self._start_writer(self.config.influxdb)
+        self._start_outputs(self.config)
         self._start_receivers(self.config.receivers)
 
-    def _start_writer(self, config: InfluxConfig | None) -> None:
-        if config is None:
-            self.writer = None
-            return
-        self.writer = InfluxWriter(config)
-        self.writer.start()
-        log.info(
-            "InfluxDB output to %s (%d points spooled from before)",
-            self.writer.sender.description,
-            self.writer.spool.points,
-        )
+    def _start_outputs(self, config: Config, old: Config | None = None) -> None:
+        """Start the outputs whose configuration section is new or changed."""
+        for section, build in OUTPUTS.items():
+            wanted = getattr(config, section)
+            if old is not None and wanted == getattr(old, section):
+                continue
+            running = self.outputs.pop(section, None)
+            if running is not None:
+                running.stop()
+            if wanted is not None:
+                output = build(wanted)
+                output.start()
+                self.outputs[section] = output
+        self.intake.outputs = [self.history, *self.outputs.values()]
 
     def _start_receivers(self, specs: tuple[ReceiverSpec, ...]) -> None:
         for spec in specs:
-            receiver = build_receiver(spec, self.on_frame)
+            receiver = build_receiver(spec, self.intake.on_frame)
             self.receivers[spec] = receiver
             receiver.start()
             log.info("receiver %s started: %s", spec.label, receiver.source.description)
 
     def apply(self, config: Config) -> None:
-        """Use a new configuration: meters and keys at once; receivers that changed restart."""
+        """Use a new configuration: meters and keys at once; receivers and outputs whose
+        configuration changed restart."""
         old = self.config
-        self.config = config
+        self.config = self.intake.config = config
         self.state.stale_after_seconds = config.stale_after
-        self.dedupe.window = config.dedupe_window
+        self.intake.dedupe.window = config.dedupe_window
         with self.state.lock:
             for meter in config.meters:
                 self.state.meter(meter.meter_id, meter.name)
         self.state.forget_except({m.meter_id for m in config.meters})
+        meters = {m.meter_id: m.name for m in config.meters}
+        for output in self.intake.outputs:
+            output.meters_changed(meters)
         removed = [spec for spec in old.receivers if spec not in config.receivers]
         for spec in removed:
             self.receivers.pop(spec).stop()
             log.info("receiver %s stopped (no longer configured)", spec.label)
         self._start_receivers(tuple(s for s in config.receivers if s not in old.receivers))
-        if config.influxdb != old.influxdb:
-            writer, self.writer = self.writer, None
-            if writer is not None:
-                writer.stop()
-            self._start_writer(config.influxdb)
+        self._start_outputs(config, old)
         log.info(
             "configuration reloaded: %d meters, %d receivers (%d restarted)",
             len(config.meters),
@@ -209,8 +152,8 @@ class Exporter:
     def stop(self) -> None:
         for receiver in self.receivers.values():
             receiver.stop()
-        if self.writer is not None:
-            self.writer.stop()
+        for output in self.outputs.values():
+            output.stop()
 
     def ready(self) -> tuple[bool, str]:
         """Ready when a receiver is up and a frame arrived recently."""
@@ -224,26 +167,26 @@ class Exporter:
             return False, f"no frame in the last {READY_WITHIN / 60:.0f} minutes"
         return True, "ready"
 
+    def receiver_stats(self) -> list[ReceiverStats]:
+        return [r.stats for r in self.receivers.values()]
+
     def status(self, with_history: bool = False) -> dict[str, Any]:
         return status(
             self.config,
             self.state,
-            receivers=[r.stats for r in self.receivers.values()],
-            heard=self.heard.snapshot(),
+            receivers=self.receiver_stats(),
+            heard=self.intake.heard.snapshot(),
             started_at=self.started_at,
-            extra={
-                "version": __version__,
-                "influxdb": self.writer.status() if self.writer else None,
-            },
-            with_history=with_history,
+            outputs=self.outputs.values(),
+            history=self.history if with_history else None,
+            extra={"version": __version__},
         )
 
     def exposition(self) -> Exposition:
-        return Exposition(
-            self.state,
-            lambda: [r.stats for r in self.receivers.values()],
-            [lambda: self.writer.metrics() if self.writer else ""],
+        collector = ExporterCollector(
+            self.state, self.receiver_stats, lambda: list(self.outputs.values()), self.reloads
         )
+        return Exposition(self.state, registry(collector))
 
 
 def run(config: Config, config_path: Path | None, listen: str | None) -> int:
@@ -312,4 +255,8 @@ def _reload(exporter: Exporter, path: Path | None) -> None:
     try:
         exporter.apply(load_config(path))
     except ConfigError as error:
+        exporter.reloads.successful = False
         log.error("configuration not reloaded, the previous one stays:\n%s", error)
+        return
+    exporter.reloads.successful = True
+    exporter.reloads.success_at = time.time()

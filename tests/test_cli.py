@@ -60,7 +60,7 @@ def test_wrong_key_explains_what_to_check_without_revealing_the_key() -> None:
     message = result["message"]
     assert "as given, byte-reversed" in message  # which candidates were tried
     assert "eLicznik" in message and "Klucz szyfrujący" in message  # where the key is shown
-    assert "re-activating HAN issues a new key" in message
+    assert "Re-activating HAN issues a new key" in message
     assert wrong not in message and wrong.lower() not in message
 
 

@@ -62,9 +62,10 @@ timezone: Europe/Atlantis
     assert found == [
         "amiplus.yml:3: meter 1: A meter address has 8 digits, like 12345678 (eLicznik: "
         "'adres komunikacyjny'); '1234567' is not one.",
-        "amiplus.yml:4: meter 1: The key must be the 32 hexadecimal digits (0-9, A-F) that "
-        "eLicznik shows as 'Klucz szyfrujący' (encryption key), or a 16-character text; the value "
-        "given has 8 characters after removing spaces and dashes.",
+        "amiplus.yml:4: meter 1: A key is 32 hexadecimal digits (0-9, A-F) or a 16-character "
+        "text; the value given has 8 characters after removing spaces and dashes. The key is the "
+        "32 hexadecimal digits that eLicznik shows as 'Klucz szyfrujący' (tab Licznik / HAN, "
+        "after 'Aktywuj HAN'), or the text of its QR code.",
         "amiplus.yml:5: meter 2: give its key (eLicznik 'Klucz szyfrujący'), key_file, or the QR "
         "text",
         "amiplus.yml:6: meter 2: unknown key 'kye'; did you mean 'key'?",
@@ -83,7 +84,7 @@ timezone: Europe/Atlantis
         ("meters: [\n", "amiplus.yml:2: not valid YAML"),
         ("", "the file is empty"),
         ("meters: []\n", "no receivers: add at least one"),
-        (GOOD.replace(KEY, "nothex"), "The key must be the 32 hexadecimal digits"),
+        (GOOD.replace(KEY, "nothex"), "A key is 32 hexadecimal digits"),
         (GOOD + "  - type: lines\n", "a lines receiver needs command, listen, connect or stdin"),
         (GOOD + "  - type: lines\n    listen: http://x:1\n", "must look like udp://0.0.0.0:9011"),
         (GOOD + "  - type: replay\n    realtime: maybe\n", "realtime must be true or false"),

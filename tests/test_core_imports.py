@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
+
+import exporter.wmbus
 
 PROBE = """
 import json, sys
@@ -31,3 +35,12 @@ def test_core_imports_only_stdlib_and_cryptography() -> None:
     for io_library in ("serial", "prometheus_client", "influxdb_client", "yaml"):
         assert io_library not in top_level
     assert "cryptography" in top_level
+
+
+def test_the_core_is_product_neutral() -> None:
+    """Advice for AMIplus users lives in exporter/amiplus/explain.py, not in the protocol core."""
+    core = Path(exporter.wmbus.__file__).parent
+    for path in sorted(core.glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        found = re.findall(r"(?i)\b(tauron|elicznik|amiplus|klucz|HAN)\b", text)
+        assert not found, f"{path.name} mentions {found}"

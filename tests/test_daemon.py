@@ -101,7 +101,7 @@ def test_values_from_a_usb_stick_reach_prometheus(
     assert stick.telegram(frame)
     query = 'amiplus_power_imported_watts{job="stick",meter_id="20240001"}'
     assert wait_until(lambda: prometheus.values(query), 30)
-    assert list(prometheus.values(query).values()) == [reading.power_imported_w]
+    assert list(prometheus.values(query).values()) == [reading.get("power_imported_w")]
     assert list(prometheus.values('amiplus_receiver_frames_total{job="stick"}').values()) == [1.0]
 
 

@@ -5,6 +5,7 @@ each of which must answer with data."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import shlex
@@ -16,9 +17,15 @@ from typing import Any
 
 import pytest
 
-from exporter.outputs import influx as influx_output
-from exporter.outputs import prometheus as prometheus_output
-from exporter.outputs.prometheus import Family
+from exporter.amiplus import fields
+from exporter.amiplus.fields import Shape
+from exporter.amiplus.reading import MeterReading
+from exporter.config import InfluxConfig
+from exporter.outputs.base import MeterUpdate
+from exporter.outputs.influx import InfluxOutput
+from exporter.outputs.prometheus import ConfigReloads, ExporterCollector, Exposition, registry
+from exporter.pipeline.state import State
+from exporter.receivers.receiver import ReceiverStats
 
 from .servers import SIMULATED_KEY, InfluxDB, Prometheus, Start, free_port, job, wait_until
 
@@ -130,23 +137,23 @@ def metric_names(expression: str) -> set[str]:
     return names
 
 
-def families(value: Any) -> Iterator[Family]:
-    """The metric families in a value: a family, or tables (tuples) that hold families."""
-    if isinstance(value, Family):
-        yield value
-    elif isinstance(value, tuple):
-        for item in value:
-            yield from families(item)
-
-
-def exposed_metrics() -> set[str]:
-    """The sample names of every metric family the exporter's outputs define."""
-    return {
-        family.name
-        for module in (prometheus_output, influx_output)
-        for value in vars(module).values()
-        for family in families(value)
-    }
+def exposed_metrics(tmp_path: Path) -> set[str]:
+    """The sample names of every family a fully featured exporter exposes: a meter that sent
+    every field, a receiver, and an InfluxDB output."""
+    state = State()
+    values = {row.key: {"L1": 1.0} if row.shape is Shape.PHASES else 1.0 for row in fields.FIELDS}
+    values["meter_time"] = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    values["energy_imported_tariff_kwh"] = values["energy_exported_tariff_kwh"] = {1: 1.0}
+    reading = MeterReading("12345678", "APA", 1, 2, values=values)
+    state.record("12345678", "home", reading, 1.0, "r")
+    config = InfluxConfig("http://127.0.0.1:9", api="v1", database="x", spool=tmp_path)
+    influx = InfluxOutput(config)
+    influx.submit(MeterUpdate("12345678", "home", reading, values, 1.0, "r"))  # a waiting point
+    collector = ExporterCollector(
+        state, lambda: [ReceiverStats("r", "stick")], lambda: [influx], ConfigReloads()
+    )
+    text = Exposition(state, registry(collector), clock=lambda: 2.0).body().decode()
+    return set(re.findall(r"^# TYPE (\S+) ", text, re.MULTILINE))
 
 
 # --- the dashboards as files ---------------------------------------------------------------------
@@ -248,8 +255,8 @@ def test_every_variable_is_used(path: Path) -> None:
         assert name in used, f"{path.name}: the variable {name} is never used"
 
 
-def test_prometheus_dashboards_use_only_metrics_the_exporter_exposes() -> None:
-    exposed = exposed_metrics()
+def test_prometheus_dashboards_use_only_metrics_the_exporter_exposes(tmp_path: Path) -> None:
+    exposed = exposed_metrics(tmp_path)
     assert "amiplus_energy_imported_joules_total" in exposed  # the families were found
     assert "amiplus_influxdb_spool_points" in exposed
     used: set[str] = set()
@@ -308,7 +315,7 @@ class FarFromTheTransformer(SimulatedMeter):
         reading = super().reading(now)
         drift = self.sent % 5 / 10
         volts = {"L1": 255.0 + drift, "L2": 205.0 - drift, "L3": 254.0 + drift}
-        return dataclasses.replace(reading, voltage_v=volts)
+        return dataclasses.replace(reading, values={**reading.values, "voltage_v": volts})
 
 
 meter = FarFromTheTransformer(FAMILIES_BY_NAME["apa-v2-2025"], meter_id="12345679")

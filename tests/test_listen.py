@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from exporter.pipeline.heard import HeardMeters, configured_match
+from exporter.pipeline.heard import HeardMeters, configured_match, peek_or_none
 from exporter.receivers.base import Frame
 
 from .conftest import vector
@@ -90,8 +90,12 @@ def test_bad_receiver_is_a_usage_error() -> None:
 def test_heard_meters_are_bounded_and_ordered() -> None:
     heard = HeardMeters(limit=2)
     for n, frame in enumerate((A7, C7A, B2, C7A)):
-        heard.hear("r", Frame(bytes.fromhex(frame), float(n), rssi_dbm=-70.0 - n))
-    assert heard.hear("r", Frame(b"\x01\x02", 9.0)) is None and heard.unreadable == 1
+        data = bytes.fromhex(frame)
+        heard.hear("r", Frame(data, float(n), rssi_dbm=-70.0 - n), peek_or_none(data))
+    assert (
+        heard.hear("r", Frame(b"\x01\x02", 9.0), peek_or_none(b"\x01\x02")) is None
+        and heard.unreadable == 1
+    )
     snapshot = heard.snapshot()
     assert [m.meter_id for m in snapshot] == ["57081221", "30584551"]
     assert snapshot[0].count == 2 and snapshot[0].rssi_dbm == -73.0

@@ -11,14 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from exporter.amiplus.encoding import encode_reading
 from exporter.amiplus.families import FAMILIES, Family
-from exporter.amiplus.reading import (
-    Shape,
-    encode_reading,
-    read_meter,
-    scale,
-    slot_for,
-)
+from exporter.amiplus.fields import Shape
+from exporter.amiplus.reading import read_meter, scale, slot_for
 from exporter.commands.decode import KeyRing, decode_lines
 from exporter.receivers.lines import parse_line
 from exporter.wmbus import CRCError, MeterKey, WMBusError, decode
@@ -166,20 +162,21 @@ def expected_json(
         if slot is None:
             unknown.append({"key": key, "value": value})
             continue
-        if slot.shape is Shape.TIME:
+        row = slot.field
+        if row.shape is Shape.TIME:
             continue  # compared as an instant below
-        if slot.shape is Shape.DIGITS:
-            out[slot.name] = f"{value:0{2 * header.data.length}d}"
+        if row.shape is Shape.DIGITS:
+            out[row.key] = f"{value:0{2 * header.data.length}d}"
             continue
         assert isinstance(value, int)
         number = scale(value, slot.exponent)
-        if slot.shape is Shape.TARIFFS and slot.tariff:
-            out.setdefault(slot.name.replace("_kwh", "_tariff_kwh"), {})[str(slot.tariff)] = number
-        elif slot.shape is Shape.PHASES:
+        if row.shape is Shape.TARIFFS and slot.tariff:
+            out.setdefault(row.tariff_key, {})[str(slot.tariff)] = number
+        elif row.shape is Shape.PHASES:
             assert slot.phase is not None
-            out.setdefault(slot.name, {})[slot.phase] = number
+            out.setdefault(row.key, {})[slot.phase] = number
         else:
-            out[slot.name] = number
+            out[row.key] = number
     return out, unknown
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from exporter.amiplus.explain import explain
 from exporter.wmbus import (
     DecryptionError,
     KeyFormatError,
@@ -125,14 +126,17 @@ def test_no_key_and_wrong_key_errors_name_the_meter_not_the_key() -> None:
     frame = encode_frame(METER, RECORDS, access_number=7, key=KEY)
     with pytest.raises(NoKeyError, match="57081221") as no_key:
         decode(frame)
-    assert no_key.value.code == "no_key" and "eLicznik" in no_key.value.message
+    assert no_key.value.code == "no_key" and "eLicznik" not in no_key.value.message
+    assert "eLicznik" in explain(no_key.value)  # the product layer says where the key is
     wrong = bytes(range(16, 32))
     with pytest.raises(DecryptionError) as failed:
         decode(frame, MeterKey.from_bytes(wrong))
     assert failed.value.code == "decryption_failed"
     assert failed.value.transport is not None and failed.value.transport.access_number == 7
     assert wrong.hex() not in failed.value.message.lower()
-    assert fingerprint(wrong) in failed.value.message
+    assert f"fingerprint {fingerprint(wrong)}" in failed.value.message
+    assert failed.value.fingerprint == fingerprint(wrong)
+    assert "Re-activating HAN issues a new key" in explain(failed.value)
 
 
 def test_long_transport_header_uses_the_meter_identity_for_the_iv() -> None:

@@ -11,7 +11,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.amiplus.families import FAMILIES_BY_NAME
 from exporter.amiplus.reading import MeterReading, read_meter
 from exporter.amiplus.simulated import DEFAULT_KEY, SimulatedMeter
-from exporter.outputs.prometheus import MAX_AGE, Exposition
+from exporter.outputs.prometheus import (
+    MAX_AGE,
+    ConfigReloads,
+    ExporterCollector,
+    Exposition,
+    registry,
+)
 from exporter.pipeline.state import State, stale_after
 from exporter.receivers.receiver import ReceiverStats
 from exporter.wmbus import MeterKey, decode
@@ -21,8 +27,7 @@ T0 = datetime(2026, 6, 21, 10, 0, tzinfo=UTC)
 
 
 def reading(**values: object) -> MeterReading:
-    fields = {"meter_id": "12345678", "manufacturer": "APA", "version": 1, "device_type": 2}
-    return MeterReading(**{**fields, **values})  # type: ignore[arg-type]
+    return MeterReading("12345678", "APA", 1, 2, values=values)
 
 
 def test_alternating_record_sets_are_merged() -> None:
@@ -42,7 +47,7 @@ def test_alternating_record_sets_are_merged() -> None:
 def test_a_register_that_steps_back_is_rejected_until_it_persists() -> None:
     state = State()
     state.record("m", "home", reading(energy_imported_kwh=100.0), 1.0, "r")
-    accepted = state.record(
+    accepted, merged = state.record(
         "m",
         "home",
         reading(
@@ -51,7 +56,8 @@ def test_a_register_that_steps_back_is_rejected_until_it_persists() -> None:
         2.0,
         "r",
     )
-    assert accepted.energy_imported_kwh is None and accepted.power_imported_w == 7.0
+    assert accepted.get("energy_imported_kwh") is None and accepted.get("power_imported_w") == 7.0
+    assert merged["energy_imported_kwh"] == 100.0 and merged["power_imported_w"] == 7.0
     (meter,) = state.snapshot()
     assert meter.values["energy_imported_kwh"] == 100.0
     assert meter.rejected == {"register_decreased": 1}
@@ -79,7 +85,8 @@ def exposition() -> tuple[State, Exposition, list[float]]:
     state = State(stale_after_seconds=60)
     receiver = ReceiverStats("stick", "/dev/ttyUSB0", frames=5, up=True, down_reason=None)
     receiver.errors["crc"] = 2
-    return state, Exposition(state, lambda: [receiver], clock=lambda: now[0]), now
+    collector = ExporterCollector(state, lambda: [receiver], list, ConfigReloads(True, 1000.0))
+    return state, Exposition(state, registry(collector), clock=lambda: now[0]), now
 
 
 def families(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -108,7 +115,7 @@ def test_exposition_values_units_and_labels(
         1990.0,
         "stick",
     )
-    text = metrics.render()
+    text = metrics.body().decode()
     parsed = families(text)
     ident = {"meter_id": "12345678"}
     assert parsed["amiplus_energy_imported_joules"] == [(ident, 5_400_000.0)]
@@ -174,9 +181,20 @@ def test_history_keeps_one_point_per_step_and_wraps() -> None:
     for n in range(3):
         history.add((120.0 + 10 * n, float(n)))
     assert history.columns() == [[120.0, 130.0, 140.0], [0.0, 1.0, 2.0]]  # the oldest gone
-    twin = history.copy()
-    history.add((150.0, 9.0))
-    assert twin.columns()[1] == [0.0, 1.0, 2.0]
+
+
+def test_the_page_history_follows_merged_values_and_forgets_removed_meters() -> None:
+    from exporter.outputs.base import MeterUpdate
+    from exporter.web.history import PageHistory
+
+    history = PageHistory()
+    for n, values in enumerate(({"power_imported_w": 5.0}, {"voltage_v": {"L2": 231.0}})):
+        history.submit(MeterUpdate("m", "home", reading(), values, 100.0 + 20 * n, "r"))
+    columns = history.columns("m")
+    assert columns["t"] == [100.0, 120.0] and columns["import_w"] == [5.0, None]
+    assert columns["L2"] == [None, 231.0]
+    history.meters_changed({"other": "garage"})
+    assert history.columns("m")["t"] == []
 
 
 def test_today_counts_from_the_last_registers_of_yesterday() -> None:

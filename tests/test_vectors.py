@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from exporter.amiplus.reading import failure_as_json, read_meter
+from exporter.amiplus.explain import failure_as_json
+from exporter.amiplus.reading import read_meter
 from exporter.cli import main
 from exporter.wmbus import MeterKey, WMBusError, decode
 

@@ -1,7 +1,8 @@
 """What eLicznik gives a user: the meter's wM-Bus address, its factory number and the AES key.
 
-Addresses are accepted in either byte order (eLicznik has shown some reversed, spec 8), and the
-QR code text is read field by field in any order. Messages never contain the key itself.
+Addresses are accepted in either byte order (eLicznik has shown some reversed; see
+docs/amiplus-meters.md, section 6), and the QR code text is read field by field in any order.
+Messages never contain the key itself.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import string
 from dataclasses import dataclass
 
 from ..wmbus import KeyFormatError, MeterKey
+from .explain import ELICZNIK_KEY
 
 ADDRESS_DIGITS = 8
 
@@ -48,6 +50,14 @@ def normalise_meter_id(text: str) -> str:
             f"'adres komunikacyjny'); {text!r} is not one."
         )
     return compact
+
+
+def parse_key(text: str) -> MeterKey:
+    """A key as the user wrote it; a wrong one is explained in eLicznik's words."""
+    try:
+        return MeterKey.parse(text)
+    except KeyFormatError as error:
+        raise CredentialsError(f"{error} {ELICZNIK_KEY.en}") from None
 
 
 def reversed_meter_id(meter_id: str) -> str:

@@ -3,8 +3,8 @@
 The default is a three-phase, two-tariff (G12) prosumer household: a daily load shape with
 morning and evening peaks, PV export around midday, voltages wandering between about 225 and
 250 V and rising under export, registers that only grow. Telegrams are built with the core's
-encoder in the record layout of any family of spec section 7 and go through the same framer,
-core and state path as a USB stick's (they leave the `SimulatorSource` as hex lines).
+encoder in the record layout of any family (docs/amiplus-meters.md, section 3) and go through the
+same framer, core and state path as a USB stick's (they leave `SimulatorSource` as hex lines).
 """
 
 from __future__ import annotations
@@ -18,14 +18,16 @@ from ..wmbus.encoder import encode_frame
 from ..wmbus.link import Address, manufacturer_code
 from ..wmbus.records import Coding, parse_header
 from ..wmbus.timepoint import TimePoint, TimeType
+from .clock import WARSAW
+from .encoding import encode_reading
 from .families import FAMILIES_BY_NAME, Family
-from .reading import WARSAW, MeterReading, UnknownRecord, encode_reading, slot_for
+from .reading import MeterReading, UnknownRecord, slot_for
 
 DEFAULT_FAMILY = "otus"  # a TAURON Apator Otus 3: three phases, tariff registers
 DEFAULT_KEY = bytes.fromhex("000102030405060708090A0B0C0D0E0F")  # documented, not secret
 DEFAULT_METER_ID = "12345678"
 
-#: What an unknown record of a family carries (observed values, spec section 7.1).
+#: What an unknown record of a family carries (observed values; docs/amiplus-meters.md, 3).
 UNKNOWN_VALUES: dict[str, dict[str, int]] = {
     "gama": {"0BABC8FC10": 70_000},
     "kpl": {"0BABC8FC10": 99_000},
@@ -130,23 +132,25 @@ class SimulatedMeter:
             version=self.family.version,
             device_type=self.family.device_type,
             access_number=self.access_number,
-            meter_time=now.astimezone(WARSAW).replace(microsecond=0),
-            serial_number=self.meter_id,
-            energy_imported_kwh=_kwh(sum(self.imported_wh.values())),
-            energy_imported_tariff_kwh={t: _kwh(wh) for t, wh in self.imported_wh.items()}
-            | {3: 0.0, 4: 0.0},
-            energy_exported_kwh=_kwh(sum(self.exported_wh.values())),
-            energy_exported_tariff_kwh={t: _kwh(wh) for t, wh in self.exported_wh.items()}
-            | {3: 0.0, 4: 0.0},
-            power_imported_w=round(imported),
-            power_exported_w=round(exported),
-            power_imported_max_w=round(self.maximum_w),
-            voltage_v=voltages,
-            current_a=currents,
-            reactive_energy_imported_kvarh=_kwh(self.reactive_varh[0]),
-            reactive_energy_exported_kvarh=_kwh(self.reactive_varh[1]),
-            reactive_power_imported_var=round(0.12 * load),
-            reactive_power_exported_var=round(0.03 * pv),
+            values={
+                "meter_time": now.astimezone(WARSAW).replace(microsecond=0),
+                "serial_number": self.meter_id,
+                "energy_imported_kwh": _kwh(sum(self.imported_wh.values())),
+                "energy_imported_tariff_kwh": {t: _kwh(wh) for t, wh in self.imported_wh.items()}
+                | {3: 0.0, 4: 0.0},
+                "energy_exported_kwh": _kwh(sum(self.exported_wh.values())),
+                "energy_exported_tariff_kwh": {t: _kwh(wh) for t, wh in self.exported_wh.items()}
+                | {3: 0.0, 4: 0.0},
+                "power_imported_w": round(imported),
+                "power_exported_w": round(exported),
+                "power_imported_max_w": round(self.maximum_w),
+                "voltage_v": voltages,
+                "current_a": currents,
+                "reactive_energy_imported_kvarh": _kwh(self.reactive_varh[0]),
+                "reactive_energy_exported_kvarh": _kwh(self.reactive_varh[1]),
+                "reactive_power_imported_var": round(0.12 * load),
+                "reactive_power_exported_var": round(0.03 * pv),
+            },
             unknown=self._unknown(now),
         )
 
@@ -160,7 +164,7 @@ class SimulatedMeter:
             maximum_at.day,
             maximum_at.hour,
             maximum_at.minute - maximum_at.minute % 15,
-            invalid=True,  # as the Otus 3 sends it (spec 6.3)
+            invalid=True,  # as the Otus 3 sends it (docs/wmbus-records.md, 3)
             summer_time=bool(maximum_at.dst()),
         )
         out = []

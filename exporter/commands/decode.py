@@ -17,10 +17,11 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
-from ..amiplus.credentials import CredentialsError, id_variants, parse_qr
-from ..amiplus.reading import failure_as_json, read_meter
+from ..amiplus.credentials import CredentialsError, id_variants, parse_key, parse_qr
+from ..amiplus.explain import failure_as_json
+from ..amiplus.reading import read_meter
 from ..receivers.lines import LineFrame, parse_line
-from ..wmbus import Address, KeyFormatError, MeterKey, NoKeyError, WMBusError, decode
+from ..wmbus import Address, MeterKey, NoKeyError, WMBusError, decode
 from . import EXIT_FAILURE, EXIT_OK, UsageError
 
 PARALLEL_MIN_LINES = 2000  # a batch at least this long is worth the worker processes
@@ -202,9 +203,9 @@ def key_ring(args: argparse.Namespace) -> KeyRing:
             credentials = parse_qr(args.qr)
             ids = id_variants(args.id) if args.id is not None else credentials.meter_ids
             return KeyRing(credentials.key, ids)
-        key = MeterKey.parse(args.key) if args.key is not None else None
+        key = parse_key(args.key) if args.key is not None else None
         return KeyRing(key, id_variants(args.id) if args.id is not None else frozenset())
-    except (KeyFormatError, CredentialsError) as error:
+    except CredentialsError as error:
         raise UsageError(str(error)) from None
 
 

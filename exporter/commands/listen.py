@@ -12,7 +12,7 @@ from typing import TextIO
 
 from ..amiplus.credentials import CredentialsError, normalise_meter_id, parse_qr
 from ..config import ConfigError, load_config
-from ..pipeline.heard import HeardMeter, HeardMeters, configured_match
+from ..pipeline.heard import HeardMeter, HeardMeters, configured_match, peek_or_none
 from ..receivers.base import Frame
 from ..receivers.build import build_receiver, build_source
 from ..receivers.grammar import ReceiverSpec, ReceiverSpecError, parse_spec
@@ -78,7 +78,7 @@ def run_listen(
     printing = threading.Lock()
 
     def sink(receiver: str, frame: Frame) -> None:
-        meter = heard.hear(receiver, frame)
+        meter = heard.hear(receiver, frame, peek_or_none(frame.data))
         if as_lines and meter is not None:
             with printing:
                 out.write(as_json(meter, configured) + "\n")

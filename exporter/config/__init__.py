@@ -15,14 +15,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ..amiplus.credentials import CredentialsError, id_variants, normalise_meter_id, parse_qr
+from ..amiplus.clock import WARSAW
+from ..amiplus.credentials import (
+    CredentialsError,
+    id_variants,
+    normalise_meter_id,
+    parse_key,
+    parse_qr,
+)
 from ..amiplus.families import FAMILIES_BY_NAME
-from ..amiplus.reading import WARSAW
 from ..amiplus.simulated import DEFAULT_FAMILY
 from ..receivers.base import LinkMode
 from ..receivers.build import build_source
 from ..receivers.grammar import STICKS, TYPES, ReceiverSpec, ReceiverSpecError
-from ..wmbus import KeyFormatError, MeterKey
+from ..wmbus import MeterKey
 
 if TYPE_CHECKING:
     from yaml import Node
@@ -309,8 +315,8 @@ def _meter(reader: _Reader, node: Node, number: int) -> MeterConfig | None:
         if key is not None:
             reader.problem(key_node, f"{where}: the QR text already holds the key; remove key")
         try:
-            key = MeterKey.parse(key_text)
-        except KeyFormatError as error:
+            key = parse_key(key_text)
+        except CredentialsError as error:
             reader.problem(key_node, f"{where}: {error}")
             return None
     elif key_node is not None:

@@ -1,5 +1,5 @@
-"""InfluxDB output (design.md 3.5): one point per decoded telegram, spooled on disk, sent in
-batches by a thread that backs off while the server is away.
+"""InfluxDB output (docs/contracts.md, section 5): one point per decoded telegram, spooled on
+disk, sent in batches by a thread that backs off while the server is away.
 
 `api: v2` writes to `/api/v2/write` with influxdb-client (InfluxDB 1.8+, 2.x, 3.x; for 1.8 the
 token is `username:password` and the bucket `database/retention_policy`). `api: v1` writes to
@@ -19,12 +19,18 @@ import time
 import urllib.parse
 from abc import ABC, abstractmethod
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..amiplus.reading import MAP_FIELDS, NUMBER_FIELDS, MeterReading
+from prometheus_client import Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from ..amiplus import fields
+from ..amiplus.fields import Shape
+from ..amiplus.reading import MeterReading
 from ..config import InfluxConfig
-from .prometheus import Labels, block, counter, gauge
+from .base import MeterUpdate, Output
 from .spool import Segment, Spool
 
 log = logging.getLogger(__name__)
@@ -33,41 +39,42 @@ MEASUREMENT = "amiplus"
 BACKOFF_FIRST, BACKOFF_CAP = 1.0, 120.0
 STOP_BUDGET = 5.0  # seconds SIGTERM spends sending what is spooled
 
-#: Single reading fields written as they are (meter units).
-FIELDS = (*NUMBER_FIELDS, "rssi_dbm")
-#: Per-tariff and per-phase fields: attribute -> field name pattern (design.md 3.5).
-MAPPED_FIELDS = dict(
-    zip(
-        MAP_FIELDS,
-        ("energy_imported_t{}_kwh", "energy_exported_t{}_kwh", "voltage_{}_v", "current_{}_a"),
-        strict=True,
-    )
-)
-
 
 def _escape_tag(value: str) -> str:
     return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
 
 
+def _fields(reading: MeterReading) -> Iterator[str]:
+    """`name=value` of every field of the table that the reading carries (floats, meter units)."""
+    values = reading.values
+    for row in fields.FIELDS:
+        if row.influx is None:
+            continue
+        value = values.get(row.key)
+        if row.shape is Shape.TIME:
+            if value is not None:
+                yield f"{row.influx}={float(int(value.timestamp()))!r}"
+        elif row.shape is Shape.PHASES:
+            for phase, number in sorted((value or {}).items()):
+                yield f"{row.influx.format(phase.lower())}={float(number)!r}"
+        else:
+            if value is not None:
+                yield f"{row.influx}={float(value)!r}"
+            if row.influx_tariff:
+                for tariff, number in sorted(values.get(row.tariff_key, {}).items()):
+                    yield f"{row.influx_tariff.format(tariff)}={float(number)!r}"
+
+
 def point(reading: MeterReading, name: str | None, received_at: float) -> str | None:
     """The line-protocol point of one reading: float fields only, second precision (None when
     the telegram named no field at all)."""
-    fields = [
-        f"{field}={float(value)!r}"
-        for field in FIELDS
-        if (value := getattr(reading, field)) is not None
-    ]
-    for attribute, pattern in MAPPED_FIELDS.items():
-        for key, value in sorted(getattr(reading, attribute).items()):
-            fields.append(f"{pattern.format(str(key).lower())}={float(value)!r}")
-    if reading.meter_time is not None:
-        fields.append(f"meter_clock={float(int(reading.meter_time.timestamp()))!r}")
-    if not fields:
+    values = ",".join(_fields(reading))
+    if not values:
         return None
     tags = f"meter_id={_escape_tag(reading.meter_id)}"
     if name:
         tags += f",name={_escape_tag(name)}"
-    return f"{MEASUREMENT},{tags} {','.join(fields)} {int(received_at)}"
+    return f"{MEASUREMENT},{tags} {values} {int(received_at)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,21 +234,10 @@ class V2Sender(Sender):
         self.client.close()  # type: ignore[no-untyped-call]
 
 
-POINTS_WRITTEN = counter("amiplus_influxdb_points_written", "Points InfluxDB accepted.")
-WRITE_ERRORS = counter("amiplus_influxdb_write_errors", "Failed write requests, by reason.")
-POINTS_DROPPED = counter(
-    "amiplus_influxdb_points_dropped",
-    "Points given up: the spool was full, or InfluxDB refused them.",
-)
-SPOOL_POINTS = gauge("amiplus_influxdb_spool_points", "Points waiting on disk for InfluxDB.")
-SPOOL_BYTES = gauge("amiplus_influxdb_spool_bytes", "Size of the spool on disk.")
-OLDEST = gauge(
-    "amiplus_influxdb_oldest_point_age_seconds", "Age of the oldest point waiting in the spool."
-)
-
-
-class InfluxWriter:
+class InfluxOutput(Output):
     """Appends readings to the spool at once; a thread sends the sealed segments in order."""
+
+    name = "influxdb"
 
     def __init__(self, config: InfluxConfig, sender: Sender | None = None) -> None:
         self.config = config
@@ -263,13 +259,18 @@ class InfluxWriter:
 
     def start(self) -> None:
         self._thread.start()
+        log.info(
+            "InfluxDB output to %s (%d points spooled from before)",
+            self.sender.description,
+            self.spool.points,
+        )
 
-    def submit(self, reading: MeterReading, name: str | None, received_at: float) -> None:
+    def submit(self, update: MeterUpdate) -> None:
         """Spool a reading (from a receiver's thread); it is accepted once this returns."""
-        line = point(reading, name, received_at)
+        line = point(update.reading, update.name, update.received_at)
         if line is None:
             return
-        self.spool.append([line], int(received_at))
+        self.spool.append([line], int(update.received_at))
         if self.spool.dropped > self._warned_full:
             log.warning(
                 "InfluxDB spool full (%.0f MB): dropped the %d oldest points so far",
@@ -341,26 +342,39 @@ class InfluxWriter:
             log.info("%d points stay in the InfluxDB spool for the next start", left)
         self.sender.close()
 
-    def metrics(self) -> str:
-        """Prometheus lines of the writer."""
-        no_labels: Labels = ()
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "amiplus_influxdb_points_written", "Points InfluxDB accepted.", value=self.written
+        )
+        errors = CounterMetricFamily(
+            "amiplus_influxdb_write_errors", "Failed write requests, by reason.", labels=["reason"]
+        )
+        for reason, count in sorted(self.errors.items()):
+            errors.add_metric([reason], count)
+        yield errors
+        dropped = CounterMetricFamily(
+            "amiplus_influxdb_points_dropped",
+            "Points given up: the spool was full, or InfluxDB refused them.",
+            labels=["reason"],
+        )
+        dropped.add_metric(["spool_full"], self.spool.dropped)
+        dropped.add_metric(["rejected"], self.rejected_points)
+        yield dropped
+        yield GaugeMetricFamily(
+            "amiplus_influxdb_spool_points",
+            "Points waiting on disk for InfluxDB.",
+            value=self.spool.points,
+        )
+        yield GaugeMetricFamily(
+            "amiplus_influxdb_spool_bytes", "Size of the spool on disk.", value=self.spool.size
+        )
         oldest = self.spool.oldest_timestamp
-        blocks = [
-            block(POINTS_WRITTEN, [(no_labels, self.written)]),
-            block(WRITE_ERRORS, [((("reason", r),), n) for r, n in sorted(self.errors.items())]),
-            block(
-                POINTS_DROPPED,
-                [
-                    ((("reason", "spool_full"),), self.spool.dropped),
-                    ((("reason", "rejected"),), self.rejected_points),
-                ],
-            ),
-            block(SPOOL_POINTS, [(no_labels, self.spool.points)]),
-            block(SPOOL_BYTES, [(no_labels, self.spool.size)]),
-        ]
         if oldest is not None:
-            blocks.append(block(OLDEST, [(no_labels, max(0.0, time.time() - oldest))]))
-        return "".join(blocks)
+            yield GaugeMetricFamily(
+                "amiplus_influxdb_oldest_point_age_seconds",
+                "Age of the oldest point waiting in the spool.",
+                value=max(0.0, time.time() - oldest),
+            )
 
     def status(self) -> dict[str, Any]:
         """The writer's state for the status page."""

@@ -1,12 +1,13 @@
-"""Prometheus metrics (design.md 3.4): the text exposition, built at scrape time from the state.
+"""Prometheus metrics (docs/contracts.md, section 4): the `/metrics` body, built at scrape time.
 
-Meter registers are counters carrying the meter's own value, never incremented here. A meter
-silent for longer than its `stale_after` loses its measurement series; `amiplus_meter_info`
-and the last-telegram timestamp stay, so alerts can tell "silent" from "never configured".
-
-The lines of a meter are formatted once per telegram and kept, so a scrape of thousands of
-meters joins strings instead of formatting 20,000 samples (prometheus_client's collector and
-`generate_latest` took 145 ms for 1,000 meters); scrapes within one second share one body.
+Per-meter families come from the field table and are pre-rendered: the lines of a meter are
+formatted once per telegram and kept, so a scrape of thousands of meters joins strings instead
+of formatting 20,000 samples (prometheus_client's collector and `generate_latest` took 145 ms
+for 1,000 meters). Everything else (receivers, outputs, the configuration, the process and the
+platform) goes through a prometheus_client registry. Meter registers are counters carrying the
+meter's own value, never incremented here. A meter silent for longer than its `stale_after`
+loses its measurement series; `amiplus_meter_info` and the last-telegram timestamp stay, so
+alerts can tell "silent" from "never configured". Scrapes within one second share one body.
 """
 
 from __future__ import annotations
@@ -15,40 +16,57 @@ import gzip
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from .. import __version__
-from ..pipeline.state import MeterState, State
-from ..receivers.receiver import ReceiverStats
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Metric,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
-JOULES_PER_KWH = 3_600_000.0
-VARH_PER_KVARH = 1000.0
+from .. import __version__
+from ..amiplus import fields
+from ..amiplus.fields import Metric as FieldMetric
+from ..amiplus.fields import MetricType, Shape
+from ..pipeline.state import MeterState, State
+from ..receivers.base import ErrorReason
+from ..receivers.receiver import ReceiverStats
+from .base import Output
+
 MAX_AGE = 1.0  # seconds a rendered body is served to further scrapes
-FRAME_ERROR_REASONS = ("crc", "checksum", "framing", "too_short")
+PYTHON_VERSION = ".".join(map(str, sys.version_info[:3]))
 
 Labels = tuple[tuple[str, str], ...]
-Sample = tuple[Labels, float]
 
 
 @dataclass(frozen=True, slots=True)
-class Family:
-    """A metric family: its sample name (with `_total` for counters), type and help."""
+class MetricFamily:
+    """A pre-rendered family: its sample name (with `_total` for counters), type and help."""
 
     name: str
     type: str
     help: str
 
+    @classmethod
+    def of(cls, metric: FieldMetric) -> MetricFamily:
+        return cls(metric.sample_name, metric.type.value, metric.help)
+
     def header(self) -> str:
         return f"# HELP {self.name} {_escape_help(self.help)}\n# TYPE {self.name} {self.type}\n"
 
 
-def counter(name: str, help_text: str) -> Family:
-    return Family(f"{name}_total", "counter", help_text)
+def counter(name: str, help_text: str) -> MetricFamily:
+    return MetricFamily.of(FieldMetric(name, MetricType.COUNTER, help_text))
 
 
-def gauge(name: str, help_text: str) -> Family:
-    return Family(name, "gauge", help_text)
+def gauge(name: str, help_text: str) -> MetricFamily:
+    return MetricFamily.of(FieldMetric(name, MetricType.GAUGE, help_text))
 
 
 def _escape_help(text: str) -> str:
@@ -59,102 +77,13 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def line(family: Family, labels: Labels, value: float) -> str:
+def line(family: MetricFamily, labels: Labels, value: float) -> str:
     """One sample line of the text format."""
     if labels:
         inner = ",".join(f'{key}="{_escape(text)}"' for key, text in labels)
         return f"{family.name}{{{inner}}} {float(value)!r}\n"
     return f"{family.name} {float(value)!r}\n"
 
-
-def block(family: Family, samples: Iterable[Sample]) -> str:
-    """A family's header and samples; nothing when there is no sample."""
-    lines = "".join(line(family, labels, value) for labels, value in samples)
-    return family.header() + lines if lines else ""
-
-
-#: Single-value meter fields: (family, field, factor to base units).
-SINGLE_METRICS: tuple[tuple[Family, str, float], ...] = (
-    (
-        counter("amiplus_energy_imported_joules", "Active energy imported (meter register 1.8.0)."),
-        "energy_imported_kwh",
-        JOULES_PER_KWH,
-    ),
-    (
-        counter("amiplus_energy_exported_joules", "Active energy exported (meter register 2.8.0)."),
-        "energy_exported_kwh",
-        JOULES_PER_KWH,
-    ),
-    (
-        gauge("amiplus_power_imported_watts", "Instantaneous active power imported (1.7.0)."),
-        "power_imported_w",
-        1.0,
-    ),
-    (
-        gauge("amiplus_power_exported_watts", "Instantaneous active power exported (2.7.0)."),
-        "power_exported_w",
-        1.0,
-    ),
-    (
-        gauge("amiplus_power_imported_max_watts", "Maximum demand of the month (1.6.0)."),
-        "power_imported_max_w",
-        1.0,
-    ),
-    (
-        counter("amiplus_reactive_energy_imported_var_hours", "Reactive energy, forward (+R)."),
-        "reactive_energy_imported_kvarh",
-        VARH_PER_KVARH,
-    ),
-    (
-        counter("amiplus_reactive_energy_exported_var_hours", "Reactive energy, backward (-R)."),
-        "reactive_energy_exported_kvarh",
-        VARH_PER_KVARH,
-    ),
-    (
-        gauge("amiplus_reactive_power_imported_var", "Instantaneous reactive power, forward (+R)."),
-        "reactive_power_imported_var",
-        1.0,
-    ),
-    (
-        gauge(
-            "amiplus_reactive_power_exported_var", "Instantaneous reactive power, backward (-R)."
-        ),
-        "reactive_power_exported_var",
-        1.0,
-    ),
-)
-#: Per-tariff and per-phase fields: (family, field, label, factor).
-MAP_METRICS: tuple[tuple[Family, str, str, float], ...] = (
-    (
-        counter(
-            "amiplus_energy_imported_tariff_joules", "Active energy imported per tariff (1.8.x)."
-        ),
-        "energy_imported_tariff_kwh",
-        "tariff",
-        JOULES_PER_KWH,
-    ),
-    (
-        counter(
-            "amiplus_energy_exported_tariff_joules", "Active energy exported per tariff (2.8.x)."
-        ),
-        "energy_exported_tariff_kwh",
-        "tariff",
-        JOULES_PER_KWH,
-    ),
-    (gauge("amiplus_voltage_volts", "Instantaneous voltage per phase."), "voltage_v", "phase", 1.0),
-    (
-        gauge("amiplus_current_amperes", "Instantaneous current per phase."),
-        "current_a",
-        "phase",
-        1.0,
-    ),
-)
-CLOCK = gauge(
-    "amiplus_meter_clock_timestamp_seconds",
-    "The meter's own clock at its latest telegram (compare with the receive time).",
-)
-RSSI = gauge("amiplus_meter_rssi_dbm", "Signal strength of the latest telegram.")
-MEASUREMENTS = (*(f for f, _, _ in SINGLE_METRICS), *(f for f, _, _, _ in MAP_METRICS), CLOCK, RSSI)
 
 INFO = gauge("amiplus_meter_info", "A configured meter and what it says about itself.")
 LAST = gauge(
@@ -172,50 +101,51 @@ REJECTED = counter(
 STALE = gauge("amiplus_meter_stale", "1 when the meter has been silent longer than stale_after.")
 HEALTH = (INFO, LAST, TELEGRAMS, FAILURES, REJECTED, STALE)
 
-RECEIVER_UP = gauge("amiplus_receiver_up", "1 when the receiver is open and set up.")
-RECEIVER_FRAMES = counter("amiplus_receiver_frames", "Frames received, duplicates included.")
-RECEIVER_LAST = gauge(
-    "amiplus_receiver_last_frame_timestamp_seconds", "When the latest frame arrived."
-)
-RECEIVER_RECONNECTS = counter("amiplus_receiver_reconnects", "Times the receiver was reopened.")
-RECEIVER_ERRORS = counter(
-    "amiplus_receiver_frame_errors", "Bytes or lines dropped by the framer, by reason."
-)
-UNCONFIGURED = counter(
-    "amiplus_unconfigured_telegrams",
-    "Telegrams from meters that are not configured (neighbours' meters).",
-)
-DUPLICATES = counter("amiplus_duplicate_frames", "Frames heard again within the duplicate window.")
-BUILD = gauge("amiplus_exporter_build_info", "Exporter version.")
-PYTHON_VERSION = ".".join(map(str, sys.version_info[:3]))
 
-
-def measurement_lines(meter: MeterState) -> dict[Family, str]:
-    """The measurement samples of one meter, by family."""
-    values = meter.values
-    ident = (("meter_id", meter.meter_id),)
-    out: dict[Family, str] = {}
-    for family, attribute, factor in SINGLE_METRICS:
-        value = values.get(attribute)
-        if value is not None:
-            out[family] = line(family, ident, value * factor)
-    for family, attribute, label, factor in MAP_METRICS:
-        by_key = values.get(attribute)
-        if by_key:
-            out[family] = "".join(
-                line(family, (*ident, (label, str(key))), value * factor)
-                for key, value in sorted(by_key.items())
-            )
-    meter_time = values.get("meter_time")
-    if meter_time is not None:
-        out[CLOCK] = line(CLOCK, ident, meter_time.timestamp())
-    if meter.rssi_dbm is not None:
-        out[RSSI] = line(RSSI, ident, meter.rssi_dbm)
+def measurement_families() -> list[MetricFamily]:
+    """The per-meter measurement families of the field table, in its order."""
+    out = []
+    for row in fields.FIELDS:
+        for metric in (row.metric, row.tariff_metric):
+            if metric is not None:
+                out.append(MetricFamily.of(metric))
     return out
 
 
-def health_lines(meter: MeterState, stale: bool) -> dict[Family, str]:
-    """The samples that stay while a meter is silent, by family."""
+def measurement_lines(meter: MeterState) -> dict[str, str]:
+    """The measurement samples of one meter, by family name."""
+    values = meter.values
+    ident = (("meter_id", meter.meter_id),)
+    out: dict[str, str] = {}
+    for row in fields.FIELDS:
+        metric = row.metric
+        if metric is None:
+            continue
+        family = MetricFamily.of(metric)
+        value = values.get(row.key)
+        if row.shape is Shape.PHASES:
+            if value:
+                out[family.name] = "".join(
+                    line(family, (*ident, ("phase", phase)), number * metric.scale)
+                    for phase, number in sorted(value.items())
+                )
+            continue
+        if value is not None:
+            number = value.timestamp() if row.shape is Shape.TIME else value * metric.scale
+            out[family.name] = line(family, ident, number)
+        per_tariff = values.get(row.tariff_key) if row.tariff_metric else None
+        if per_tariff and row.tariff_metric is not None:
+            tariff_family = MetricFamily.of(row.tariff_metric)
+            tariff_family_scale = row.tariff_metric.scale
+            out[tariff_family.name] = "".join(
+                line(tariff_family, (*ident, ("tariff", str(tariff))), number * tariff_family_scale)
+                for tariff, number in sorted(per_tariff.items())
+            )
+    return out
+
+
+def health_lines(meter: MeterState, stale: bool) -> dict[str, str]:
+    """The samples that stay while a meter is silent, by family name."""
     ident = (("meter_id", meter.meter_id),)
     info = (
         *ident,
@@ -225,45 +155,116 @@ def health_lines(meter: MeterState, stale: bool) -> dict[Family, str]:
         ("serial_number", str(meter.values.get("serial_number", ""))),
     )
     out = {
-        INFO: line(INFO, info, 1),
-        TELEGRAMS: line(TELEGRAMS, ident, meter.telegrams),
-        FAILURES: line(FAILURES, ident, meter.decrypt_failures),
-        STALE: line(STALE, ident, 1 if stale else 0),
+        INFO.name: line(INFO, info, 1),
+        TELEGRAMS.name: line(TELEGRAMS, ident, meter.telegrams),
+        FAILURES.name: line(FAILURES, ident, meter.decrypt_failures),
+        STALE.name: line(STALE, ident, 1 if stale else 0),
     }
     if meter.last_telegram_at is not None:
-        out[LAST] = line(LAST, ident, meter.last_telegram_at)
+        out[LAST.name] = line(LAST, ident, meter.last_telegram_at)
     if meter.rejected:
-        out[REJECTED] = "".join(
+        out[REJECTED.name] = "".join(
             line(REJECTED, (*ident, ("reason", reason)), count)
             for reason, count in sorted(meter.rejected.items())
         )
     return out
 
 
-def receiver_blocks(receivers: list[ReceiverStats]) -> str:
-    def each(value: Callable[[ReceiverStats], float | None]) -> Iterable[Sample]:
-        for stats in receivers:
-            number = value(stats)
-            if number is not None:
-                yield (("receiver", stats.name),), number
+@dataclass
+class ConfigReloads:
+    """How the latest reload of the configuration went (the start counts as one)."""
 
-    errors = (
-        ((("receiver", s.name), ("reason", reason)), float(s.errors.get(reason, 0)))
-        for s in receivers
-        for reason in FRAME_ERROR_REASONS
-    )
-    return "".join(
-        (
-            block(RECEIVER_UP, each(lambda s: 1 if s.up else 0)),
-            block(RECEIVER_FRAMES, each(lambda s: s.frames)),
-            block(RECEIVER_LAST, each(lambda s: s.last_frame_at)),
-            block(RECEIVER_RECONNECTS, each(lambda s: s.reconnects)),
-            block(RECEIVER_ERRORS, errors),
+    successful: bool = True
+    success_at: float = 0.0
+
+
+class ExporterCollector(Collector):
+    """The exporter's own metrics at scrape time: receivers, counts of the state, outputs,
+    configuration reloads and the build."""
+
+    def __init__(
+        self,
+        state: State,
+        receivers: Callable[[], list[ReceiverStats]],
+        outputs: Callable[[], Iterable[Output]],
+        reloads: ConfigReloads,
+    ) -> None:
+        self.state = state
+        self.receivers = receivers
+        self.outputs = outputs
+        self.reloads = reloads
+
+    def collect(self) -> Iterator[Metric]:
+        yield from receiver_families(self.receivers())
+        with self.state.lock:
+            unconfigured, duplicates = self.state.unconfigured_telegrams, self.state.duplicates
+        yield CounterMetricFamily(
+            "amiplus_unconfigured_telegrams",
+            "Telegrams from meters that are not configured (neighbours' meters).",
+            value=unconfigured,
         )
+        yield CounterMetricFamily(
+            "amiplus_duplicate_frames",
+            "Frames heard again within the duplicate window.",
+            value=duplicates,
+        )
+        yield GaugeMetricFamily(
+            "amiplus_config_last_reload_successful",
+            "1 when the latest reload of the configuration succeeded.",
+            value=1 if self.reloads.successful else 0,
+        )
+        yield GaugeMetricFamily(
+            "amiplus_config_last_reload_success_timestamp_seconds",
+            "When the configuration was last loaded successfully.",
+            value=self.reloads.success_at,
+        )
+        build = GaugeMetricFamily(
+            "amiplus_exporter_build_info", "Exporter version.", labels=["version", "python_version"]
+        )
+        build.add_metric([__version__, PYTHON_VERSION], 1)
+        yield build
+        for output in self.outputs():
+            yield from output.collect()
+
+
+def receiver_families(receivers: list[ReceiverStats]) -> Iterator[Metric]:
+    """The receivers' families (one sample per receiver; errors for every reason)."""
+    frames = CounterMetricFamily(
+        "amiplus_receiver_frames", "Frames received, duplicates included.", labels=["receiver"]
     )
+    last = GaugeMetricFamily(
+        "amiplus_receiver_last_frame_timestamp_seconds",
+        "When the latest frame arrived.",
+        labels=["receiver"],
+    )
+    reconnects = CounterMetricFamily(
+        "amiplus_receiver_reconnects", "Times the receiver was reopened.", labels=["receiver"]
+    )
+    errors = CounterMetricFamily(
+        "amiplus_receiver_frame_errors",
+        "Bytes or lines dropped by the framer, by reason.",
+        labels=["receiver", "reason"],
+    )
+    up = GaugeMetricFamily(
+        "amiplus_receiver_up", "1 when the receiver is open and set up.", labels=["receiver"]
+    )
+    for stats in receivers:
+        up.add_metric([stats.name], 1 if stats.up else 0)
+        frames.add_metric([stats.name], stats.frames)
+        if stats.last_frame_at is not None:
+            last.add_metric([stats.name], stats.last_frame_at)
+        reconnects.add_metric([stats.name], stats.reconnects)
+        for reason in ErrorReason:
+            errors.add_metric([stats.name, reason.value], stats.errors.get(reason.value, 0))
+    yield from (up, frames, last, reconnects, errors)
 
 
-ExtraMetrics = Callable[[], str]
+def registry(collector: Collector) -> CollectorRegistry:
+    """A private registry: the exporter's collector and the process, platform and GC ones."""
+    out = CollectorRegistry(auto_describe=False)
+    for each in (collector, PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        out.register(each)
+    return out
 
 
 class Exposition:
@@ -272,16 +273,14 @@ class Exposition:
     def __init__(
         self,
         state: State,
-        receivers: Callable[[], list[ReceiverStats]],
-        extra: Iterable[ExtraMetrics] = (),
+        collectors: CollectorRegistry,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.state = state
-        self.receivers = receivers
-        self.extra = list(extra)
+        self.collectors = collectors
         self.clock = clock
-        self._measurements: dict[str, tuple[int, dict[Family, str]]] = {}
-        self._health: dict[str, tuple[tuple[int, bool], dict[Family, str]]] = {}
+        self._measurements: dict[str, tuple[int, dict[str, str]]] = {}
+        self._health: dict[str, tuple[tuple[int, bool], dict[str, str]]] = {}
         self._lock = threading.Lock()
         self._rendered_at = -MAX_AGE
         self._body = b""
@@ -292,7 +291,7 @@ class Exposition:
         with self._lock:
             now = time.monotonic()
             if now - self._rendered_at >= MAX_AGE:
-                self._body = self.render().encode()
+                self._body = self.render().encode() + generate_latest(self.collectors)
                 self._gzipped = None
                 self._rendered_at = now
             if not compressed:
@@ -302,9 +301,10 @@ class Exposition:
             return self._gzipped
 
     def render(self) -> str:
+        """The per-meter families (the registry's follow them in `body`)."""
         now = self.clock()
-        measurements: dict[Family, list[str]] = {family: [] for family in MEASUREMENTS}
-        health: dict[Family, list[str]] = {family: [] for family in HEALTH}
+        measurements: dict[str, list[str]] = {f.name: [] for f in measurement_families()}
+        health: dict[str, list[str]] = {family.name: [] for family in HEALTH}
         with self.state.lock:
             meters = sorted(self.state.meters.values(), key=lambda m: m.meter_id)
             for meter in meters:
@@ -312,36 +312,28 @@ class Exposition:
                     now - meter.last_telegram_at > self.state.stale_after_for(meter)
                 )
                 if not stale:
-                    for family, text in self._meter_measurements(meter).items():
-                        measurements[family].append(text)
-                for family, text in self._meter_health(meter, stale).items():
-                    health[family].append(text)
-            unconfigured, duplicates = self.state.unconfigured_telegrams, self.state.duplicates
+                    for name, text in self._meter_measurements(meter).items():
+                        measurements[name].append(text)
+                for name, text in self._meter_health(meter, stale).items():
+                    health[name].append(text)
         if len(self._health) > len(meters):  # meters removed by a reload
             current = {meter.key for meter in meters}
             self._measurements = {k: v for k, v in self._measurements.items() if k in current}
             self._health = {k: v for k, v in self._health.items() if k in current}
-        parts = [
-            family.header() + "".join(lines)
-            for family, lines in (*measurements.items(), *health.items())
+        headers = {f.name: f.header() for f in (*measurement_families(), *HEALTH)}
+        return "".join(
+            headers[name] + "".join(lines)
+            for name, lines in (*measurements.items(), *health.items())
             if lines
-        ]
-        parts.append(receiver_blocks(self.receivers()))
-        parts.extend(extra() for extra in self.extra)
-        parts.append(block(UNCONFIGURED, [((), unconfigured)]))
-        parts.append(block(DUPLICATES, [((), duplicates)]))
-        parts.append(
-            block(BUILD, [((("version", __version__), ("python_version", PYTHON_VERSION)), 1)])
         )
-        return "".join(parts)
 
-    def _meter_measurements(self, meter: MeterState) -> dict[Family, str]:
+    def _meter_measurements(self, meter: MeterState) -> dict[str, str]:
         cached = self._measurements.get(meter.key)
         if cached is None or cached[0] != meter.revision:
             cached = self._measurements[meter.key] = (meter.revision, measurement_lines(meter))
         return cached[1]
 
-    def _meter_health(self, meter: MeterState, stale: bool) -> dict[Family, str]:
+    def _meter_health(self, meter: MeterState, stale: bool) -> dict[str, str]:
         stamp = (meter.revision, stale)
         cached = self._health.get(meter.key)
         if cached is None or cached[0] != stamp:

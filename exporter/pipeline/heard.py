@@ -7,11 +7,8 @@ from dataclasses import dataclass, replace
 
 from ..amiplus.credentials import reversed_meter_id
 from ..receivers.base import Frame
-from ..wmbus.errors import WMBusError
-from ..wmbus.frame import normalise
-from ..wmbus.link import DEVICE_TYPES, parse_link_header
-from ..wmbus.security import CHECK_BYTES
-from ..wmbus.transport import SECURITY_MODE_NONE, parse_transport_header
+from ..wmbus import Peek, WMBusError, peek
+from ..wmbus.link import DEVICE_TYPES
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,24 +31,12 @@ class HeardMeter:
         return DEVICE_TYPES.get(self.device_type, f"type 0x{self.device_type:02X}")
 
 
-def identify(data: bytes) -> tuple[str, str, int, int, bool] | None:
-    """ID, maker, version, type and whether the payload is encrypted; None if unreadable."""
+def peek_or_none(data: bytes) -> Peek | None:
+    """What a frame's headers say, or None when not even the link header can be read."""
     try:
-        frame = normalise(data)
-        link = parse_link_header(frame)
+        return peek(data)
     except WMBusError:
         return None
-    address, encrypted = link.address, False
-    try:
-        transport = parse_transport_header(frame)
-    except WMBusError:
-        pass
-    else:
-        address = transport.address or address
-        start = transport.payload_offset
-        mode = transport.configuration.security_mode
-        encrypted = mode != SECURITY_MODE_NONE and frame[start : start + 2] != CHECK_BYTES
-    return (address.meter_id, address.manufacturer, address.version, address.device_type, encrypted)
 
 
 class HeardMeters:
@@ -63,14 +48,16 @@ class HeardMeters:
         self._meters: dict[str, HeardMeter] = {}
         self._lock = threading.Lock()
 
-    def hear(self, receiver: str, frame: Frame) -> HeardMeter | None:
-        """Record one frame; returns the meter's updated entry (None if unreadable)."""
-        identity = identify(frame.data)
+    def hear(self, receiver: str, frame: Frame, peeked: Peek | None) -> HeardMeter | None:
+        """Record one frame and what its headers say (None: unreadable); returns the meter's
+        updated entry."""
         with self._lock:
-            if identity is None:
+            if peeked is None:
                 self.unreadable += 1
                 return None
-            meter_id, manufacturer, version, device_type, encrypted = identity
+            address, encrypted = peeked.address, peeked.encrypted
+            meter_id, manufacturer = address.meter_id, address.manufacturer
+            version, device_type = address.version, address.device_type
             known = self._meters.pop(meter_id, None)
             if known is None:
                 if len(self._meters) >= self.limit:

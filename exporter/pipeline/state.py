@@ -1,47 +1,35 @@
-"""Per-meter state: the latest value of every field, guards, staleness, failures, heard meters.
+"""Per-meter state: the latest value of every field, register guards, staleness and failures.
 
 One lock guards it all; receivers' threads update it, outputs take snapshots. Work per telegram
-is a few dictionary operations, whatever the number of meters.
+is a few dictionary operations, whatever the number of meters. Which values are registers comes
+from the field table (`exporter/amiplus/fields.py`).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..amiplus.reading import MAP_FIELDS, NUMBER_FIELDS, WARSAW, MeterReading
-from ..web.history import History
+from ..amiplus import fields
+from ..amiplus.clock import WARSAW
+from ..amiplus.explain import REGISTER_DECREASED
+from ..amiplus.fields import RSSI
+from ..amiplus.reading import MeterReading
+from ..wmbus.errors import DecryptionError
 
-#: Register fields guarded against going backwards: (total attribute, per-tariff attribute).
-REGISTERS = (
-    ("energy_imported_kwh", "energy_imported_tariff_kwh"),
-    ("energy_exported_kwh", "energy_exported_tariff_kwh"),
-    ("reactive_energy_imported_kvarh", None),
-    ("reactive_energy_exported_kvarh", None),
-)
 REPLACED_AFTER = 3  # telegrams in a row below the old register value: the meter was replaced
-#: Fields copied from each reading when present; absent ones keep their last value, so meters
-#: that alternate record sets (Apator Otus) show everything.
-MERGED = (
-    "meter_time",
-    "serial_number",
-    *NUMBER_FIELDS,
-    "energy_imported_derived",
-    "energy_exported_derived",
-)
-MERGED_MAPS = MAP_FIELDS
 INTERVALS_KEPT = 16
 DAY_REGISTERS = ("energy_imported_kwh", "energy_exported_kwh")
-HISTORY_STEP = 15.0  # seconds: at most one history point per step and meter...
-HISTORY_POINTS = 240  # ...and one hour of them, for the status page's charts
-#: What the history keeps: time, power both ways, voltage per phase.
-HISTORY_FIELDS = ("t", "import_w", "export_w", "L1", "L2", "L3")
 STALE_FACTOR = 5  # stale after five missed telegrams...
 STALE_MIN, STALE_MAX, STALE_DEFAULT = 60.0, 3600.0, 600.0  # ...within sane bounds
+
+#: A rejected register value: a total's key, or (tariff map key, tariff).
+Rejected = str | tuple[str, int]
 
 
 def stale_after(intervals: deque[float], configured: float | None) -> float:
@@ -59,7 +47,7 @@ def stale_after(intervals: deque[float], configured: float | None) -> float:
 
 @dataclass
 class Failure:
-    """The latest telegram of a meter that could not be decoded, in words a user can act on."""
+    """The latest telegram of a meter that could not be decoded: its error code and facts."""
 
     code: str
     message: str
@@ -71,8 +59,9 @@ class MeterState:
     """Everything known about one meter; changed only under `State`'s lock.
 
     `key` is the configured address; `meter_id` the ID as the telegrams print it (the same,
-    or byte-reversed when eLicznik showed it reversed). `revision` counts changes, so outputs
-    can keep what they derived from an unchanged meter.
+    or byte-reversed when eLicznik showed it reversed). `values` holds the latest value of
+    every field the meter has sent, by field key. `revision` counts changes, so outputs can
+    keep what they derived from an unchanged meter.
     """
 
     key: str
@@ -84,7 +73,6 @@ class MeterState:
     telegrams: int = 0
     first_telegram_at: float | None = None
     last_telegram_at: float | None = None
-    rssi_dbm: float | None = None
     receiver: str = ""
     decrypt_failures: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
@@ -93,34 +81,22 @@ class MeterState:
     intervals: deque[float] = field(default_factory=lambda: deque(maxlen=INTERVALS_KEPT))
     backwards: dict[str, tuple[float, int]] = field(default_factory=dict)
     revision: int = 0
-    history: History = field(
-        default_factory=lambda: History(len(HISTORY_FIELDS), HISTORY_POINTS, HISTORY_STEP)
-    )
     day: date | None = None  # the local day `day_start` belongs to
     day_start: dict[str, float] = field(default_factory=dict)  # registers when the day began
 
+    @property
+    def rssi_dbm(self) -> float | None:
+        rssi: float | None = self.values.get(RSSI)
+        return rssi
+
     def snapshot(self) -> MeterState:
         """A copy that the caller may read without the lock."""
-        return MeterState(
-            self.key,
-            self.meter_id,
-            self.name,
-            self.manufacturer,
-            self.version,
-            {k: dict(v) if isinstance(v, dict) else v for k, v in self.values.items()},
-            self.telegrams,
-            self.first_telegram_at,
-            self.last_telegram_at,
-            self.rssi_dbm,
-            self.receiver,
-            self.decrypt_failures,
-            Counter(self.rejected),
-            self.last_failure,
-            self.key_variant,
-            deque(self.intervals, maxlen=INTERVALS_KEPT),
-            revision=self.revision,
-            history=self.history.copy(),
-            day=self.day,
+        return replace(
+            self,
+            values=copy_values(self.values),
+            rejected=Counter(self.rejected),
+            intervals=deque(self.intervals, maxlen=INTERVALS_KEPT),
+            backwards=dict(self.backwards),
             day_start=dict(self.day_start),
         )
 
@@ -131,6 +107,11 @@ class MeterState:
             for name, start in self.day_start.items()
             if name in self.values
         }
+
+
+def copy_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of field values whose maps (tariffs, phases) are copies too."""
+    return {k: dict(v) if isinstance(v, dict) else v for k, v in values.items()}
 
 
 class State:
@@ -163,10 +144,10 @@ class State:
 
     def record(
         self, key: str, name: str, reading: MeterReading, received_at: float, receiver: str
-    ) -> MeterReading:
+    ) -> tuple[MeterReading, dict[str, Any]]:
         """Merge a decoded reading; registers that step back are rejected (and counted) unless
         the lower value persists, which means the meter was replaced. Returns the reading as
-        accepted (rejected registers removed)."""
+        accepted (rejected registers removed) and a copy of the meter's merged values."""
         with self.lock:
             state = self.meter(key, name)
             state.revision += 1
@@ -178,40 +159,19 @@ class State:
             state.first_telegram_at = state.first_telegram_at or received_at
             state.last_telegram_at = received_at
             state.manufacturer, state.version = reading.manufacturer, reading.version
-            state.rssi_dbm = reading.rssi_dbm if reading.rssi_dbm is not None else state.rssi_dbm
             state.receiver = receiver
             state.key_variant = reading.key_variant
             state.last_failure = None
+            accepted = _without(reading, rejected) if rejected else reading
             values = state.values
             before = {name: values.get(name) for name in DAY_REGISTERS}
-            for attribute in MERGED:
-                value = getattr(reading, attribute)
-                if value is not None and value is not False and attribute not in rejected:
-                    values[attribute] = value
-            for attribute in MERGED_MAPS:
-                update = getattr(reading, attribute)
-                if update:
-                    kept = {k: v for k, v in update.items() if (attribute, k) not in rejected}
-                    values.setdefault(attribute, {}).update(kept)
-            self._remember(state, received_at, before)
-            if rejected:
-                return _without(reading, rejected)
-            return reading
+            _merge(values, accepted.values)
+            self._day(state, received_at, before)
+            return accepted, copy_values(values)
 
-    def _remember(self, state: MeterState, received_at: float, before: dict[str, Any]) -> None:
-        """The history point and the day's starting registers, after a merge."""
+    def _day(self, state: MeterState, received_at: float, before: dict[str, Any]) -> None:
+        """The day's starting registers, after a merge."""
         values = state.values
-        volts = values.get("voltage_v", {})
-        state.history.add(
-            (
-                received_at,
-                values.get("power_imported_w"),
-                values.get("power_exported_w"),
-                volts.get("L1"),
-                volts.get("L2"),
-                volts.get("L3"),
-            )
-        )
         day = datetime.fromtimestamp(received_at, self.zone).date()
         if state.day != day:
             # The registers at the end of the previous day start the new one; on the first
@@ -221,18 +181,25 @@ class State:
             state.day_start = {n: start[n] for n in DAY_REGISTERS if start.get(n) is not None}
 
     @staticmethod
-    def _guard(state: MeterState, reading: MeterReading) -> set[Any]:
+    def _guard(state: MeterState, reading: MeterReading) -> set[Rejected]:
         """The register values of `reading` below what the meter said before."""
-        rejected: set[Any] = set()
-        for total, per_tariff in REGISTERS:
-            candidates: list[tuple[Any, str, float, float | None]] = [
-                (total, total, getattr(reading, total), state.values.get(total))
+        rejected: set[Rejected] = set()
+        for row in fields.FIELDS:
+            if not row.register:
+                continue
+            candidates: list[tuple[Rejected, str, float | None, float | None]] = [
+                (row.key, row.key, reading.values.get(row.key), state.values.get(row.key))
             ]
-            if per_tariff:
-                known = state.values.get(per_tariff, {})
-                for tariff, value in getattr(reading, per_tariff).items():
+            if row.tariff_key:
+                known = state.values.get(row.tariff_key, {})
+                for tariff, value in reading.values.get(row.tariff_key, {}).items():
                     candidates.append(
-                        ((per_tariff, tariff), f"{per_tariff}[{tariff}]", value, known.get(tariff))
+                        (
+                            (row.tariff_key, tariff),
+                            f"{row.tariff_key}[{tariff}]",
+                            value,
+                            known.get(tariff),
+                        )
                     )
             for key, label, new, old in candidates:
                 if new is None or old is None or new >= old:
@@ -243,7 +210,7 @@ class State:
                 state.backwards[label] = (new, times)
                 if times < REPLACED_AFTER:
                     rejected.add(key)
-                    state.rejected["register_decreased"] += 1
+                    state.rejected[REGISTER_DECREASED] += 1
                 else:
                     state.backwards.pop(label, None)  # it persists: a new meter, accept it
         return rejected
@@ -252,7 +219,7 @@ class State:
         with self.lock:
             state = self.meter(key, name)
             state.revision += 1
-            if code == "decryption_failed":
+            if code == DecryptionError.code:
                 state.decrypt_failures += 1
             else:
                 state.rejected[code] += 1
@@ -266,17 +233,32 @@ class State:
         return stale_after(meter.intervals, self.stale_after_seconds)
 
 
-def _without(reading: MeterReading, rejected: set[Any]) -> MeterReading:
-    """The reading without its rejected register values."""
-    changes: dict[str, Any] = {}
-    for key in rejected:
-        if isinstance(key, tuple):
-            name, tariff = key
-            current = changes.get(name, getattr(reading, name))
-            changes[name] = {t: v for t, v in current.items() if t != tariff}
+def _merge(values: dict[str, Any], update: Mapping[str, Any]) -> None:
+    """A reading's values over the meter's: maps (tariffs, phases) entry by entry, so meters
+    that alternate record sets (Apator Otus) show everything. A total sent again drops a
+    'derived' flag it no longer deserves."""
+    for row in fields.FIELDS:
+        if row.derived_key and row.key in update and not update.get(row.derived_key):
+            values.pop(row.derived_key, None)
+    for key, value in update.items():
+        if isinstance(value, dict):
+            values.setdefault(key, {}).update(value)
         else:
-            changes[key] = None
-            derived = key.replace("_kwh", "_derived")
-            if hasattr(reading, derived):
-                changes[derived] = False
-    return replace(reading, **changes)
+            values[key] = value
+
+
+def _without(reading: MeterReading, rejected: set[Rejected]) -> MeterReading:
+    """The reading without its rejected register values."""
+    values = copy_values(reading.values)
+    for item in rejected:
+        if isinstance(item, tuple):
+            key, tariff = item
+            values[key].pop(tariff, None)
+            if not values[key]:
+                del values[key]
+        else:
+            values.pop(item, None)
+            for row in fields.FIELDS:
+                if row.key == item and row.derived_key:
+                    values.pop(row.derived_key, None)
+    return replace(reading, values=values)

@@ -11,10 +11,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from exporter.wmbus.crc import crc16_bytes
-from exporter.wmbus.errors import CRCError
-from exporter.wmbus.frame import format_a_length, strip_format_a
-
+from ..wmbus.errors import CRCError
+from ..wmbus.frame import format_a_length, strip_format_a, strip_format_b
 from .amber import MIN_L, rssi_dbm
 from .base import (
     Dialect,
@@ -39,28 +37,6 @@ _TELEGRAM = re.compile(rb"b(Y?)([0-9A-F]+)\Z")
 _HEX = re.compile(rb"[0-9A-F]+")
 _PRINTABLE = re.compile(rb"[\x20-\x7e]")
 _CRC_SIZE = 2
-_FORMAT_B_FIRST_BLOCK = 126  # format B: the first CRC follows at most 126 bytes (spec 0.2)
-
-
-def strip_format_b(raw: bytes) -> bytes:
-    """The canonical frame of a format-B frame (L counts the CRCs); raises CRCError."""
-    if len(raw) <= _FORMAT_B_FIRST_BLOCK + _CRC_SIZE:
-        blocks = [(0, len(raw) - _CRC_SIZE)]
-    else:
-        blocks = [
-            (0, _FORMAT_B_FIRST_BLOCK),
-            (_FORMAT_B_FIRST_BLOCK + _CRC_SIZE, len(raw) - _CRC_SIZE),
-        ]
-    out = bytearray()
-    for number, (start, end) in enumerate(blocks, start=1):
-        if end <= start or crc16_bytes(raw[start:end]) != raw[end : end + _CRC_SIZE]:
-            raise CRCError(
-                f"The CRC of format-B block {number} does not match: the frame was damaged "
-                "on the way (weak signal or interference)."
-            )
-        out += raw[start:end]
-    out[0] = len(out) - 1
-    return bytes(out)
 
 
 @dataclass(frozen=True, slots=True)

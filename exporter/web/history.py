@@ -1,13 +1,23 @@
-"""A compact ring of a meter's recent values, for the status page's charts.
+"""The status page's charts: a compact ring of each meter's recent power and voltages.
 
 Doubles in fixed arrays (NaN for "no value"): about 12 KB per meter for an hour at 15-second
-steps, whatever the number of telegrams, so thousands of meters stay affordable.
+steps, whatever the number of telegrams, so thousands of meters stay affordable. It is fed like
+an output, with every accepted reading.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from array import array
+from collections.abc import Mapping
+
+from ..outputs.base import MeterUpdate, Output
+
+HISTORY_STEP = 15.0  # seconds: at most one point per step and meter...
+HISTORY_POINTS = 240  # ...and one hour of them
+#: What the history keeps: time, power both ways, voltage per phase.
+HISTORY_FIELDS = ("t", "import_w", "export_w", "L1", "L2", "L3")
 
 
 class History:
@@ -43,8 +53,42 @@ class History:
         order = [(start + n) % self.capacity for n in range(self._count)]
         return [[None if math.isnan(c[i]) else c[i] for i in order] for c in self._columns]
 
-    def copy(self) -> History:
-        twin = History(len(self._columns), self.capacity, self.step)
-        twin._columns = [array("d", column) for column in self._columns]
-        twin._next, twin._count = self._next, self._count
-        return twin
+
+class PageHistory(Output):
+    """The recent history of every meter, by configured address."""
+
+    name = "history"
+
+    def __init__(self) -> None:
+        self._meters: dict[str, History] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, update: MeterUpdate) -> None:
+        values = update.values
+        volts = values.get("voltage_v", {})
+        point = (
+            update.received_at,
+            values.get("power_imported_w"),
+            values.get("power_exported_w"),
+            volts.get("L1"),
+            volts.get("L2"),
+            volts.get("L3"),
+        )
+        with self._lock:
+            history = self._meters.get(update.meter_id)
+            if history is None:
+                history = History(len(HISTORY_FIELDS), HISTORY_POINTS, HISTORY_STEP)
+                self._meters[update.meter_id] = history
+            history.add(point)
+
+    def meters_changed(self, meters: Mapping[str, str]) -> None:
+        with self._lock:
+            for meter_id in self._meters.keys() - meters.keys():
+                del self._meters[meter_id]
+
+    def columns(self, meter_id: str) -> dict[str, list[float | None]]:
+        """A meter's history by column, oldest first (empty columns if none)."""
+        with self._lock:
+            history = self._meters.get(meter_id)
+            columns = history.columns() if history else [[] for _ in HISTORY_FIELDS]
+        return dict(zip(HISTORY_FIELDS, columns, strict=True))

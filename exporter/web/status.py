@@ -7,36 +7,38 @@ fingerprints that tell keys apart.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from ..amiplus import fields
+from ..amiplus.explain import advice
 from ..config import Config
+from ..outputs.base import Output
 from ..pipeline.heard import HeardMeter
-from ..pipeline.state import HISTORY_FIELDS, MeterState, State
+from ..pipeline.state import MeterState, State
 from ..receivers.receiver import ReceiverStats
-
-#: Likely causes of decode failures, in words a user can act on.
-LIKELY_CAUSES = {
-    "decryption_failed": (
-        "The key in the configuration does not decrypt this meter's telegrams: check the key "
-        "eLicznik shows (Licznik / HAN). Re-activating HAN issues a new key."
-    ),
-    "crc": "Damaged radio frames: move the receiver or its antenna closer to the meter.",
-    "truncated": "The receiver cut telegrams short: CUL and small CC1101 buffers do that.",
-    "malformed": "Telegrams that cannot be read: a damaged frame or a wrong key.",
-    "unsupported": "This device is not an AMIplus meter (another transport or encryption).",
-    "register_decreased": (
-        "A register went backwards and was ignored; if it persists the meter was replaced."
-    ),
-}
+from .history import PageHistory
 
 
-def _history(meter: MeterState) -> dict[str, list[float | None]]:
-    """The meter's recent history by column, for charts."""
-    return dict(zip(HISTORY_FIELDS, meter.history.columns(), strict=True))
+def fields_for_page() -> list[dict[str, Any]]:
+    """The field table as the page needs it: key, unit, shape and the labels in both
+    languages."""
+    return [
+        {
+            "key": row.key,
+            "tariff_key": row.tariff_key or None,
+            "unit": row.unit,
+            "shape": row.shape.name.lower(),
+            "label": {"en": row.label.en, "pl": row.label.pl},
+        }
+        for row in fields.FIELDS
+    ]
 
 
-def _meter(meter: MeterState, state: State, now: float, with_history: bool) -> dict[str, Any]:
+def _meter(
+    meter: MeterState, state: State, now: float, history: PageHistory | None
+) -> dict[str, Any]:
     values = dict(meter.values)
     meter_time = values.pop("meter_time", None)
     stale_after = state.stale_after_for(meter)
@@ -62,8 +64,8 @@ def _meter(meter: MeterState, state: State, now: float, with_history: bool) -> d
         "key_variant": meter.key_variant,
         "today": meter.today(),
     }
-    if with_history:
-        out["history"] = _history(meter)
+    if history is not None:
+        out["history"] = history.columns(meter.key)
     if isinstance(meter_time, datetime):
         out["meter_time"] = meter_time.isoformat()
         if meter.last_telegram_at is not None:
@@ -73,7 +75,7 @@ def _meter(meter: MeterState, state: State, now: float, with_history: bool) -> d
             "code": meter.last_failure.code,
             "message": meter.last_failure.message,
             "at": meter.last_failure.at,
-            "likely_cause": LIKELY_CAUSES.get(meter.last_failure.code, ""),
+            "likely_cause": advice(meter.last_failure.code),
         }
     return out
 
@@ -125,8 +127,9 @@ def status(
     receivers: list[ReceiverStats],
     heard: list[HeardMeter],
     started_at: float,
+    outputs: Iterable[Output] = (),
+    history: PageHistory | None = None,
     extra: dict[str, Any] | None = None,
-    with_history: bool = False,
 ) -> dict[str, Any]:
     """Everything the status page shows."""
     now = time.time()
@@ -138,11 +141,13 @@ def status(
             "config": config.source,
             "now": now,
         },
-        "meters": [_meter(meter, state, now, with_history) for meter in meters],
+        "meters": [_meter(meter, state, now, history) for meter in meters],
         "receivers": [_receiver(stats) for stats in receivers],
         "heard": [_heard(meter, config) for meter in heard],
         "unconfigured_telegrams": state.unconfigured_telegrams,
         "duplicates": state.duplicates,
         "undecodable": dict(state.undecodable),
+        "fields": fields_for_page(),
+        **{output.name: shown for output in outputs if (shown := output.status()) is not None},
         **(extra or {}),
     }

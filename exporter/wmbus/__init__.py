@@ -16,7 +16,7 @@ from .errors import (
 from .link import Address, LinkHeader
 from .records import Record
 from .security import KeyVariant, MeterKey
-from .telegram import KeyLookup, Telegram, decode
+from .telegram import KeyLookup, Peek, Telegram, decode, peek
 from .transport import TransportHeader
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "MalformedError",
     "MeterKey",
     "NoKeyError",
+    "Peek",
     "Record",
     "Telegram",
     "TransportHeader",
@@ -37,4 +38,5 @@ __all__ = [
     "UnsupportedError",
     "WMBusError",
     "decode",
+    "peek",
 ]

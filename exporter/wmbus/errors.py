@@ -1,8 +1,10 @@
 """The one error hierarchy of the protocol core.
 
 Any byte string given to the core gives a result or a `WMBusError`; any other exception is a bug.
-Each error carries a stable `code` (the JSON contract of design.md 3.2), a message in plain words,
-and the link/transport identity known before the failure so that callers can say which meter it was.
+Each error carries a stable `code` (the JSON contract, docs/contracts.md section 2), a factual
+message, and the link/transport headers known before the failure so that callers can say which
+meter it was. Advice for users is not given
+here: the layer that knows the product adds it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
-    from .link import LinkHeader
+    from .link import Address, LinkHeader
     from .transport import TransportHeader
 
 
@@ -30,6 +32,13 @@ class WMBusError(Exception):
         self.message = message
         self.link = link
         self.transport = transport
+
+    @property
+    def address(self) -> Address | None:
+        """The sender as far as known: the long transport header's, else the link header's."""
+        if self.transport is not None and self.transport.address is not None:
+            return self.transport.address
+        return self.link.address if self.link is not None else None
 
     def with_context(
         self, link: LinkHeader | None, transport: TransportHeader | None
@@ -68,6 +77,10 @@ class DecryptionError(WMBusError):
     """No key candidate decrypts the telegram to the 2F2F check bytes."""
 
     code = "decryption_failed"
+
+    def __init__(self, message: str, *, fingerprint: str) -> None:
+        super().__init__(message)
+        self.fingerprint = fingerprint
 
 
 class UnsupportedError(WMBusError):

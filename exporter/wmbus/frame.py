@@ -1,7 +1,7 @@
 """Frame normalisation: whatever a receiver handed over, to the canonical CRC-free frame.
 
 The canonical frame starts with L, holds no block CRCs and has ``L == len(frame) - 1``
-(spec/protocol.md 4.2-4.3). Undone here: format A and format B block CRCs (verified),
+(docs/wmbus-frames.md, sections 2 and 3). Undone here: format A and format B block CRCs (verified),
 the old rtl_433 output (L minus 2 plus the last block's CRC), and bytes beyond L+1.
 """
 
@@ -55,9 +55,7 @@ def strip_format_a(raw: bytes, *, check: bool = True) -> bytes:
         if check and crc16_bytes(block) != crc:
             raise CRCError(
                 f"The CRC of block {number} (bytes {start}-{end - 1}) does not match: the "
-                "frame was damaged on the way (weak signal or interference). Nothing to "
-                "fix on your side unless it happens to most frames; then move the "
-                "receiver or its antenna."
+                "frame was damaged on the way.",
             )
         out += block
         pos += size + _CRC_SIZE
@@ -65,33 +63,46 @@ def strip_format_a(raw: bytes, *, check: bool = True) -> bytes:
 
 
 def _strip_format_b(raw: bytes, required: int | None) -> bytes | None:
-    """The frame without its format-B CRCs (L counts CRCs), or None if they do not match.
+    """The frame without its format-B CRCs, or None if they do not match.
 
     A CRC-free frame matches by chance once in 65536, so the result must also hold the
     encrypted area its header announces.
     """
-    stripped = _format_b_body(raw)
-    if stripped is None or (required is not None and len(stripped) < required):
+    try:
+        stripped = strip_format_b(raw)
+    except WMBusError:
+        return None
+    if required is not None and len(stripped) < required:
         return None
     return stripped
 
 
-def _format_b_body(raw: bytes) -> bytes | None:
+def strip_format_b(raw: bytes) -> bytes:
+    """The canonical frame of a format-B frame (L counts the CRCs); raises CRCError or
+    TruncatedError. Bytes beyond L + 1 are ignored."""
     total = raw[0] + 1
     if len(raw) < total or total < LINK_HEADER_LENGTH + 1 + _CRC_SIZE:
-        return None
+        raise TruncatedError(
+            f"A format-B frame with L = {raw[0]} needs {max(total, LINK_HEADER_LENGTH + 3)} "
+            f"bytes, but {len(raw)} arrived."
+        )
     if total <= _FORMAT_B_FIRST_CRC_AT + _CRC_SIZE:
-        body = raw[: total - _CRC_SIZE]
-        return body if crc16_bytes(body) == raw[total - _CRC_SIZE : total] else None
-    first = raw[:_FORMAT_B_FIRST_CRC_AT]
-    second = raw[_FORMAT_B_FIRST_CRC_AT + _CRC_SIZE : total - _CRC_SIZE]
-    if not second:
-        return None
-    if crc16_bytes(first) != raw[_FORMAT_B_FIRST_CRC_AT : _FORMAT_B_FIRST_CRC_AT + _CRC_SIZE]:
-        return None
-    if crc16_bytes(second) != raw[total - _CRC_SIZE : total]:
-        return None
-    return first + second
+        blocks = [(0, total - _CRC_SIZE)]
+    else:
+        blocks = [
+            (0, _FORMAT_B_FIRST_CRC_AT),
+            (_FORMAT_B_FIRST_CRC_AT + _CRC_SIZE, total - _CRC_SIZE),
+        ]
+    out = bytearray()
+    for number, (start, end) in enumerate(blocks, start=1):
+        if end <= start or crc16_bytes(raw[start:end]) != raw[end : end + _CRC_SIZE]:
+            raise CRCError(
+                f"The CRC of format-B block {number} does not match: the frame was damaged "
+                "on the way.",
+            )
+        out += raw[start:end]
+    out[0] = len(out) - 1
+    return bytes(out)
 
 
 def _last_block_start(length: int) -> int:
@@ -99,7 +110,7 @@ def _last_block_start(length: int) -> int:
 
 
 def _has_rtl433_trailer(frame: bytes, required: int | None) -> bool:
-    """Old rtl_433 builds append the CRC of the last format-A block (spec 4.3)."""
+    """Old rtl_433 builds append the CRC of the last format-A block (docs/wmbus-frames.md, 3)."""
     body_length = len(frame) - _CRC_SIZE
     if body_length <= LINK_HEADER_LENGTH:
         return False

@@ -1,4 +1,5 @@
-"""Data link layer (EN 13757-4): the 10-byte header L C M A of every wM-Bus frame."""
+"""Data link layer (EN 13757-4): the 10-byte header L C M A of every wM-Bus frame
+(docs/wmbus-frames.md, section 1)."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ class Address:
 
     @property
     def meter_id(self) -> str:
-        """The ID as printed on the meter and in eLicznik: the BCD bytes reversed."""
+        """The ID as printed on the meter: the BCD bytes reversed."""
         return self.id_bytes[::-1].hex().upper()
 
     @property

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, overload
 
+from .cache import BoundedCache
 from .errors import MalformedError
 from .timepoint import TIME_TYPES_BY_LENGTH, TimePoint, decode_time_point
 from .vif import (
@@ -360,16 +361,11 @@ def _runs_past_end(start: int, part: str) -> MalformedError:
 
 
 #: Parsed headers by their raw bytes: meters repeat the same few dozen headers forever.
-#: Bounded so that garbage cannot grow it; when full it still parses, it just stops learning.
-_HEADERS: dict[bytes, RecordHeader] = {}
-HEADER_CACHE_LIMIT = 4096
+HEADERS: BoundedCache[bytes, RecordHeader] = BoundedCache("record headers", 4096)
 
 
 def _learn(raw: bytes) -> RecordHeader:
-    header = parse_header(raw)
-    if len(_HEADERS) < HEADER_CACHE_LIMIT:
-        _HEADERS[raw] = header
-    return header
+    return HEADERS.put(raw, parse_header(raw))
 
 
 _MANUFACTURER_HEADERS = {
@@ -441,9 +437,8 @@ class Layout:
         return Records(self.headers, raws, tuple(map(operator.call, self.decoders, raws)))
 
 
-#: Layouts by (start, stop, first record header): bounded like the header cache.
-_LAYOUTS: dict[tuple[int, int, bytes], list[Layout]] = {}
-LAYOUT_CACHE_LIMIT = 1024
+#: Layouts by (start, stop, first record header): a few payload shapes per first header.
+LAYOUTS: BoundedCache[tuple[int, int, bytes], list[Layout]] = BoundedCache("layouts", 1024)
 LAYOUTS_PER_KEY = 8
 
 
@@ -453,7 +448,7 @@ def _walk(
     """Find every record: (header, data start, data end) and the positions of the skeleton."""
     entries: list[tuple[RecordHeader, int, int]] = []
     skeleton: list[int] = []
-    known = _HEADERS.get
+    known = HEADERS.get
     pos = start
     while pos < stop:
         dif = payload[pos]
@@ -509,7 +504,7 @@ def read_records(payload: bytes, start: int = 0, end: int | None = None) -> Reco
     """Every record of a clear payload from `start` to `end`; 0x2F idle filler is skipped."""
     stop = len(payload) if end is None else min(end, len(payload))
     key = _layout_key(payload, start, stop)
-    candidates = _LAYOUTS.get(key, ()) if key is not None else ()
+    candidates = (LAYOUTS.get(key) or ()) if key is not None else ()
     for layout in candidates:
         if layout.skeleton_of(payload) == layout.skeleton:
             return layout.read(payload)
@@ -517,9 +512,12 @@ def read_records(payload: bytes, start: int = 0, end: int | None = None) -> Reco
     if not positions:
         return Records((), (), ())
     layout = Layout.of(payload, entries, positions)
-    learn = key is not None and len(candidates) < LAYOUTS_PER_KEY
-    if key is not None and learn and (candidates or len(_LAYOUTS) < LAYOUT_CACHE_LIMIT):
-        _LAYOUTS.setdefault(key, []).append(layout)
+    if key is not None and len(candidates) < LAYOUTS_PER_KEY:
+        known = LAYOUTS.get(key)
+        if known is None:
+            LAYOUTS.put(key, [layout])
+        else:
+            known.append(layout)
     return layout.read(payload)
 
 

@@ -1,4 +1,5 @@
-"""Security mode 5 (AES-128-CBC with IV) and the key forms users bring from eLicznik.
+"""Security mode 5 (AES-128-CBC with IV) and the forms in which users write keys
+(docs/wmbus-security.md).
 
 Keys never appear in repr, logs or errors: `MeterKey.fingerprint` tells keys apart instead.
 """
@@ -21,7 +22,7 @@ KEY_LENGTH = 16
 CHECK_BYTES = b"\x2f\x2f"
 
 #: IV quirks by manufacturer: other M-field values some firmware puts into the IV.
-#: Sanxing S34U28 frames say KPL but build the IV with M = FRC (spec/protocol.md 5.4).
+#: Sanxing S34U28 frames say KPL but build the IV with M = FRC (docs/wmbus-security.md, 3).
 IV_MANUFACTURER_QUIRKS: dict[int, tuple[int, ...]] = {
     manufacturer_code("KPL"): (manufacturer_code("FRC"),),
 }
@@ -109,9 +110,13 @@ class MeterKey:
                 ),
                 fingerprint(key),
             )
+        if len(compact) == 2 * KEY_LENGTH:
+            raise KeyFormatError(
+                "A key of 32 characters must be hexadecimal digits (0-9, A-F); the value given "
+                "holds other characters."
+            )
         raise KeyFormatError(
-            "The key must be the 32 hexadecimal digits (0-9, A-F) that eLicznik shows as "
-            "'Klucz szyfrujący' (encryption key), or a 16-character text; the value given "
+            "A key is 32 hexadecimal digits (0-9, A-F) or a 16-character text; the value given "
             f"has {len(compact)} characters after removing spaces and dashes."
         )
 
@@ -151,8 +156,7 @@ def mode5_plaintexts(
     if len(frame) < end:
         raise TruncatedError(
             f"The telegram announces {transport.encrypted_length} encrypted bytes but only "
-            f"{max(len(frame) - start, 0)} arrived: the receiver cut it short. Some receivers "
-            "(CUL/nanoCUL, small CC1101 buffers) cannot take long AMIplus telegrams."
+            f"{max(len(frame) - start, 0)} arrived: the receiver cut it short.",
         )
     area = frame[start:end]
     in_clear = area[:2] == CHECK_BYTES
@@ -160,9 +164,7 @@ def mode5_plaintexts(
         if not in_clear:
             raise NoKeyError(
                 f"This telegram from meter {address.meter_id} is encrypted (AES, security "
-                "mode 5) and no key was given for it. Give the 32-digit key that eLicznik "
-                "shows as 'Klucz szyfrujący' (tab Licznik / HAN, after 'Aktywuj HAN'), or the "
-                "QR code text."
+                "mode 5) and no key was given for it."
             )
         yield Decrypted(area, None)
         return
@@ -179,10 +181,9 @@ def mode5_plaintexts(
     elif not passed:
         tried = ", ".join(c.variant.value for c in key.candidates)
         raise DecryptionError(
-            f"The key {key.fingerprint}… does not decrypt this telegram from meter "
-            f"{address.meter_id} (tried: {tried}). Check the key that eLicznik shows as "
-            "'Klucz szyfrujący' (tab Licznik / HAN) and that it belongs to this meter. "
-            "Deactivating and re-activating HAN issues a new key: the old one stops working."
+            f"The key with fingerprint {key.fingerprint} does not decrypt this telegram from "
+            f"meter {address.meter_id} (tried: {tried}).",
+            fingerprint=key.fingerprint,
         )
 
 

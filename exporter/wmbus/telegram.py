@@ -9,7 +9,7 @@ from .errors import MalformedError, UnsupportedError, WMBusError
 from .frame import best_effort_strip, normalise
 from .link import Address, LinkHeader, parse_link_header
 from .records import Records, read_records
-from .security import KeyVariant, MeterKey, mode5_plaintexts
+from .security import CHECK_BYTES, KeyVariant, MeterKey, mode5_plaintexts
 from .transport import (
     SECURITY_MODE_AES_CBC_IV,
     SECURITY_MODE_NONE,
@@ -40,6 +40,30 @@ class Telegram:
         return self.transport.address or self.link.address
 
 
+@dataclass(frozen=True, slots=True)
+class Peek:
+    """What the headers of a frame say, read without decrypting: the canonical frame, the link
+    header, and the transport header when it can be read (`transport_error` otherwise)."""
+
+    frame: bytes
+    link: LinkHeader
+    transport: TransportHeader | None
+    transport_error: WMBusError | None = None
+
+    @property
+    def address(self) -> Address:
+        return (self.transport.address if self.transport else None) or self.link.address
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether the payload is encrypted (a mode-5 area not already in clear)."""
+        transport = self.transport
+        if transport is None or transport.configuration.security_mode == SECURITY_MODE_NONE:
+            return False
+        start = transport.payload_offset
+        return self.frame[start : start + len(CHECK_BYTES)] != CHECK_BYTES
+
+
 def _context(raw: bytes) -> tuple[LinkHeader | None, TransportHeader | None]:
     """Whatever headers can be read from a frame that failed, to name the meter in the error."""
     frame = best_effort_strip(raw)
@@ -53,21 +77,31 @@ def _context(raw: bytes) -> tuple[LinkHeader | None, TransportHeader | None]:
         return link, None
 
 
-def decode(raw: bytes, keys: MeterKey | KeyLookup | None = None) -> Telegram:
-    """Decode one frame as a receiver handed it over; raises only `WMBusError`."""
+def peek(raw: bytes) -> Peek:
+    """Normalise a frame as a receiver handed it over and read its headers; raises only
+    `WMBusError` (with the headers that could be read) when not even the link header can."""
     try:
         frame = normalise(raw)
     except WMBusError as error:
         raise error.with_context(*_context(raw)) from None
     link = parse_link_header(frame)
     try:
-        transport = parse_transport_header(frame)
+        return Peek(frame, link, parse_transport_header(frame))
     except WMBusError as error:
-        raise error.with_context(link, None) from None
+        return Peek(frame, link, None, error.with_context(link, None))
+
+
+def decode(raw: bytes | Peek, keys: MeterKey | KeyLookup | None = None) -> Telegram:
+    """Decode one frame (as a receiver handed it over, or already peeked at); raises only
+    `WMBusError`."""
+    peeked = raw if isinstance(raw, Peek) else peek(raw)
+    if peeked.transport is None:
+        assert peeked.transport_error is not None
+        raise peeked.transport_error
     try:
-        return _decode_payload(frame, link, transport, keys)
+        return _decode_payload(peeked.frame, peeked.link, peeked.transport, keys)
     except WMBusError as error:
-        raise error.with_context(link, transport) from None
+        raise error.with_context(peeked.link, peeked.transport) from None
 
 
 def _decode_payload(
@@ -86,8 +120,8 @@ def _decode_payload(
     if mode != SECURITY_MODE_AES_CBC_IV:
         name = SECURITY_MODES.get(mode, "reserved")
         raise UnsupportedError(
-            f"This telegram uses security mode {mode} ({name}); only mode 5 (AES-128-CBC, "
-            "used by TAURON AMIplus meters) and unencrypted telegrams are supported."
+            f"This telegram uses security mode {mode} ({name}); only mode 5 (AES-128-CBC) "
+            "and unencrypted telegrams are supported.",
         )
     address = transport.address or link.address
     key = keys(address) if callable(keys) else keys

@@ -1,4 +1,5 @@
-"""Transport layer (EN 13757-7): the CI field, access number, status and configuration word."""
+"""Transport layer (EN 13757-7): the CI field, access number, status and configuration word
+(docs/wmbus-frames.md, section 4)."""
 
 from __future__ import annotations
 
@@ -143,10 +144,7 @@ def parse_transport_header(frame: bytes) -> TransportHeader:
     header_length = CI_HEADER_LENGTH.get(ci)
     if header_length is None:
         what = CI_UNSUPPORTED.get(ci, f"the transport layer CI 0x{ci:02X}")
-        raise UnsupportedError(
-            f"This telegram uses {what}, which this decoder does not support. "
-            "TAURON AMIplus meters send CI 0x7A; this is probably another kind of device."
-        )
+        raise UnsupportedError(f"This telegram uses {what}, which this decoder does not support.")
     payload_offset = CI_OFFSET + 1 + header_length
     if len(frame) < payload_offset:
         raise TruncatedError(

@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/bench/bench_influx.py [--seconds S] [--points N]
 
-Figure 1: the spool's cost per reading (`InfluxWriter.submit`: a line-protocol point appended
+Figure 1: the spool's cost per reading (`InfluxOutput.submit`: a line-protocol point appended
 and written through to the operating system), with the sender paused.
 Figure 2: sustained points per second into a local InfluxDB 1.x (Debian's influxd, started
 here on 127.0.0.1) through the v1 writer: readings of 1,000 meters, distinct seconds, submitted
@@ -28,7 +28,8 @@ sys.path.insert(0, str(REPO))
 from exporter.amiplus.reading import MeterReading, read_meter  # noqa: E402
 from exporter.amiplus.simulated import DEFAULT_KEY, simulated_meters  # noqa: E402
 from exporter.config import InfluxConfig  # noqa: E402
-from exporter.outputs.influx import InfluxWriter, Outcome, Sender  # noqa: E402
+from exporter.outputs.base import MeterUpdate  # noqa: E402
+from exporter.outputs.influx import InfluxOutput, Outcome, Sender  # noqa: E402
 from exporter.wmbus import MeterKey, decode  # noqa: E402
 from tests.servers import ExporterProcess, InfluxDB, wait_until  # noqa: E402
 from tests.test_influx import Forwarder  # noqa: E402
@@ -52,6 +53,10 @@ def readings(count: int) -> list[MeterReading]:
     return [read_meter(decode(m.telegram(now)[0], key)) for m in simulated_meters(count)]
 
 
+def update(reading: MeterReading, name: str, received_at: float) -> MeterUpdate:
+    return MeterUpdate(reading.meter_id, name, reading, reading.values, received_at, "bench")
+
+
 def spool_cost(points: int) -> None:
     base = readings(100)
     with tempfile.TemporaryDirectory() as directory:
@@ -63,10 +68,10 @@ def spool_cost(points: int) -> None:
             spool_max_mb=10_000,
             batch_size=500,
         )
-        writer = InfluxWriter(config, Paused())
+        writer = InfluxOutput(config, Paused())
         started = time.perf_counter()
         for n in range(points):
-            writer.submit(base[n % 100], "meter", 1_700_000_000 + n)
+            writer.submit(update(base[n % 100], "meter", 1_700_000_000 + n))
         seconds = time.perf_counter() - started
         size = writer.spool.size
         writer.spool.close()
@@ -92,7 +97,7 @@ def throughput(seconds: float) -> None:
         flush_interval=0.5,
         spool_max_mb=2000,
     )
-    writer = InfluxWriter(config)
+    writer = InfluxOutput(config)
     writer.start()
     submitted = 0
     second = 1_700_000_000
@@ -100,7 +105,7 @@ def throughput(seconds: float) -> None:
     try:
         while time.perf_counter() - started < seconds:
             for reading in base:  # 1,000 meters, one point each per second of data
-                writer.submit(reading, None, second)
+                writer.submit(update(reading, "", second))
             submitted += len(base)
             second += 1
             while writer.spool.points > 50_000:  # do not outrun the server by more than 10 s
