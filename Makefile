@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Servers the integration tests start themselves (Debian packages).
-DEBIAN_PACKAGES := prometheus influxdb chromium chromium-driver systemd
+DEBIAN_PACKAGES := prometheus influxdb chromium chromium-driver systemd victoria-metrics
 
 .PHONY: run test system-packages lint typecheck pytest bench clean
 

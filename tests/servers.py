@@ -176,11 +176,13 @@ class ExporterProcess:
 
 
 class Prometheus:
-    """A Prometheus server with a reloadable scrape configuration and 1-second scrapes."""
+    """A Prometheus server with a reloadable scrape configuration and 1-second scrapes;
+    `extra` holds further top-level sections (rule_files, remote_write)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, extra: dict[str, Any] | None = None) -> None:
         self.binary = require("prometheus", "prometheus")
         self.directory = directory
+        self.extra = extra or {}
         self.config = directory / "prometheus.yml"
         self.port = free_port()
         self.write([])
@@ -216,6 +218,7 @@ class Prometheus:
                 "evaluation_interval": "1s",
             },
             "scrape_configs": scrape_configs,
+            **self.extra,
         }
         self.config.write_text(yaml.safe_dump(document))
 

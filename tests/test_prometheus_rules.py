@@ -18,6 +18,12 @@ from .servers import Prometheus, Start, job, require, wait_until
 DEPLOY = Path(__file__).parent.parent / "deploy" / "prometheus"
 RULES = DEPLOY / "rules" / "amiplus.rules.yml"
 UNIT_TESTS = DEPLOY / "tests" / "amiplus.rules.test.yml"
+FLEET = DEPLOY / "fleet"
+#: Every rules file and its promtool unit tests.
+RULE_FILES = {
+    RULES: UNIT_TESTS,
+    FLEET / "rules" / "amiplus-fleet.rules.yml": FLEET / "tests" / "amiplus-fleet.rules.test.yml",
+}
 SCRAPE_CONFIGS = ("prometheus.yml", "prometheus-tls.yml")
 
 
@@ -36,18 +42,19 @@ def load(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
 
 
-def rules(kind: str) -> list[dict[str, Any]]:
-    """The rules of the rules file that have `kind` ("alert" or "record")."""
-    return [rule for group in load(RULES)["groups"] for rule in group["rules"] if kind in rule]
+def rules(kind: str, path: Path = RULES) -> list[dict[str, Any]]:
+    """The rules of a rules file that have `kind` ("alert" or "record")."""
+    return [rule for group in load(path)["groups"] for rule in group["rules"] if kind in rule]
 
 
-def rule_count() -> int:
-    return len(rules("alert")) + len(rules("record"))
+def rule_count(path: Path = RULES) -> int:
+    return len(rules("alert", path)) + len(rules("record", path))
 
 
-def test_the_rules_file_is_valid() -> None:
-    result = promtool("check", "rules", "--lint=all", "--lint-fatal", str(RULES))
-    assert f"SUCCESS: {rule_count()} rules found" in result.stdout, result.stdout
+@pytest.mark.parametrize("path", RULE_FILES, ids=[path.name for path in RULE_FILES])
+def test_the_rules_file_is_valid(path: Path) -> None:
+    result = promtool("check", "rules", "--lint=all", "--lint-fatal", str(path))
+    assert f"SUCCESS: {rule_count(path)} rules found" in result.stdout, result.stdout
 
 
 @pytest.mark.parametrize("name", SCRAPE_CONFIGS)
@@ -80,18 +87,20 @@ def test_the_example_scrape_configs_are_valid(name: str, tmp_path: Path) -> None
     assert f"SUCCESS: {rule_count()} rules found" in result.stdout, result.stdout
 
 
-def test_the_rule_unit_tests_pass() -> None:
-    result = promtool("test", "rules", str(UNIT_TESTS))
+@pytest.mark.parametrize("tests", RULE_FILES.values(), ids=[p.name for p in RULE_FILES.values()])
+def test_the_rule_unit_tests_pass(tests: Path) -> None:
+    result = promtool("test", "rules", str(tests))
     assert "SUCCESS" in result.stdout, result.stdout
 
 
-def test_every_rule_has_unit_tests_and_every_alert_explains_itself() -> None:
-    tests = load(UNIT_TESTS)["tests"]
+@pytest.mark.parametrize("path", RULE_FILES, ids=[path.name for path in RULE_FILES])
+def test_every_rule_has_unit_tests_and_every_alert_explains_itself(path: Path) -> None:
+    tests = load(RULE_FILES[path])["tests"]
     alert_cases = [case for test in tests for case in test.get("alert_rule_test", [])]
     expressions = " ".join(
         case["expr"] for test in tests for case in test.get("promql_expr_test", [])
     )
-    for alert in rules("alert"):
+    for alert in rules("alert", path):
         name = alert["alert"]
         cases = [case for case in alert_cases if case["alertname"] == name]
         assert any(case["exp_alerts"] for case in cases), f"{name}: no case where it fires"
@@ -102,7 +111,7 @@ def test_every_rule_has_unit_tests_and_every_alert_explains_itself() -> None:
         assert "{{" not in annotations["summary"], f"{name}: the summary is plain words"
         if not alert["expr"].startswith("absent("):  # nothing to show when nothing is there
             assert "{{ $" in annotations["description"], f"{name}: the description shows no value"
-    for record in rules("record"):
+    for record in rules("record", path):
         name = record["record"]
         assert re.search(rf"(?<![\w:]){re.escape(name)}(?![\w:])", expressions), (
             f"{name}: no promql_expr_test checks its value"

@@ -1,0 +1,95 @@
+"""Debian's VictoriaMetrics (single node) for integration tests: a remote-write target on
+127.0.0.1 with a free port, queried through its Prometheus-compatible API."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from .servers import free_port, http_get, require, wait_until
+
+
+class VictoriaMetrics:
+    """`victoria-metrics` with its own data directory; samples are visible to queries at once
+    (no 30-second latency offset, no response cache)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.binary = require("victoria-metrics", "victoria-metrics")
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.log_path = directory / "victoria-metrics.log"
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                f"-storageDataPath={directory / 'data'}",
+                f"-httpListenAddr=127.0.0.1:{self.port}",
+                "-search.latencyOffset=0s",
+                "-search.disableCache",
+                "-loggerLevel=WARN",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=self.log_path.open("wb"),
+        )
+        assert wait_until(lambda: self.get("/health")[0] == 200, 60), self.log()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def write_url(self) -> str:
+        """Where Prometheus's remote_write sends to."""
+        return f"{self.url}/api/v1/write"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        if self.process.poll() is not None:
+            raise AssertionError(f"victoria-metrics exited with {self.process.returncode}")
+        return http_get(f"{self.url}{path}", timeout=10)
+
+    def query(self, expression: str) -> list[dict[str, Any]]:
+        """An instant query (PromQL, which VictoriaMetrics's MetricsQL accepts): the vector."""
+        code, body = self.get("/api/v1/query?" + urllib.parse.urlencode({"query": expression}))
+        document = json.loads(body)
+        assert code == 200 and document["status"] == "success", (expression, document)
+        result: list[dict[str, Any]] = document["data"]["result"]
+        return result
+
+    def values(self, expression: str) -> dict[tuple[tuple[str, str], ...], float]:
+        """Instant query results by their labels (without __name__)."""
+        return {
+            tuple(sorted((k, v) for k, v in r["metric"].items() if k != "__name__")): float(
+                r["value"][1]
+            )
+            for r in self.query(expression)
+        }
+
+    def value(self, expression: str) -> float | None:
+        """The value of a query that yields at most one series."""
+        found = list(self.values(expression).values())
+        assert len(found) <= 1, (expression, found)
+        return found[0] if found else None
+
+    def label_values(self, label: str, selector: str) -> set[str]:
+        """The values of `label` on the series `selector` matches (what Grafana's
+        `label_values(selector, label)` asks)."""
+        code, body = self.get(
+            f"/api/v1/label/{label}/values?" + urllib.parse.urlencode({"match[]": selector})
+        )
+        assert code == 200, body
+        found: list[str] = json.loads(body)["data"]
+        return set(found)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
