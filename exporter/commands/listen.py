@@ -14,7 +14,7 @@ from ..amiplus.credentials import CredentialsError, normalise_meter_id, parse_qr
 from ..config import ConfigError, load_config
 from ..pipeline.heard import HeardMeter, HeardMeters, configured_match, peek_or_none
 from ..receivers.base import Frame
-from ..receivers.build import build_receiver, build_source
+from ..receivers.build import build_receiver
 from ..receivers.grammar import ReceiverSpec, ReceiverSpecError, parse_spec
 from ..receivers.receiver import Receiver
 from . import UsageError
@@ -154,8 +154,6 @@ def run_listen_command(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) 
         specs = [parse_spec(text) for text in args.receiver] or list(
             config.receivers if config else ()
         )
-        for spec in specs:
-            build_source(spec)  # complete: a listen address, a device, a file
         configured = {normalise_meter_id(text) for text in args.id}
         configured |= {meter.meter_id for meter in config.meters} if config else set()
         if args.qr:

@@ -1,18 +1,25 @@
-"""Receivers as users describe them: YAML or `--receiver TYPE:...` on the command line.
+"""Receivers as users describe them: one table of receiver types and their keys, read from the
+YAML file and from `--receiver TYPE:...` on the command line alike. Pure data: checking a
+description builds and opens nothing.
 
-im871a:/dev/serial/by-id/usb-IMST_...    (also iu891a, amber, cul, rc1180; socket://, rfc2217://)
-lines:command=rtl_sdr -f 868.95M -s 1.6e6 - 2>/dev/null | rtl_wmbus
-lines:listen=udp://0.0.0.0:9011          lines:listen=tcp://0.0.0.0:9022
-lines:connect=tcp://192.168.1.50:8888    lines:stdin
-replay:captures.txt   replay:captures.txt,realtime
-simulator   simulator:meters=3,family=nes,interval=1
+    im871a:/dev/serial/by-id/usb-IMST_...    (also iu891a, amber, cul, rc1180; socket://, rfc2217://)
+    im871a:/dev/ttyUSB0,baudrate=57600,mode=c1+t1
+    lines:command=rtl_sdr -f 868.95M -s 1.6e6 - 2>/dev/null | rtl_wmbus
+    lines:listen=udp://0.0.0.0:9011          lines:listen=tcp://0.0.0.0:9022
+    lines:connect=tcp://192.168.1.50:8888    lines:stdin
+    replay:captures.txt   replay:captures.txt,realtime
+    simulator   simulator:meters=3,family=nes,interval=1
 """
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
+from ..amiplus.families import FAMILIES_BY_NAME
 from ..amiplus.simulated import DEFAULT_FAMILY
 from .amber import Amber
 from .base import Dialect, LinkMode
@@ -20,24 +27,90 @@ from .cul import Cul
 from .imst import Im871a, Iu891a
 from .rc1180 import Rc1180
 
-#: Receiver types with a serial dialect (sticks).
-STICKS: dict[str, type[Dialect]] = {
-    "im871a": Im871a,
-    "iu891a": Iu891a,
-    "amber": Amber,
-    "cul": Cul,
-    "rc1180": Rc1180,
-}
-TYPES = (*STICKS, "lines", "replay", "simulator")
-
 
 class ReceiverSpecError(ValueError):
     """A receiver description that cannot be used; the message says what to write."""
 
 
+class Kind(enum.Enum):
+    """How an option's value is written."""
+
+    TEXT = "text"
+    NUMBER = "number"
+    INTEGER = "whole number"
+    FLAG = "true or false"
+    CHOICE = "choice"
+    PATH = "file"
+    KEYS = "list of keys"  # YAML only
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One key a receiver description may carry."""
+
+    name: str
+    kind: Kind
+    low: float = 0.0
+    high: float = 0.0
+    choices: tuple[str, ...] = ()
+    rest_of_line: bool = False  # on the command line, takes everything after `name=`
+
+
+_MODES = {"t1": LinkMode.T1, "c1+t1": LinkMode.C1_T1}
+
+OPTIONS: dict[str, Option] = {
+    option.name: option
+    for option in (
+        Option("name", Kind.TEXT),
+        Option("silence_timeout", Kind.NUMBER, 1, 86400),
+        Option("device", Kind.TEXT),
+        Option("baudrate", Kind.INTEGER, 1200, 4_000_000),
+        Option("mode", Kind.CHOICE, choices=tuple(_MODES)),
+        Option("command", Kind.TEXT, rest_of_line=True),
+        Option("listen", Kind.TEXT),
+        Option("connect", Kind.TEXT),
+        Option("stdin", Kind.FLAG),
+        Option("file", Kind.PATH),
+        Option("realtime", Kind.FLAG),
+        Option("meters", Kind.INTEGER, 1, 100_000),
+        Option("family", Kind.CHOICE, choices=tuple(FAMILIES_BY_NAME)),
+        Option("interval", Kind.NUMBER, 0.01, 86400),
+        Option("keys", Kind.KEYS),
+    )
+}
+COMMON = ("name", "silence_timeout")
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverType:
+    """A kind of receiver: the options it takes, the one written right after `TYPE:` on the
+    command line, its serial dialect (sticks), and whether its input ends by itself."""
+
+    options: tuple[str, ...]
+    positional: str | None = None
+    dialect: type[Dialect] | None = None
+    finite: bool = False
+
+
+_STICK = ("device", "baudrate", "mode")
+RECEIVER_TYPES: dict[str, ReceiverType] = {
+    "im871a": ReceiverType(_STICK, "device", Im871a),
+    "iu891a": ReceiverType(_STICK, "device", Iu891a),
+    "amber": ReceiverType(_STICK, "device", Amber),
+    "cul": ReceiverType(_STICK, "device", Cul),
+    "rc1180": ReceiverType(_STICK, "device", Rc1180),
+    "lines": ReceiverType(("command", "listen", "connect", "stdin")),
+    "replay": ReceiverType(("file", "realtime"), "file", finite=True),
+    "simulator": ReceiverType(("meters", "family", "interval", "realtime", "keys")),
+}
+TYPES = tuple(RECEIVER_TYPES)
+#: Where a `lines` receiver reads, the first given of these.
+LINE_INPUTS = ("command", "listen", "connect", "stdin")
+
+
 @dataclass(frozen=True, slots=True)
 class ReceiverSpec:
-    """One receiver as configured: its type and whichever of the other fields it needs."""
+    """One receiver as configured: its type and whichever options it takes."""
 
     type: str
     name: str = ""
@@ -62,56 +135,128 @@ class ReceiverSpec:
         """The receiver's name in metrics and logs."""
         return self.name or self.type
 
+    @property
+    def receiver_type(self) -> ReceiverType:
+        return RECEIVER_TYPES[self.type]
+
+
+def convert(option: Option, text: str) -> Any:
+    """A value written as text, for an option; raises ReceiverSpecError saying what to write."""
+    where = option.name
+    if option.kind in (Kind.TEXT, Kind.PATH):
+        return text
+    if option.kind is Kind.FLAG:
+        lowered = text.lower()
+        if lowered in ("true", "yes", "on", "1", ""):
+            return True
+        if lowered in ("false", "no", "off", "0"):
+            return False
+        raise ReceiverSpecError(f"{where} must be true or false, not {text!r}")
+    if option.kind is Kind.CHOICE:
+        if text.lower() not in option.choices:
+            raise ReceiverSpecError(
+                f"{where} must be one of {', '.join(option.choices)}, not {text!r}"
+            )
+        return _MODES[text.lower()] if option.name == "mode" else text.lower()
+    if option.kind in (Kind.NUMBER, Kind.INTEGER):
+        try:
+            number = float(text)
+        except ValueError:
+            raise ReceiverSpecError(f"{where} must be a number, not {text!r}") from None
+        if not option.low <= number <= option.high:
+            raise ReceiverSpecError(
+                f"{where} must be between {option.low:g} and {option.high:g}, not {number:g}"
+            )
+        if option.kind is Kind.INTEGER:
+            if number != int(number):
+                raise ReceiverSpecError(f"{where} must be a whole number, not {text!r}")
+            return int(number)
+        return number
+    raise ReceiverSpecError(f"{where} cannot be given on the command line")
+
 
 def host_port(url: str, what: str) -> tuple[str, int, str]:
-    parts = urlsplit(url)
-    if parts.scheme not in ("udp", "tcp") or not parts.hostname or parts.port is None:
+    """(host, port, scheme) of `udp://HOST:PORT` or `tcp://HOST:PORT`."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        port = None
+        parts = urlsplit("")
+    if parts.scheme not in ("udp", "tcp") or not parts.hostname or port is None:
         raise ReceiverSpecError(
             f"{what} must look like udp://0.0.0.0:9011 or tcp://0.0.0.0:9022, not {url!r}"
         )
-    return parts.hostname, parts.port, parts.scheme
+    return parts.hostname, port, parts.scheme
+
+
+def problems(spec: ReceiverSpec) -> list[str]:
+    """What a description lacks or gets wrong as a whole (each option is checked on reading)."""
+    kind = spec.receiver_type
+    if kind.dialect is not None and not spec.device:
+        return [f"the {spec.type} receiver needs a device"]
+    if spec.type == "lines":
+        if not any(getattr(spec, name) for name in LINE_INPUTS):
+            return [
+                "a lines receiver needs command, listen, connect or stdin (listen: "
+                "udp://HOST:PORT or tcp://HOST:PORT; connect: tcp://HOST:PORT)"
+            ]
+        try:
+            if spec.listen:
+                host_port(spec.listen, "listen")
+            if spec.connect and host_port(spec.connect, "connect")[2] != "tcp":
+                return ["connect takes tcp://HOST:PORT"]
+        except ReceiverSpecError as error:
+            return [str(error)]
+    if spec.type == "replay" and not spec.file:
+        return ["a replay receiver needs its file"]
+    return []
+
+
+def build_spec(kind: str, values: Mapping[str, Any]) -> ReceiverSpec:
+    """A description from converted option values; raises ReceiverSpecError."""
+    options = dict(values)
+    if RECEIVER_TYPES[kind].finite:
+        options.setdefault("silence_timeout", None)
+    spec = ReceiverSpec(kind, **options)
+    found = problems(spec)
+    if found:
+        raise ReceiverSpecError("; ".join(found))
+    return spec
+
+
+def unknown_options(kind: str, names: set[str]) -> list[str]:
+    """The options of `names` that a receiver of this type does not take."""
+    allowed = {*COMMON, *RECEIVER_TYPES[kind].options}
+    return sorted(names - allowed)
 
 
 def parse_spec(text: str) -> ReceiverSpec:
-    """`TYPE[:ARGUMENT]` from the command line into a `ReceiverSpec`."""
+    """`TYPE[:VALUE][,KEY=VALUE...]` from the command line."""
     kind, _, argument = text.partition(":")
     kind = kind.strip().lower()
-    if kind in STICKS:
-        if not argument:
-            raise ReceiverSpecError(f"say which device: {kind}:/dev/ttyUSB0")
-        return ReceiverSpec(kind, device=argument)
-    if kind == "lines":
-        key, _, value = argument.partition("=")
-        if key == "stdin" and not value:
-            return ReceiverSpec(kind, stdin=True)
-        if key == "command" and value:
-            return ReceiverSpec(kind, command=value)
-        if key == "listen" and value:
-            return ReceiverSpec(kind, listen=value)
-        if key == "connect" and value:
-            return ReceiverSpec(kind, connect=value)
-        raise ReceiverSpecError(
-            "a lines receiver needs command=..., listen=udp://HOST:PORT, listen=tcp://HOST:PORT, "
-            "connect=tcp://HOST:PORT or stdin"
-        )
-    if kind == "replay":
-        path, _, option = argument.partition(",")
-        if not path:
-            raise ReceiverSpecError("say which file: replay:captures.txt")
-        return ReceiverSpec(kind, file=path, realtime=option == "realtime", silence_timeout=None)
-    if kind == "simulator":
-        options = dict(item.partition("=")[::2] for item in argument.split(",") if item)
-        unknown = set(options) - {"meters", "family", "interval", "realtime"}
-        if unknown:
-            raise ReceiverSpecError(f"unknown simulator options: {', '.join(sorted(unknown))}")
-        try:
-            return ReceiverSpec(
-                kind,
-                meters=int(options.get("meters", 1)),
-                family=options.get("family", DEFAULT_FAMILY),
-                interval=float(options.get("interval", 5.0)),
-                realtime=options.get("realtime", "yes") != "no",
-            )
-        except ValueError as error:
-            raise ReceiverSpecError(f"simulator options: {error}") from None
-    raise ReceiverSpecError(f"unknown receiver type {kind!r}; one of: {', '.join(TYPES)}")
+    receiver_type = RECEIVER_TYPES.get(kind)
+    if receiver_type is None:
+        raise ReceiverSpecError(f"unknown receiver type {kind!r}; one of: {', '.join(TYPES)}")
+    values: dict[str, Any] = {}
+    rest = argument
+    while rest:
+        key, equals, _ = rest.partition("=")
+        option = OPTIONS.get(key.strip()) if equals else None
+        if option is not None and option.rest_of_line:
+            values[option.name] = rest.partition("=")[2]
+            break
+        item, _, rest = rest.partition(",")
+        key, equals, value = item.partition("=")
+        key = key.strip()
+        if not equals and not values and receiver_type.positional and key not in OPTIONS:
+            values[receiver_type.positional] = item
+            continue
+        option = OPTIONS.get(key)
+        if option is None or option.kind is Kind.KEYS:
+            raise ReceiverSpecError(f"{kind}: unknown option {key!r}")
+        values[option.name] = convert(option, value)
+    unknown = unknown_options(kind, set(values))
+    if unknown:
+        raise ReceiverSpecError(f"a {kind} receiver takes no {', '.join(unknown)}")
+    return build_spec(kind, values)

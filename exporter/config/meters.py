@@ -1,0 +1,108 @@
+"""The `meters:` section: each meter's address (either byte order), key and name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..amiplus.credentials import (
+    CredentialsError,
+    id_variants,
+    normalise_meter_id,
+    parse_key,
+    parse_qr,
+)
+from ..wmbus import MeterKey
+from .reader import Reader
+
+if TYPE_CHECKING:
+    from yaml import Node
+
+_METER = ("id", "key", "key_file", "qr", "qr_file", "name")
+
+
+@dataclass(frozen=True, slots=True)
+class MeterConfig:
+    """A meter to decode: its address (either byte order matches), key and display name."""
+
+    name: str
+    meter_id: str
+    ids: frozenset[str]
+    key: MeterKey = field(repr=False)
+    recognised: str = ""  # what a QR text turned out to hold, for check-config
+
+
+def _meter(reader: Reader, node: Node, number: int) -> MeterConfig | None:
+    fields = reader.mapping(node, f"meter {number}", _METER)
+    name = reader.optional(fields, "name", reader.text, f"meter {number}")
+    where = f"meter {name!r}" if name else f"meter {number}"
+    key_node, key_text = reader.secret(fields, "key", where)
+    qr_node, qr_text = reader.secret(fields, "qr", where)
+    meter_id: str | None = None
+    key: MeterKey | None = None
+    ids: frozenset[str] = frozenset()
+    recognised = ""
+    if qr_text is not None:
+        try:
+            credentials = parse_qr(qr_text)
+        except CredentialsError as error:
+            reader.problem(qr_node, f"{where}: {error}")
+            return None
+        recognised = credentials.describe()
+        meter_id, key, ids = credentials.address, credentials.key, credentials.meter_ids
+    reported = False  # a problem with the id or key is already said; check the other anyway
+    if "id" in fields:
+        text = reader.text(fields["id"], f"{where} id")
+        try:
+            meter_id = None if text is None else normalise_meter_id(text)
+        except CredentialsError as error:
+            reader.problem(fields["id"], f"{where}: {error}")
+        reported = meter_id is None
+        ids = id_variants(meter_id) if meter_id else frozenset()
+    if key_text is not None:
+        if key is not None:
+            reader.problem(key_node, f"{where}: the QR text already holds the key; remove key")
+        try:
+            key = parse_key(key_text)
+        except CredentialsError as error:
+            reader.problem(key_node, f"{where}: {error}")
+            return None
+    elif key_node is not None:
+        return None  # the key's environment variable or file is missing: already reported
+    if reported:
+        return None
+    if meter_id is None:
+        reader.problem(
+            qr_node or node,
+            f"{where}: give the meter's id (eLicznik 'adres komunikacyjny', 8 digits)",
+        )
+        return None
+    if key is None:
+        reader.problem(
+            qr_node or node,
+            f"{where}: give its key (eLicznik 'Klucz szyfrujący'), key_file, or the QR text",
+        )
+        return None
+    return MeterConfig(name or meter_id, meter_id, ids, key, recognised)
+
+
+def meters_section(reader: Reader, node: Node | None) -> list[MeterConfig]:
+    if node is None:
+        return []
+    if not isinstance(node, reader.yaml.SequenceNode):
+        reader.problem(node, "meters must be a list (lines starting with '- ')")
+        return []
+    meters: list[MeterConfig] = []
+    owner: dict[str, str] = {}
+    for number, item in enumerate(node.value, start=1):
+        meter = _meter(reader, item, number)
+        if meter is None:
+            continue
+        clash = next((owner[i] for i in meter.ids if owner.get(i, meter.name) != meter.name), None)
+        if clash is not None:
+            reader.problem(
+                item, f"meter {meter.name!r}: the address {meter.meter_id} is also {clash!r}'s"
+            )
+        owner.update(dict.fromkeys(meter.ids, meter.name))
+        meters.append(meter)
+    return meters

@@ -1,0 +1,164 @@
+"""Reading a YAML configuration: the node walker that converts values and collects every
+problem with its line, `${ENV}` substitution and `*_file` secrets. Values of secrets are never
+echoed in a message."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from yaml import Node
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with the configuration, with its line (1-based) when known."""
+
+    line: int | None
+    message: str
+
+    def format(self, source: str) -> str:
+        return f"{source}:{self.line}: {self.message}" if self.line else f"{source}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; `problems` lists every reason at once."""
+
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(p.format(source) for p in problems))
+
+
+class Reader:
+    """Walks the YAML node tree, converting values and collecting problems with lines."""
+
+    def __init__(self, env: Mapping[str, str], base: Path) -> None:
+        import yaml  # noqa: PLC0415 (only when a file is read: the built-in setup needs none)
+
+        self.yaml = yaml
+        self.env = env
+        self.base = base
+        self.problems: list[Problem] = []
+
+    def problem(self, node: Node | None, message: str) -> None:
+        self.problems.append(Problem(node.start_mark.line + 1 if node else None, message))
+
+    def mapping(self, node: Node, where: str, allowed: tuple[str, ...]) -> dict[str, Node]:
+        if not isinstance(node, self.yaml.MappingNode):
+            self.problem(node, f"{where} must be a mapping (key: value lines)")
+            return {}
+        out: dict[str, Node] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in out:
+                self.problem(key_node, f"{where}: '{key}' is given twice")
+            elif key not in allowed:
+                import difflib  # noqa: PLC0415 (only for mistakes: keeps the daemon small)
+
+                close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+                hint = (
+                    f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(allowed)}"
+                )
+                self.problem(key_node, f"{where}: unknown key '{key}'{hint}")
+            else:
+                out[key] = value_node
+        return out
+
+    def text(self, node: Node, where: str, *, secret: bool = False) -> str | None:
+        if not isinstance(node, self.yaml.ScalarNode) or node.tag == "tag:yaml.org,2002:null":
+            self.problem(node, f"{where} must be a single value")
+            return None
+        missing: list[str] = []
+
+        def substitute(match: re.Match[str]) -> str:
+            value = self.env.get(match.group(1), match.group(2))
+            if value is None:
+                missing.append(match.group(1))
+                return ""
+            return value
+
+        value = _ENV.sub(substitute, str(node.value))
+        for name in missing:
+            self.problem(node, f"{where}: the environment variable {name} is not set")
+        if missing:
+            return None
+        return value if secret else value.strip()
+
+    def number(self, node: Node, where: str, low: float, high: float) -> float | None:
+        value = self.text(node, where)
+        if value is None:
+            return None
+        try:
+            number = float(value)
+        except ValueError:
+            self.problem(node, f"{where} must be a number, not {value!r}")
+            return None
+        if not low <= number <= high:
+            self.problem(node, f"{where} must be between {low:g} and {high:g}, not {number:g}")
+            return None
+        return number
+
+    def boolean(self, node: Node, where: str) -> bool | None:
+        value = self.text(node, where)
+        if value is None:
+            return None
+        lowered = value.lower()
+        if lowered in ("true", "yes", "on", "1"):
+            return True
+        if lowered in ("false", "no", "off", "0"):
+            return False
+        self.problem(node, f"{where} must be true or false, not {value!r}")
+        return None
+
+    def choice(self, node: Node, where: str, choices: tuple[str, ...]) -> str | None:
+        value = self.text(node, where)
+        if value is not None and value.lower() not in choices:
+            self.problem(node, f"{where} must be one of {', '.join(choices)}, not {value!r}")
+            return None
+        return value.lower() if value is not None else None
+
+    def path(self, node: Node, where: str) -> Path | None:
+        value = self.text(node, where)
+        return None if value is None else (self.base / value).expanduser()
+
+    def secret(
+        self, fields: dict[str, Node], name: str, where: str
+    ) -> tuple[Node | None, str | None]:
+        """`name` given inline (or from ${ENV}), or `name_file` read from a file (Docker
+        secrets); never both. The value is never echoed."""
+        inline, from_file = fields.get(name), fields.get(f"{name}_file")
+        if inline is not None and from_file is not None:
+            self.problem(from_file, f"{where}: give either {name} or {name}_file, not both")
+            return inline, None
+        if inline is not None:
+            return inline, self.text(inline, f"{where} {name}", secret=True)
+        if from_file is not None:
+            path = self.path(from_file, f"{where} {name}_file")
+            if path is None:
+                return from_file, None
+            try:
+                return from_file, path.read_text().strip()
+            except OSError as error:
+                self.problem(
+                    from_file, f"{where}: cannot read {name}_file {path}: {error.strerror}"
+                )
+                return from_file, None
+        return None, None
+
+    def optional(
+        self,
+        fields: dict[str, Node],
+        key: str,
+        convert: Callable[[Node, str], T | None],
+        where: str,
+    ) -> T | None:
+        node = fields.get(key)
+        return None if node is None else convert(node, f"{where} {key}")
