@@ -1,18 +1,27 @@
-"""Shared fixtures: the public test vectors, hypothesis profiles, and helpers."""
+"""Shared fixtures and helpers: the public test vectors, hypothesis profiles, free ports, waiting
+for a condition (never a fixed sleep), plain HTTP, required binaries, and the real servers of
+servers.py started once per session."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import shutil
+import socket
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-from .servers import ExporterProcess, Prometheus
+if TYPE_CHECKING:
+    from .servers import ExporterProcess, Prometheus
 
 DATA = Path(__file__).parent / "data"
 
@@ -62,6 +71,47 @@ def assert_matches(actual: Any, expected: Any, path: str = "$") -> None:
         )
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def require(binary: str, package: str) -> str:
+    """The path of a server binary, or a failed test saying how to install it."""
+    path = shutil.which(binary)
+    if path is None:
+        pytest.fail(
+            f"{binary} is not installed; `make test` installs it, or run: "
+            f"sudo apt-get install {package}",
+            pytrace=False,
+        )
+    return path
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 20.0, every: float = 0.05) -> bool:
+    """Poll `predicate` until it holds (True) or `timeout` seconds pass (its last answer)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if predicate():
+                return True
+        time.sleep(every)
+    return bool(predicate())
+
+
+def http_get(
+    url: str, *, headers: dict[str, str] | None = None, timeout: float = 10, **kwargs: Any
+) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, **kwargs) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
 @pytest.fixture(params=VECTORS, ids=[v["name"] for v in VECTORS])
 def any_vector(request: pytest.FixtureRequest) -> dict[str, Any]:
     value: dict[str, Any] = request.param
@@ -71,6 +121,8 @@ def any_vector(request: pytest.FixtureRequest) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
     """One real Prometheus server for the whole session; tests set its scrape jobs."""
+    from .servers import Prometheus
+
     server = Prometheus(tmp_path_factory.mktemp("prometheus"))
     yield server
     server.stop()
@@ -79,6 +131,8 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
 @pytest.fixture
 def start_exporter(tmp_path: Path) -> Iterator[Callable[..., ExporterProcess]]:
     """Start exporter processes; each is stopped (and must stop cleanly) after the test."""
+    from .servers import ExporterProcess
+
     started: list[ExporterProcess] = []
 
     def start(config: str | None, **options: Any) -> ExporterProcess:

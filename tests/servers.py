@@ -1,5 +1,6 @@
 """Real servers for integration tests, on 127.0.0.1 with free ports: the exporter itself (as a
-subprocess), and Prometheus. A missing binary fails the test with the command that installs it.
+subprocess), Prometheus and InfluxDB. A missing binary fails the test with the command that
+installs it (`require` in conftest.py).
 """
 
 from __future__ import annotations
@@ -7,13 +8,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,10 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from exporter.amiplus.simulated import DEFAULT_KEY
+
+from .conftest import free_port, http_get, require, wait_until
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "amiplus-exporter"
 SIMULATED_KEY = DEFAULT_KEY.hex().upper()
@@ -41,46 +40,6 @@ receivers:
   - type: simulator
     interval: {interval}
 {extra}"""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def require(binary: str, package: str) -> str:
-    """The path of a server binary, or a failed test saying how to install it."""
-    path = shutil.which(binary)
-    if path is None:
-        pytest.fail(
-            f"{binary} is not installed; `make test` installs it, or run: "
-            f"sudo apt-get install {package}",
-            pytrace=False,
-        )
-    return path
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 20.0, every: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            if predicate():
-                return True
-        time.sleep(every)
-    return bool(predicate())
-
-
-def http_get(
-    url: str, *, headers: dict[str, str] | None = None, timeout: float = 10, **kwargs: Any
-) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout, **kwargs) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
 
 
 class ExporterProcess:

@@ -6,12 +6,12 @@ import base64
 import datetime
 import ipaddress
 import json
+import os
 import signal
 import socket
 import ssl
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,18 +25,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from exporter.amiplus.families import FAMILIES_BY_NAME
 from exporter.amiplus.simulated import SimulatedMeter
 
+from .conftest import free_port, require, wait_until
 from .emulators.imst import Im871aEmulator
-from .servers import (
-    CONSOLE_SCRIPT,
-    SIMULATED_KEY,
-    Prometheus,
-    Start,
-    free_port,
-    job,
-    require,
-    simulated_config,
-    wait_until,
-)
+from .servers import CONSOLE_SCRIPT, SIMULATED_KEY, Prometheus, Start, job, simulated_config
 
 KEY = SIMULATED_KEY
 SIMULATED = simulated_config(0.3)
@@ -162,12 +153,17 @@ def test_counter_rates_stay_sane_across_an_exporter_restart(
         exporter = start_exporter(config)
         prometheus.scrape(job("restart", exporter.port))
         energy = 'amiplus_energy_imported_joules_total{job="restart"}'
-        assert wait_until(lambda: prometheus.values(energy), 30)
-        time.sleep(4)
+        up = 'up{job="restart"}'
+
+        def samples() -> float:
+            return prometheus.value(f"count_over_time({energy}[1m])") or 0.0
+
+        assert wait_until(lambda: samples() >= 4, 30)  # a few scrapes before the stop
         assert exporter.stop() == 0
-        time.sleep(3)  # scrapes fail meanwhile
+        assert wait_until(lambda: prometheus.value(up) == 0.0, 30)  # a scrape failed meanwhile
+        before = samples()
         exporter.start()
-        time.sleep(6)
+        assert wait_until(lambda: samples() >= before + 5, 30)  # and some after the restart
     finally:
         feeder.stop()
     assert prometheus.values(f"resets({energy}[1m])") == {
@@ -298,8 +294,9 @@ def test_tls_client_certificates_and_basic_auth(
         prometheus.targets()
     )
     assert wait_until(lambda: prometheus.values('amiplus_meter_info{job="tls"}'), 30)
-    time.sleep(1.1)  # a new modification time
     _web_config(web, "changed-password")  # read again without a restart
+    later = web.stat().st_mtime + 2  # a new modification time even on a coarse clock
+    os.utime(web, (later, later))
     assert wait_until(
         lambda: exporter.get("/metrics", headers=basic("changed-password"))[0] == 200, 10
     )

@@ -27,7 +27,8 @@ from exporter.outputs.prometheus import ConfigReloads, ExporterCollector, Exposi
 from exporter.pipeline.state import State
 from exporter.receivers.receiver import ReceiverStats
 
-from .servers import SIMULATED_KEY, InfluxDB, Prometheus, Start, free_port, job, wait_until
+from .conftest import free_port, wait_until
+from .servers import SIMULATED_KEY, InfluxDB, Prometheus, Start, job
 
 ROOT = Path(__file__).parent.parent
 DASHBOARDS = ROOT / "grafana" / "dashboards"

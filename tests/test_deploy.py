@@ -32,7 +32,7 @@ import yaml
 
 from exporter.cli import build_parser
 
-from .servers import free_port, http_get, require, wait_until
+from .conftest import free_port, http_get, require, wait_until
 
 ROOT = Path(__file__).parent.parent
 DEPLOY = ROOT / "deploy"

@@ -25,7 +25,8 @@ from exporter.amiplus.families import FAMILIES_BY_NAME
 from exporter.amiplus.reading import MeterReading
 from exporter.amiplus.simulated import SimulatedMeter
 
-from .servers import SIMULATED_KEY, ExporterProcess, Prometheus, Start, free_port, wait_until
+from .conftest import free_port, wait_until
+from .servers import SIMULATED_KEY, ExporterProcess, Prometheus, Start
 from .test_dashboards import DASHBOARDS, load, panels, substitute
 from .test_prometheus_rules import promtool, rules
 from .victoria import VictoriaMetrics

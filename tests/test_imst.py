@@ -1,4 +1,5 @@
-"""IMST dialects: iM871A HCI and iU891A SLIP framers, sessions, pty emulators (spec 1, 2, 12.4)."""
+"""IMST dialects: iM871A HCI and iU891A SLIP framers, sessions, pty emulators (docs/receivers.md,
+section 2)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ from .emulators.pty_device import PtyDevice
 NOW = 1_700_000_000.0
 H = bytes.fromhex
 
-# --- spec 12.4, iM871A ------------------------------------------------------------------------
+# --- iM871A (docs/receivers.md, 2) -------------------------------------------------------------
 IM_PING, IM_PONG = H("A5010100"), H("A58102004CA3")
 IM_INFO, IM_INFO_REPLY = H("A5010F00"), H("A581100833001301F13A000053D9")
 IM_GET, IM_CONFIG_T1 = H("A5010500"), H("A5810616FF000344B32578563412010001FF07023200010000004601")
@@ -59,7 +60,7 @@ CONFIG_T1 = H("FF000344B32578563412010001FF0702320001000000")
 C6A = vector("C6a")
 ISSUE_13 = H(re.findall(r"was ([0-9A-F]+) \(SOF", C6A["notes"])[0])
 
-# --- spec 12.4, iU891A ------------------------------------------------------------------------
+# --- iU891A (docs/receivers.md, 2) -------------------------------------------------------------
 IU_INFO, IU_INFO_REPLY = H("C001030424C0"), H("C00104006E78563412000000F89DC0")
 IU_ADDRESS, IU_ADDRESS_REPLY = H("C00981DE4DC0"), H("C0098200B325123456780131AE71C0")
 IU_GET, IU_CONFIG_T = H("C00901D6C9C0"), H("C009020002060000000000000000004970C0")

@@ -24,15 +24,8 @@ from exporter.outputs.influx import outcome_of, point
 from exporter.outputs.spool import Spool
 from exporter.wmbus import MeterKey, decode
 
-from .servers import (
-    CONSOLE_SCRIPT,
-    SIMULATED_KEY,
-    InfluxDB,
-    Start,
-    free_port,
-    simulated_config,
-    wait_until,
-)
+from .conftest import free_port, wait_until
+from .servers import CONSOLE_SCRIPT, SIMULATED_KEY, InfluxDB, Start, simulated_config
 
 KEY = SIMULATED_KEY
 

@@ -1,4 +1,4 @@
-"""Text line formats: plain hex, rtl_wmbus, telegram=|..|, rtl_433 JSON (spec/receivers.md)."""
+"""Text line formats: plain hex, rtl_wmbus, telegram=|..|, rtl_433 JSON (docs/receivers.md, 6)."""
 
 from __future__ import annotations
 

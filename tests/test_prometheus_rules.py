@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from .servers import Prometheus, Start, job, require, wait_until
+from .conftest import require, wait_until
+from .servers import Prometheus, Start, job
 
 DEPLOY = Path(__file__).parent.parent / "deploy" / "prometheus"
 RULES = DEPLOY / "rules" / "amiplus.rules.yml"

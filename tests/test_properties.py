@@ -98,7 +98,7 @@ def test_any_text_line_gives_items_and_the_cli_never_crashes(line: str) -> None:
         json.dumps(result)
 
 
-# Round trip through the encoder for every record layout family of spec section 7.
+# Round trip through the encoder for every record layout family (docs/amiplus-meters.md, section 3).
 
 FAMILY_SETS = [(f, n) for f in FAMILIES for n in range(len(f.record_sets))]
 

@@ -9,7 +9,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,19 +29,11 @@ from exporter.receivers.sources import (
     UdpSource,
 )
 
+from .conftest import wait_until
+
 SENSUS = "1844AE4C4455223368077A55000000041389E20100023B0000"
 FRAME = bytes.fromhex(SENSUS)
 FAST = Backoff(first=0.05, cap=0.2)
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0) -> bool:
-    """Poll a condition every 10 ms for at most `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return bool(predicate())
 
 
 class Collector:

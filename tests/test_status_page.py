@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,8 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from .servers import SIMULATED_KEY, Start, require, simulated_config
+from .conftest import require, wait_until
+from .servers import SIMULATED_KEY, Start, simulated_config
 
 KEY = SIMULATED_KEY
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -102,7 +102,12 @@ def test_the_page_speaks_polish_to_a_polish_browser(start_exporter: Start) -> No
 
 def test_page_weight_and_no_key_anywhere(start_exporter: Start) -> None:
     exporter = start_exporter(CONFIG)
-    time.sleep(3)
+
+    def history() -> list[float]:
+        meters = json.loads(exporter.get("/api/status?history=1")[1])["meters"]
+        return list(meters[0]["history"]["t"]) if meters else []
+
+    assert wait_until(history, 30)
     code, page = exporter.get("/")
     assert code == 200 and len(page) < 100_000
     assert b"cdn" not in page.lower() and b"https://" not in page  # self-contained
@@ -131,8 +136,10 @@ def test_basic_auth_protects_the_page(start_exporter: Start, tmp_path: Path) -> 
     assert code == 200 and b'id="status"' in page and KEY.encode() not in page
     driver = browser()
     try:
-        driver.get(exporter.url + "/")
-        time.sleep(1)  # a browser asks for the password; nothing of the page arrives
+        driver.get(exporter.url + "/")  # a browser asks for the password: nothing arrives
+        WebDriverWait(driver, 10).until(
+            lambda d: d.execute_script("return document.readyState") == "complete"
+        )
         assert not driver.find_elements(By.CSS_SELECTOR, "[data-meter]")
         assert KEY not in driver.page_source and "12345678" not in driver.page_source
         # What a browser does once the user typed the password: send it with every request.
@@ -141,7 +148,8 @@ def test_basic_auth_protects_the_page(start_exporter: Start, tmp_path: Path) -> 
         driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", headers)
         driver.get(exporter.url + "/")
         WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-meter]"))
-        time.sleep(6)  # one poll of /api/status, with the credentials
+        first = text(driver, "#updated")
+        WebDriverWait(driver, 30).until(lambda d: text(d, "#updated") != first)  # a poll went
         assert not driver.find_element(By.ID, "offline").is_displayed()
     finally:
         driver.quit()

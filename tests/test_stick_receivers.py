@@ -24,11 +24,11 @@ from exporter.receivers.rc1180 import Rc1180
 from exporter.receivers.receiver import Backoff, Receiver
 from exporter.receivers.sources import SerialSource
 
-from .conftest import vector
+from .conftest import vector, wait_until
 from .emulators.imst import Im871aEmulator, Iu891aEmulator
 from .emulators.pty_device import PtyDevice
 from .emulators.sticks import AmberEmulator, CulEmulator, Rc1180Emulator
-from .test_sources import Collector, wait_until
+from .test_sources import Collector
 
 FRAME = bytes.fromhex("1844AE4C4455223368077A55000000041389E20100023B0000")
 LONG = bytes.fromhex(vector("A7")["frame_hex"])[:143]  # 143 bytes: a long AMIplus frame

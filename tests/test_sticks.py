@@ -1,5 +1,5 @@
-"""Amber, CUL and Radiocrafts dialects: framers, sessions and emulated sticks (spec/receivers.md
-sections 3-5 and 12.4). Expected values are the spec's examples, worked out by hand."""
+"""Amber, CUL and Radiocrafts dialects: framers, sessions and emulated sticks (docs/receivers.md,
+sections 3-5). Expected values are the documented examples, worked out by hand."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ from .emulators.pty_device import PtyDevice
 from .emulators.sticks import AmberEmulator, CulEmulator, Rc1180Emulator
 
 NOW = 1000.0
-SENSUS = bytes.fromhex("1844AE4C4455223368077A55000000041389E20100023B0000")  # spec 0.1
+# The Sensus frame of docs/receivers.md, introduction.
+SENSUS = bytes.fromhex("1844AE4C4455223368077A55000000041389E20100023B0000")
 AMBER_TRANSPARENT = bytes.fromhex("1944AE4C4455223368077A55000000041389E20100023B0000C8")
 AMBER_COMMAND = bytes.fromhex("FF031944AE4C4455223368077A55000000041389E20100023B0000C88F")
 CUL_LINE = b"b1844AE4C4455223368075F787A55000000041389E20100023B0000D0C62ED0\r\n"
@@ -174,7 +175,7 @@ def nvm_reply(command_output: int, rssi: int) -> bytes:
 
 def test_amber_nvm_reply_gives_settings_and_the_rssi_setting_to_the_framer() -> None:
     wire = nvm_reply(command_output=1, rssi=0)
-    assert len(wire) == 126 and wire[:5] == bytes.fromhex("FF8A7A0078")  # spec 3
+    assert len(wire) == 126 and wire[:5] == bytes.fromhex("FF8A7A0078")  # docs/receivers.md, 3
     framer = AmberFramer()
     reply, telegram = framer.feed(wire + SENSUS, NOW)  # transparent, now without RSSI byte
     assert isinstance(reply, Reply)

@@ -9,7 +9,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from .servers import free_port, http_get, require, wait_until
+from .conftest import free_port, http_get, require, wait_until
 
 
 class VictoriaMetrics:

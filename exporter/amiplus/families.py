@@ -1,4 +1,4 @@
-"""Record layout families of AMIplus-style meters (spec/protocol.md section 7), as data.
+"""Record layout families of AMIplus-style meters (docs/amiplus-meters.md, section 3), as data.
 
 A family is what one kind of meter sends: its header identity, the record keys in order (some
 meters alternate between record sets) and how its access number behaves. The round-trip tests

@@ -1,4 +1,5 @@
-"""The `decode` command: text lines in, one JSON object per telegram out (design.md 3.1, 3.2).
+"""The `decode` command: text lines in, one JSON object per telegram out (docs/contracts.md,
+sections 1 and 2).
 
 A file or a fast pipe arrives in large batches, which are decoded on every CPU in worker
 processes (order kept); a live receiver trickles lines, which are decoded at once in-process.

@@ -37,7 +37,7 @@ _INFLUX = (
 
 @dataclass(frozen=True, slots=True)
 class InfluxConfig:
-    """Where readings go in InfluxDB (design.md 3.5); written by `outputs.influx`."""
+    """Where readings go in InfluxDB (docs/contracts.md, section 5); written by `outputs.influx`."""
 
     url: str
     api: str = "v2"

@@ -1,4 +1,4 @@
-"""Amber / Würth AMB8465-M, AMB8665-M and Metis-II sticks (spec/receivers.md sections 3, 12.4).
+"""Amber / Würth AMB8465-M, AMB8665-M and Metis-II sticks (docs/receivers.md, section 3).
 
 The stick prints received telegrams in one of two output formats, chosen in its NVM and often
 left switched by other software, so one framer accepts both in the same stream:
@@ -54,7 +54,7 @@ STALE_AFTER = 2.0
 
 
 def rssi_dbm(raw: int) -> float:
-    """Amber RSSI byte to dBm: a signed byte in half dB, offset by 74 (spec 0.3)."""
+    """Amber RSSI byte to dBm: a signed byte in half dB, offset by 74 (docs/receivers.md, 8)."""
     return (raw - 256) / 2 - 74 if raw >= 128 else raw / 2 - 74
 
 
@@ -76,8 +76,8 @@ GET_NVM = command(CMD_GET_REQ, bytes((0x00, 0x80)))  # parameters from offset 0,
 class NvmSettings:
     """The stick's stored defaults in a CMD_GET_REQ reply; None where the dump does not reach.
 
-    Worth logging: the spec saw both output modes and both RSSI settings on real sticks, and a
-    stored mode of S2, so a power-cycled stick hears nothing until the session sets T1 again.
+    Worth logging: real sticks have been met in both output modes, with both RSSI settings and
+    with a stored mode of S2, so a power-cycled stick hears nothing until the session sets T1.
     """
 
     command_output: bool | None  # UART_CMD_Out_Enable: telegrams come as FF 03 ... commands

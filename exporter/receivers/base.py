@@ -22,7 +22,7 @@ class LinkMode(enum.Enum):
 
 
 class ErrorReason(enum.Enum):
-    """Why bytes from a receiver did not become a frame (a metric label; design.md 3.4)."""
+    """Why bytes from a receiver did not become a frame (a metric label; docs/contracts.md, 4)."""
 
     CRC = "crc"  # a wM-Bus CRC failed, or the receiver flagged the frame as damaged
     CHECKSUM = "checksum"  # the serial framing's own check (FCS, XOR, SLIP CRC) failed

@@ -1,4 +1,4 @@
-"""CUL, nanoCUL and CUN sticks running culfw with wM-Bus (spec/receivers.md sections 4, 12.4).
+"""CUL, nanoCUL and CUN sticks running culfw with wM-Bus (docs/receivers.md, section 4).
 
 culfw prints ASCII lines: a telegram is ``b`` (``bY`` for frame format B) and the uppercase hex
 of the whole frame with its DLL CRCs, then, once `X21` enabled it, two hex digits of LQI and two
@@ -72,7 +72,8 @@ class CulFramer(Framer):
     the CRC-free frame. Standard culfw buffers truncate telegrams longer than about 148 bytes
     while AMIplus frames reach 163 bytes on air, so long telegrams arrive as odd-length or
     short lines (TOO_SHORT errors that name the limit) until the stick runs a build with a
-    larger buffer. RSSI: int8(r) / 2 - 74 dBm, the scale of Amber's `rssi_dbm` (spec 0.3).
+    larger buffer. RSSI: int8(r) / 2 - 74 dBm, the scale of Amber's `rssi_dbm` (docs/receivers.md,
+    section 8).
     Noise before a telegram on its line, or non-printable bytes before a reply, is skipped as
     FRAMING; so is a bare hex line, the tail of a telegram whose start was missed. Other
     lines are `Reply(0, line)`.

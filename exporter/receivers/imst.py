@@ -1,7 +1,7 @@
 """IMST sticks: the iM871A-USB (HCI frames, 57600 baud) and the iU891A-XL (SLIP frames, 115200).
 
-Sans-I/O framers and the sessions that put a stick into T1 after every open (spec/receivers.md
-sections 1, 2 and 12.4). Both families protect their serial frames with the same CRC-16/X-25.
+Sans-I/O framers and the sessions that put a stick into T1 after every open (docs/receivers.md,
+section 2). Both families protect their serial frames with the same CRC-16/X-25.
 """
 
 from __future__ import annotations
@@ -108,8 +108,8 @@ IM871A_MODE_CODES = {LinkMode.T1: 0x03, LinkMode.C1_T1: 0x0A}
 def im871a_rssi_dbm(raw: int) -> float:
     """Approximate dBm of the iM871A's raw RSSI byte (a rough fit, not a calibration).
 
-    The stick's byte is not in dBm; this is the fit wmbusmeters uses (spec 0.3), good enough to
-    compare receptions, not to quote absolute signal levels.
+    The stick's byte is not in dBm; this is the fit wmbusmeters uses (docs/receivers.md, section
+    8), good enough to compare receptions, not to quote absolute signal levels.
     """
     return 0.0 if raw >= 230 else -100 + 0.5 * (raw - 45)
 
@@ -218,7 +218,7 @@ class Im871aFramer(Framer):
 # each group in bit order (bit 0 first). IIF1 bits: 0 device mode (1 byte), 1 link mode (1),
 # 2 C field (1), 3 manufacturer (2, LE), 4 ID (4, LE), 5 version, 6 device type, 7 radio channel.
 # IIF2 bits: 0 power, 1 data rate, 2 RX window, 3 auto power saving, 4 auto RSSI,
-# 5 auto timestamp, 6 LED, 7 RTC (1 byte each). The spec's real reply A5 81 06 16 then
+# 5 auto timestamp, 6 LED, 7 RTC (1 byte each). A real stick's reply A5 81 06 16 then
 #   FF | 00 | 03 | 44 | B3 25 | 78 56 34 12 | 01 | 00 | 01 || FF | 07 02 32 00 01 00 00 00
 # adds up to the length 0x16 = 22 in exactly this order: device mode 00, link mode 03, ...,
 # auto RSSI 01. The set command `00 02 03 30 01 00` agrees: NVM flag, IIF1 bit 1 -> link mode,

@@ -34,7 +34,7 @@ class LineFrame:
 
 @dataclass(frozen=True, slots=True)
 class LineProblem:
-    """A line, or part of one, that holds no usable frame; `code` follows design.md 3.2."""
+    """A line, or part of one, that holds no usable frame; `code` follows docs/contracts.md, 2."""
 
     code: str
     message: str

@@ -1,4 +1,4 @@
-"""Radiocrafts RC1180-MBUS (RC11xx-MBUS3) modules (spec/receivers.md sections 5, 12.4).
+"""Radiocrafts RC1180-MBUS (RC11xx-MBUS3) modules (docs/receivers.md, section 5).
 
 With the default DATA_INTERFACE = 0 the module writes each telegram as
 ``L' C M M A A A A V T CI data [RSSI]`` with its DLL CRCs removed, back to back with no start
@@ -13,7 +13,7 @@ from .base import Dialect, Framer
 
 
 def rssi_dbm(raw: int) -> float:
-    """Radiocrafts RSSI byte to dBm: P = -r / 2 (spec 0.3)."""
+    """Radiocrafts RSSI byte to dBm: P = -r / 2 (docs/receivers.md, section 8)."""
     return -raw / 2
 
 

@@ -1,4 +1,5 @@
-"""The HTTP server (design.md 3.6): `/`, `/metrics`, `/healthz`, `/readyz`, `/api/status`.
+"""The HTTP server (docs/contracts.md, section 6): `/`, `/metrics`, `/healthz`, `/readyz`,
+`/api/status`.
 
 TLS (with client certificates) and basic auth come from an exporter-toolkit style web config
 file, read again whenever it changes. Passwords are bcrypt hashes; a verified password is

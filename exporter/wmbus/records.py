@@ -1,7 +1,7 @@
 """EN 13757-3 data records: DIB (DIF, DIFEs), VIB (VIF, VIFEs) and the data that follows.
 
 `parse_records` walks a clear application payload and returns typed records keyed by their raw
-DIB+VIB hex, the most reliable handle for meter-specific meaning (spec/protocol.md 6.4).
+DIB+VIB hex, the most reliable handle for meter-specific meaning (docs/wmbus-records.md, section 4).
 """
 
 from __future__ import annotations

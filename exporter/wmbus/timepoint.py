@@ -1,7 +1,7 @@
 """Date and time types of EN 13757-3 Annex A: G (date), F (date, time), I (with seconds), J (time).
 
-The meter sends local wall-clock time; the flags are kept as sent (spec/protocol.md 6.3) and the
-zone is applied by the caller, which knows the meter's country.
+The meter sends local wall-clock time; the flags are kept as sent (docs/wmbus-records.md,
+section 3) and the zone is applied by the caller, which knows the meter's country.
 """
 
 from __future__ import annotations

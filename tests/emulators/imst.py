@@ -1,4 +1,5 @@
-"""Emulated IMST sticks on a pty: the iM871A (HCI) and the iU891A (SLIP), spec/receivers.md 12.4.
+"""Emulated IMST sticks on a pty: the iM871A (HCI) and the iU891A (SLIP); docs/receivers.md,
+sections 2 and 9.
 
 Both answer the host's real commands with the real bytes and keep the link mode in volatile
 memory: `mode` (a LinkMode) is None until the host sets a mode that hears T1, and a new instance
@@ -16,7 +17,8 @@ from exporter.receivers.imst import crc16_x25
 
 from .pty_device import PtyDevice
 
-SENSUS = bytes.fromhex("1844AE4C4455223368077A55000000041389E20100023B0000")  # spec 0.1
+# The Sensus frame of docs/receivers.md, introduction.
+SENSUS = bytes.fromhex("1844AE4C4455223368077A55000000041389E20100023B0000")
 # The Sensus frame with its ID bytes made C0 DB, for the iU891A's SLIP escaping.
 ESCAPE_TEST_FRAME = bytes.fromhex("1844AE4CC0DB223368077A55000000041389E20100023B0000")
 
@@ -50,7 +52,8 @@ def _fields(
 
 
 class Im871aEmulator(PtyDevice):
-    """An iM871A-USB: answers ping, device info, get config and set config (spec 12.4)."""
+    """An iM871A-USB: answers ping, device info, get config and set config (docs/receivers.md,
+    section 2)."""
 
     def __init__(
         self,
@@ -117,7 +120,7 @@ class Im871aEmulator(PtyDevice):
         iif2, _ = _fields(payload[at] if at < len(payload) else 0, _IIF2_SIZES, payload, at + 1)
         code = iif1.get(_LINK_MODE)
         if code and _IM871A_MODES.get(code[0]) is LinkMode.C1_T1 and self.firmware < 0x14:
-            return None  # the spec does not know what 0x13 answers: test the timeout path
+            return None  # nobody documents what 0x13 answers: test the timeout path
         if code:
             self.link_mode = code[0]
             self.mode = _IM871A_MODES.get(code[0])
@@ -171,7 +174,7 @@ def _slip(content: bytes, *, corrupt_crc: bool = False) -> bytes:
 class Iu891aEmulator(PtyDevice):
     """An iU891A-XL: wakes on C0s, answers device info, wM-Bus address and configuration."""
 
-    HEADER = bytes.fromhex("9F436D38000002")  # time/counter and flags of the spec's telegram
+    HEADER = bytes.fromhex("9F436D38000002")  # time/counter and flags of a documented telegram
 
     def __init__(
         self,

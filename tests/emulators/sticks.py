@@ -1,4 +1,4 @@
-"""Emulated Amber, CUL and Radiocrafts sticks on a pty (spec/receivers.md 12.4).
+"""Emulated Amber, CUL and Radiocrafts sticks on a pty (docs/receivers.md, sections 3-5 and 9).
 
 Each answers the host's real commands with the real bytes and keeps its receive mode in
 volatile memory: `mode` is None until the host sets it (a new instance is a re-plugged stick
@@ -58,9 +58,10 @@ class _Stick(PtyDevice):
 
 # --- Amber ----------------------------------------------------------------------------------------
 
-_AMBER_MODES = {0x08: LinkMode.T1, 0x09: LinkMode.C1_T1}  # T2-Other, C2/T2-Other (spec 3)
+# T2-Other and C2/T2-Other (docs/receivers.md, section 3)
+_AMBER_MODES = {0x08: LinkMode.T1, 0x09: LinkMode.C1_T1}
 _AMBER_NVM_SIZE = 128  # parameters 0-127
-_AMBER_NVM_PER_REPLY = 0x78  # the spec's reply to "from 0, up to 128" holds 120 parameters
+_AMBER_NVM_PER_REPLY = 0x78  # a real stick's reply to "from 0, up to 128" holds 120 parameters
 
 
 class AmberEmulator(_Stick):
@@ -71,7 +72,7 @@ class AmberEmulator(_Stick):
     confirmed with status 0; only T2-Other (08) and C2/T2-Other (09) make it hear T1 meters.
     """
 
-    SERIAL_NUMBER = bytes.fromhex("53005B0E")  # the spec's FF 8B 04 53 00 5B 0E 76
+    SERIAL_NUMBER = bytes.fromhex("53005B0E")  # a real stick's FF 8B 04 53 00 5B 0E 76
 
     def __init__(
         self,
@@ -226,8 +227,8 @@ class Rc1180Emulator(_Stick):
     """An RC1180-MBUS with factory settings: always T1, RSSI byte on (RSSI_MODE = 1).
 
     ``00`` enters configuration mode (``>``), ``0`` then dumps the 256-byte memory and ``>``,
-    ``X`` leaves it. In configuration mode no telegrams pass (assumed: the spec lists a stray
-    ``00`` among the failure modes).
+    ``X`` leaves it. In configuration mode no telegrams pass (assumed: the documentation lists a
+    stray ``00`` among the failure modes).
     """
 
     def __init__(

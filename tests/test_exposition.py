@@ -1,0 +1,99 @@
+"""A golden file of `/metrics`: the exposition of a fixed set of readings, byte for byte.
+
+A change to a family name, help text, label or unit shows up here as a diff. To accept a
+deliberate change: UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_exposition.py
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Metric, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from exporter.amiplus.reading import MeterReading
+from exporter.outputs.base import MeterUpdate, Output
+from exporter.outputs.prometheus import ConfigReloads, ExporterCollector, Exposition
+from exporter.pipeline.state import State
+from exporter.receivers.receiver import ReceiverStats
+
+from .conftest import DATA
+
+GOLDEN = DATA / "metrics.golden.txt"
+
+
+class CountingOutput(Output):
+    """An output with one metric of its own, to show where outputs' families go."""
+
+    name = "counting"
+
+    def submit(self, update: MeterUpdate) -> None:
+        raise AssertionError("not used here")
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily("amiplus_counting_total", "An output's own count.", value=3)
+
+
+def exposition() -> str:
+    state = State(stale_after_seconds=600)
+    home = MeterReading(
+        "12345678",
+        "APA",
+        1,
+        2,
+        values={
+            "rssi_dbm": -71.5,
+            "meter_time": datetime.datetime(2026, 6, 21, 12, 0, tzinfo=datetime.UTC),
+            "serial_number": "00012345",
+            "energy_imported_kwh": 1234.567,
+            "energy_imported_tariff_kwh": {1: 1000.0, 2: 234.567},
+            "energy_exported_kwh": 89.5,
+            "energy_exported_tariff_kwh": {1: 80.0, 2: 9.5},
+            "power_imported_w": 1520.0,
+            "power_exported_w": 0.0,
+            "power_imported_max_w": 6120.0,
+            "voltage_v": {"L1": 231.4, "L2": 229.0, "L3": 240.1},
+            "current_a": {"L1": 6.58, "L2": 0.0, "L3": 1.01},
+            "reactive_energy_imported_kvarh": 12.5,
+            "reactive_power_exported_var": 40.0,
+        },
+    )
+    state.record("12345678", 'home "main"', home, 1_782_043_190.0, "stick")
+    state.record(
+        "12345678",
+        'home "main"',
+        MeterReading("12345678", "APA", 1, 2, values={"energy_imported_kwh": 1000.0}),
+        1_782_043_195.0,
+        "stick",
+    )
+    garage = MeterReading("87654321", "NES", 3, 2, values={"power_imported_w": 5.0})
+    state.record("87654321", "garage", garage, 1_782_040_000.0, "radio")  # silent since: stale
+    state.record_failure("87654321", "garage", "decryption_failed", "wrong key", 1_782_043_100.0)
+    state.unconfigured_telegrams, state.duplicates = 17, 4
+    stick = ReceiverStats("stick", "/dev/ttyUSB0", 42, up=True, down_reason=None)
+    stick.errors["crc"] = 2
+    stick.last_frame_at, stick.reconnects = 1_782_043_195.0, 1
+    radio = ReceiverStats("radio", "udp listen 0.0.0.0:9011", 7, up=False, down_reason="gone")
+    collector: Collector = ExporterCollector(
+        state,
+        lambda: [stick, radio],
+        lambda: [CountingOutput()],
+        ConfigReloads(True, 1_782_000_000),
+    )
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    body = Exposition(state, registry, clock=lambda: 1_782_043_200.0).render()
+    body += generate_latest(registry).decode()
+    build = r"amiplus_exporter_build_info\{[^}]*\}"  # versions differ between machines
+    return re.sub(build, 'amiplus_exporter_build_info{python_version="X",version="X"}', body)
+
+
+def test_the_exposition_matches_the_golden_file() -> None:
+    body = exposition()
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.write_text(body)
+    assert body == GOLDEN.read_text(), "run with UPDATE_GOLDEN=1 to accept a deliberate change"
