@@ -10,6 +10,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -59,7 +60,9 @@ def text(driver: webdriver.Chrome, selector: str) -> str:
 def test_the_page_is_live(chrome: webdriver.Chrome, start_exporter: Start) -> None:
     exporter = start_exporter(CONFIG)
     chrome.get(exporter.url + "/")
-    wait = WebDriverWait(chrome, 30, poll_frequency=0.2)
+    wait = WebDriverWait(
+        chrome, 30, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,)
+    )
     wait.until(
         lambda d: d.find_elements(By.CSS_SELECTOR, '[data-meter="12345678"] [data-field="import"]')
     )
@@ -78,6 +81,10 @@ def test_the_page_is_live(chrome: webdriver.Chrome, start_exporter: Start) -> No
         "aria-label"
     )
     assert "simulator" in text(chrome, "main")  # the receiver
+    chrome.execute_script("document.querySelector('[data-meter=\"12345678\"] details').open = true")
+    row = '[data-meter="12345678"] [data-key="voltage_v"]'
+    shown_row = wait.until(lambda d: text(d, row))
+    assert shown_row.startswith("Voltage L1: ") and shown_row.endswith(" V")  # label and unit
     ARTIFACTS.mkdir(exist_ok=True)
     chrome.save_screenshot(str(ARTIFACTS / "status-page.png"))
     errors = [entry for entry in chrome.get_log("browser") if entry["level"] == "SEVERE"]
@@ -94,6 +101,10 @@ def test_the_page_speaks_polish_to_a_polish_browser(start_exporter: Start) -> No
         assert driver.execute_script("return document.documentElement.lang") == "pl"
         page = text(driver, "main")
         assert "Napięcie (norma 207-253 V)" in page and "Odbiorniki" in page
+        driver.execute_script("document.querySelector('[data-meter] details').open = true")
+        WebDriverWait(driver, 10, ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda d: text(d, '[data-key="energy_exported_kwh"]').startswith("Energia oddana")
+        )
         ARTIFACTS.mkdir(exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "status-page-pl.png"))
     finally:
