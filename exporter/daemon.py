@@ -94,7 +94,7 @@ class Exporter:
         self.receivers: dict[ReceiverSpec, Receiver] = {}
         self.reloads = ConfigReloads(True, self.started_at)
         for meter in config.meters:
-            self.state.meter(meter.meter_id, meter.name)
+            self.state.meter(meter.meter_id, meter.name, meter.site)
 
     def start(self) -> None:
         self._start_outputs(self.config)
@@ -131,7 +131,7 @@ class Exporter:
         self.intake.dedupe.window = config.dedupe_window
         with self.state.lock:
             for meter in config.meters:
-                self.state.meter(meter.meter_id, meter.name)
+                self.state.meter(meter.meter_id, meter.name, meter.site)
         self.state.forget_except({m.meter_id for m in config.meters})
         meters = {m.meter_id: m.name for m in config.meters}
         for output in self.intake.outputs:

@@ -219,3 +219,64 @@ def test_simulated_meters_with_their_own_keys() -> None:
     found = problems("receivers:\n  - type: simulator\n    keys: [abc]\n")
     assert any("each simulator key is 32 hex digits" in p for p in found)
     assert all("abc" not in p for p in found)
+
+
+def test_meters_from_csv_files(tmp_path: Path) -> None:
+    (tmp_path / "block-a.csv").write_text(
+        "# the staircase A meters\n"
+        "id,key,name,site\n"
+        f"12345678,{KEY},flat 1,block A\n"
+        f"12345679,{KEY.lower()},,block A\n"
+        "\n"
+    )
+    (tmp_path / "block-b.csv").write_text(f"site,key,id\nblock B,{KEY},12345680\n")
+    text = GOOD + "meters_file: [block-a.csv, block-b.csv]\n"
+    config = parse_config(text, env={}, base=tmp_path)
+    by_id = {m.meter_id: m for m in config.meters}
+    assert set(by_id) == {"30584551", "12345678", "12345679", "12345680"}
+    assert (by_id["12345678"].name, by_id["12345678"].site) == ("flat 1", "block A")
+    assert by_id["12345679"].name == "12345679"  # no name: the address
+    assert by_id["12345680"].site == "block B"
+    assert config.meter_for("78563412") is by_id["12345678"]  # either byte order
+
+
+def test_every_bad_csv_row_is_listed_with_its_line(tmp_path: Path) -> None:
+    (tmp_path / "meters.csv").write_text(
+        "id,key,name\n"
+        f"12345678,{KEY},ok\n"
+        f"1234567,{KEY},short id\n"
+        "12345679,00112233,short key\n"
+        f"12345678,{KEY},again\n"
+        f"30584551,{KEY},also in the YAML file\n"
+        f"123456XY,{'Z' * 32},both bad\n"
+    )
+    found = problems(GOOD + "meters_file: meters.csv\n", base=tmp_path)
+    csv_file = tmp_path / "meters.csv"
+    assert [p for p in found if p.startswith(str(csv_file))] == [
+        f"{csv_file}:3: A meter address has 8 digits, like 12345678 (eLicznik: "
+        "'adres komunikacyjny'); '1234567' is not one.",
+        f"{csv_file}:4: A key is 32 hexadecimal digits (0-9, A-F) or a 16-character text; the "
+        "value given has 8 characters after removing spaces and dashes. The key is the 32 "
+        "hexadecimal digits that eLicznik shows as 'Klucz szyfrujący' (tab Licznik / HAN, after "
+        "'Aktywuj HAN'), or the text of its QR code.",
+        f"{csv_file}:5: the address 12345678 is already on line 2",
+        f"{csv_file}:7: A meter address has 8 digits, like 12345678 (eLicznik: "
+        "'adres komunikacyjny'); '123456XY' is not one.",
+        f"{csv_file}:7: A key of 32 characters must be hexadecimal digits (0-9, A-F); the value "
+        "given holds other characters. The key is the 32 hexadecimal digits that eLicznik shows "
+        "as 'Klucz szyfrujący' (tab Licznik / HAN, after 'Aktywuj HAN'), or the text of its QR "
+        "code.",
+    ]
+    assert "amiplus.yml: meters_file: the address 30584551 is also 'home''s" in found
+    assert not any("Z" * 32 in p or KEY in p for p in found)  # keys are never echoed
+
+
+def test_a_csv_file_without_the_right_header_or_missing(tmp_path: Path) -> None:
+    (tmp_path / "meters.csv").write_text(f"address,key\n12345678,{KEY}\n")
+    found = problems(GOOD + "meters_file: [meters.csv, missing.csv]\n", base=tmp_path)
+    header = (
+        f"{tmp_path / 'meters.csv'}:1: the header names the columns id, key, name, site (id "
+        "and key required); missing: id; unknown: address"
+    )
+    assert header in found
+    assert any("meters_file: cannot read" in p and "missing.csv" in p for p in found)

@@ -40,6 +40,7 @@ class CountingOutput(Output):
 
 def exposition() -> str:
     state = State(stale_after_seconds=600)
+    state.meter("12345678", 'home "main"', "block B, staircase 2")
     home = MeterReading(
         "12345678",
         "APA",
@@ -66,10 +67,13 @@ def exposition() -> str:
     state.record(
         "12345678",
         'home "main"',
-        MeterReading("12345678", "APA", 1, 2, values={"energy_imported_kwh": 1000.0}),
+        MeterReading(
+            "12345678", "APA", 1, 2, values={"energy_imported_kwh": 1000.0, "rssi_dbm": -70.0}
+        ),
         1_782_043_195.0,
         "stick",
     )
+    state.heard_again("12345678", 'home "main"', "radio", -80.0, 1_782_043_195.1)  # weaker
     garage = MeterReading("87654321", "NES", 3, 2, values={"power_imported_w": 5.0})
     state.record("87654321", "garage", garage, 1_782_040_000.0, "radio")  # silent since: stale
     state.record_failure("87654321", "garage", "decryption_failed", "wrong key", 1_782_043_100.0)

@@ -33,6 +33,7 @@ _LABELS = {
     "numer": "factory_number",
 }
 _ACCENTS = str.maketrans("ąćęłńóśźż", "acelnoszz")
+_HEX_DIGITS = frozenset(string.hexdigits)
 
 
 class CredentialsError(ValueError):
@@ -44,7 +45,7 @@ def normalise_meter_id(text: str) -> str:
     compact = "".join(text.split()).upper()
     if compact.startswith("0X"):
         compact = compact[2:]
-    if len(compact) != ADDRESS_DIGITS or not all(c in string.hexdigits for c in compact):
+    if len(compact) != ADDRESS_DIGITS or not _HEX_DIGITS.issuperset(compact):
         raise CredentialsError(
             f"A meter address has {ADDRESS_DIGITS} digits, like 12345678 (eLicznik: "
             f"'adres komunikacyjny'); {text!r} is not one."

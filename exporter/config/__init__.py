@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from ..amiplus.clock import WARSAW
 from ..receivers.grammar import ReceiverSpec
 from .influxdb import InfluxConfig, influx_section
+from .meter_table import meters_from_files
 from .meters import MeterConfig, meters_section
 from .reader import ConfigError, Problem, Reader
 from .receivers import receivers_section
@@ -31,7 +32,7 @@ __all__ = ["Config", "ConfigError", "InfluxConfig", "MeterConfig", "Problem", "W
 DEFAULT_LISTEN = ":9264"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
-_TOP = ("meters", "receivers", "web", "influxdb", "timezone", "state", "log")
+_TOP = ("meters", "meters_file", "receivers", "web", "influxdb", "timezone", "state", "log")
 _WEB = ("listen", "config_file")
 _STATE = ("stale_after", "dedupe_window")
 _LOG = ("level", "format")
@@ -100,6 +101,23 @@ def _settings(reader: Reader, top: dict[str, Node]) -> dict[str, Any]:
     return options
 
 
+def _without_clashes(
+    reader: Reader, meters: list[MeterConfig], table: list[MeterConfig]
+) -> list[MeterConfig]:
+    """The CSV files' meters whose address the YAML file does not already configure."""
+    taken = {meter_id: meter.name for meter in meters for meter_id in meter.ids}
+    out = []
+    for meter in table:
+        clash = next((taken[i] for i in meter.ids if i in taken), None)
+        if clash is None:
+            out.append(meter)
+        else:
+            reader.problems.append(
+                Problem(None, f"meters_file: the address {meter.meter_id} is also {clash!r}'s")
+            )
+    return out
+
+
 def parse_config(
     text: str,
     source: str = "<config>",
@@ -109,7 +127,7 @@ def parse_config(
     """A configuration from YAML text; raises `ConfigError` listing every problem."""
     reader = Reader(os.environ if env is None else env, base or Path.cwd())
     try:
-        root = reader.yaml.compose(text)
+        root = reader.compose(text)
     except reader.yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -119,10 +137,13 @@ def parse_config(
         raise ConfigError(source, [Problem(None, "the file is empty; see README.md")])
     top = reader.mapping(root, "the configuration", _TOP)
     meters = meters_section(reader, top.get("meters"))
+    if "meters_file" in top:
+        meters += _without_clashes(reader, meters, meters_from_files(reader, top["meters_file"]))
     receivers = receivers_section(reader, top.get("receivers"), root)
     options = _settings(reader, top)
     if reader.problems:
-        raise ConfigError(source, sorted(reader.problems, key=lambda p: p.line or 0))
+        ordered = sorted(reader.problems, key=lambda p: (p.source or "", p.line or 0))
+        raise ConfigError(source, ordered)
     return Config(tuple(meters), tuple(receivers), source=source, **options)
 
 

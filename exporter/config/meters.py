@@ -18,7 +18,7 @@ from .reader import Reader
 if TYPE_CHECKING:
     from yaml import Node
 
-_METER = ("id", "key", "key_file", "qr", "qr_file", "name")
+_METER = ("id", "key", "key_file", "qr", "qr_file", "name", "site")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,7 @@ class MeterConfig:
     ids: frozenset[str]
     key: MeterKey = field(repr=False)
     recognised: str = ""  # what a QR text turned out to hold, for check-config
+    site: str = ""  # where the meter is, for people (amiplus_meter_info's meter_site)
 
 
 def _meter(reader: Reader, node: Node, number: int) -> MeterConfig | None:
@@ -83,7 +84,8 @@ def _meter(reader: Reader, node: Node, number: int) -> MeterConfig | None:
             f"{where}: give its key (eLicznik 'Klucz szyfrujący'), key_file, or the QR text",
         )
         return None
-    return MeterConfig(name or meter_id, meter_id, ids, key, recognised)
+    site = reader.optional(fields, "site", reader.text, where) or ""
+    return MeterConfig(name or meter_id, meter_id, ids, key, recognised, site)
 
 
 def meters_section(reader: Reader, node: Node | None) -> list[MeterConfig]:

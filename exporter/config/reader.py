@@ -23,9 +23,11 @@ class Problem:
 
     line: int | None
     message: str
+    source: str | None = None  # another file than the configuration (a meters CSV file)
 
     def format(self, source: str) -> str:
-        return f"{source}:{self.line}: {self.message}" if self.line else f"{source}: {self.message}"
+        where = self.source or source
+        return f"{where}:{self.line}: {self.message}" if self.line else f"{where}: {self.message}"
 
 
 class ConfigError(Exception):
@@ -47,6 +49,13 @@ class Reader:
         self.env = env
         self.base = base
         self.problems: list[Problem] = []
+
+    def compose(self, text: str) -> Node | None:
+        """The YAML node tree, with libyaml's parser where PyYAML has it (ten times faster on a
+        fleet's configuration) and the pure-Python one otherwise."""
+        loader = getattr(self.yaml, "CSafeLoader", self.yaml.SafeLoader)
+        root: Node | None = self.yaml.compose(text, Loader=loader)
+        return root
 
     def problem(self, node: Node | None, message: str) -> None:
         self.problems.append(Problem(node.start_mark.line + 1 if node else None, message))

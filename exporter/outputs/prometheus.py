@@ -100,16 +100,24 @@ REJECTED = counter(
 )
 STALE = gauge("amiplus_meter_stale", "1 when the meter has been silent longer than stale_after.")
 HEALTH = (INFO, LAST, TELEGRAMS, FAILURES, REJECTED, STALE)
+RECEIVER_RSSI = gauge(
+    "amiplus_meter_receiver_rssi_dbm",
+    "Signal of the meter's latest telegram at each receiver that heard it recently.",
+)
+BEST_RECEIVER = gauge(
+    "amiplus_meter_best_receiver_info", "The receiver that hears the meter with the best signal."
+)
+RECEPTION = (RECEIVER_RSSI, BEST_RECEIVER)
 
 
 def measurement_families() -> list[MetricFamily]:
-    """The per-meter measurement families of the field table, in its order."""
+    """The per-meter measurement families: the field table's, in its order, then reception."""
     out = []
     for row in fields.FIELDS:
         for metric in (row.metric, row.tariff_metric):
             if metric is not None:
                 out.append(MetricFamily.of(metric))
-    return out
+    return [*out, *RECEPTION]
 
 
 def measurement_lines(meter: MeterState) -> dict[str, str]:
@@ -133,14 +141,24 @@ def measurement_lines(meter: MeterState) -> dict[str, str]:
         if value is not None:
             number = value.timestamp() if row.shape is Shape.TIME else value * metric.scale
             out[family.name] = line(family, ident, number)
-        per_tariff = values.get(row.tariff_key) if row.tariff_metric else None
-        if per_tariff and row.tariff_metric is not None:
-            tariff_family = MetricFamily.of(row.tariff_metric)
-            tariff_family_scale = row.tariff_metric.scale
+        tariff_metric = row.tariff_metric
+        per_tariff = values.get(row.tariff_key) if tariff_metric is not None else None
+        if per_tariff and tariff_metric is not None:
+            tariff_family = MetricFamily.of(tariff_metric)
             out[tariff_family.name] = "".join(
-                line(tariff_family, (*ident, ("tariff", str(tariff))), number * tariff_family_scale)
+                line(tariff_family, (*ident, ("tariff", str(tariff))), number * tariff_metric.scale)
                 for tariff, number in sorted(per_tariff.items())
             )
+    signals = "".join(
+        line(RECEIVER_RSSI, (*ident, ("receiver", name)), reception.rssi_dbm)
+        for name, reception in sorted(meter.receptions.items())
+        if reception.rssi_dbm is not None
+    )
+    if signals:
+        out[RECEIVER_RSSI.name] = signals
+    best = meter.best_receiver
+    if best is not None:
+        out[BEST_RECEIVER.name] = line(BEST_RECEIVER, (*ident, ("receiver", best)), 1)
     return out
 
 
@@ -150,6 +168,7 @@ def health_lines(meter: MeterState, stale: bool) -> dict[str, str]:
     info = (
         *ident,
         ("name", meter.name),
+        ("meter_site", meter.site),
         ("manufacturer", meter.manufacturer),
         ("version", str(meter.version or "")),
         ("serial_number", str(meter.values.get("serial_number", ""))),

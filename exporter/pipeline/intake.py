@@ -1,7 +1,9 @@
 """Every frame's way in: normalised once, deduplicated, heard, decoded, named, kept, handed on.
 
-Called from the receivers' threads. A failure is counted against the meter that sent it (or as
-undecodable); an accepted reading goes to the state and then to every output.
+Called from the receivers' threads. The same telegram heard by several receivers within the
+dedupe window is one reading; each receiver's signal is kept, so the best receiver of a meter is
+known. A failure is counted against the meter that sent it (or as undecodable); an accepted
+reading goes to the state and then to every output.
 """
 
 from __future__ import annotations
@@ -50,6 +52,11 @@ class Intake:
         if not first:
             with self.state.lock:
                 self.state.duplicates += 1
+            meter = self.config.meter_for(peeked.address.meter_id) if peeked else None
+            if meter is not None:  # heard by another receiver too: which hears it best?
+                self.state.heard_again(
+                    meter.meter_id, meter.name, receiver, frame.rssi_dbm, frame.received_at
+                )
             return
         self.heard.hear(receiver, frame, peeked)
         if peeked is None:

@@ -45,6 +45,14 @@ def stale_after(intervals: deque[float], configured: float | None) -> float:
     return min(STALE_MAX, max(STALE_MIN, STALE_FACTOR * median))
 
 
+@dataclass(frozen=True, slots=True)
+class Reception:
+    """How a receiver last heard a meter (duplicates included): signal and time."""
+
+    rssi_dbm: float | None
+    at: float
+
+
 @dataclass
 class Failure:
     """The latest telegram of a meter that could not be decoded: its error code and facts."""
@@ -67,13 +75,15 @@ class MeterState:
     key: str
     meter_id: str
     name: str
+    site: str = ""
     manufacturer: str = ""
     version: int = 0
     values: dict[str, Any] = field(default_factory=dict)
     telegrams: int = 0
     first_telegram_at: float | None = None
     last_telegram_at: float | None = None
-    receiver: str = ""
+    receiver: str = ""  # the receiver of the latest telegram decoded
+    receptions: dict[str, Reception] = field(default_factory=dict)  # by receiver, recent only
     decrypt_failures: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     last_failure: Failure | None = None
@@ -89,6 +99,17 @@ class MeterState:
         rssi: float | None = self.values.get(RSSI)
         return rssi
 
+    @property
+    def best_receiver(self) -> str | None:
+        """The receiver that hears the meter best: the strongest recent signal (the most
+        recent of equals; a receiver that gives no signal figure ranks last)."""
+        if not self.receptions:
+            return None
+        return max(
+            self.receptions.items(),
+            key=lambda item: (item[1].rssi_dbm is not None, item[1].rssi_dbm or 0.0, item[1].at),
+        )[0]
+
     def snapshot(self) -> MeterState:
         """A copy that the caller may read without the lock."""
         return replace(
@@ -97,6 +118,7 @@ class MeterState:
             rejected=Counter(self.rejected),
             intervals=deque(self.intervals, maxlen=INTERVALS_KEPT),
             backwards=dict(self.backwards),
+            receptions=dict(self.receptions),
             day_start=dict(self.day_start),
         )
 
@@ -126,13 +148,14 @@ class State:
         self.duplicates = 0
         self.undecodable = Counter[str]()  # failures from meters not configured, by code
 
-    def meter(self, key: str, name: str) -> MeterState:
+    def meter(self, key: str, name: str, site: str | None = None) -> MeterState:
         """The state of a configured meter (created on first use; renamed on reload)."""
         state = self.meters.get(key)
         if state is None:
             state = self.meters[key] = MeterState(key, key, name)
-        if state.name != name:
+        if state.name != name or (site is not None and state.site != site):
             state.name = name
+            state.site = state.site if site is None else site
             state.revision += 1
         return state
 
@@ -160,6 +183,7 @@ class State:
             state.last_telegram_at = received_at
             state.manufacturer, state.version = reading.manufacturer, reading.version
             state.receiver = receiver
+            self._heard(state, receiver, reading.rssi_dbm, received_at)
             state.key_variant = reading.key_variant
             state.last_failure = None
             accepted = _without(reading, rejected) if rejected else reading
@@ -214,6 +238,21 @@ class State:
                 else:
                     state.backwards.pop(label, None)  # it persists: a new meter, accept it
         return rejected
+
+    def heard_again(
+        self, key: str, name: str, receiver: str, rssi_dbm: float | None, at: float
+    ) -> None:
+        """A duplicate of a telegram already decoded: only how this receiver heard it."""
+        with self.lock:
+            self._heard(self.meter(key, name), receiver, rssi_dbm, at)
+
+    def _heard(self, state: MeterState, receiver: str, rssi_dbm: float | None, at: float) -> None:
+        """Remember the reception and forget receivers silent for longer than the meter may be."""
+        state.revision += 1
+        state.receptions[receiver] = Reception(rssi_dbm, at)
+        horizon = at - self.stale_after_for(state)
+        for name in [n for n, r in state.receptions.items() if r.at < horizon]:
+            del state.receptions[name]
 
     def record_failure(self, key: str, name: str, code: str, message: str, at: float) -> None:
         with self.lock:

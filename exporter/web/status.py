@@ -46,6 +46,7 @@ def _meter(
     out: dict[str, Any] = {
         "meter_id": meter.meter_id,
         "name": meter.name,
+        "site": meter.site,
         "manufacturer": meter.manufacturer,
         "version": meter.version,
         "telegrams": meter.telegrams,
@@ -55,6 +56,10 @@ def _meter(
         "stale_after_seconds": stale_after,
         "rssi_dbm": meter.rssi_dbm,
         "receiver": meter.receiver,
+        "best_receiver": meter.best_receiver,
+        "receptions": {
+            name: {"rssi_dbm": r.rssi_dbm, "at": r.at} for name, r in meter.receptions.items()
+        },
         "values": {
             k: ({str(t): x for t, x in v.items()} if isinstance(v, dict) else v)
             for k, v in values.items()

@@ -44,6 +44,7 @@ class KeyVariant(enum.Enum):
 
 _SEPARATORS = str.maketrans("", "", " \t-:_")
 _PRINTABLE = frozenset(string.printable) - frozenset("\t\n\r\x0b\x0c")
+_HEX_DIGITS = frozenset(string.hexdigits)
 
 
 def fingerprint(key: bytes) -> str:
@@ -53,19 +54,20 @@ def fingerprint(key: bytes) -> str:
 
 @dataclass(frozen=True, slots=True)
 class KeyCandidate:
-    """One 16-byte key to try, with a reusable AES block decryptor."""
+    """One 16-byte key to try, with a reusable AES block decryptor made on first use (a fleet's
+    configuration holds tens of thousands of keys; most are used rarely)."""
 
     key: bytes = field(repr=False)
     variant: KeyVariant
-    _ecb: CipherContext = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        ecb = Cipher(algorithms.AES(self.key), modes.ECB()).decryptor()
-        object.__setattr__(self, "_ecb", ecb)
+    _ecb: CipherContext | None = field(default=None, init=False, repr=False, compare=False)
 
     def decrypt_blocks(self, data: bytes) -> bytes:
         """AES block decryption of a whole number of blocks (CBC without the chaining XOR)."""
-        return self._ecb.update(data)
+        ecb = self._ecb
+        if ecb is None:
+            ecb = Cipher(algorithms.AES(self.key), modes.ECB()).decryptor()
+            object.__setattr__(self, "_ecb", ecb)
+        return ecb.update(data)
 
 
 def cbc_chain(blocks: bytes, iv: bytes, ciphertext: bytes) -> bytes:
@@ -99,7 +101,7 @@ class MeterKey:
         compact = stripped.translate(_SEPARATORS)
         if compact[:2].lower() == "0x":
             compact = compact[2:]
-        if len(compact) == 2 * KEY_LENGTH and all(c in string.hexdigits for c in compact):
+        if len(compact) == 2 * KEY_LENGTH and _HEX_DIGITS.issuperset(compact):
             return cls.from_bytes(bytes.fromhex(compact))
         if len(stripped) == KEY_LENGTH and all(c in _PRINTABLE for c in stripped):
             key = stripped.encode("ascii")

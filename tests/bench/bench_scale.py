@@ -1,6 +1,6 @@
 """Exporter scale and idle benchmark: prints figures, asserts nothing.
 
-    .venv/bin/python tests/bench/bench_scale.py [--telegrams N] [--meters N] [--delay S]
+    .venv/bin/python tests/bench/bench_scale.py [--telegrams N] [--meters N] [--delay S] [--csv]
         [--idle-minutes M] [--scale-only | --idle-only]
 
 Figure 3: the same number of telegrams (default 20,000) through a `replay` receiver, once from
@@ -74,11 +74,17 @@ def capture(meters: int, telegrams: int, delay: float) -> str:
     return "".join(lines)
 
 
-def replay_config(meters: int, replay: Path) -> str:
+def replay_config(meters: int, replay: Path, table: Path | None) -> str:
+    """The meters in the YAML file, or in a CSV `table` (`meters_file:`) when one is given."""
     key = DEFAULT_KEY.hex().upper()
-    lines = ["meters:"]
-    for n in range(meters):
-        lines += [f'  - id: "{meter_id(n)}"', f'    key: "{key}"']
+    if table is not None:
+        rows = [f"{meter_id(n)},{key}\n" for n in range(meters)]
+        table.write_text("id,key\n" + "".join(rows))
+        lines = [f"meters_file: {table}"]
+    else:
+        lines = ["meters:"]
+        for n in range(meters):
+            lines += [f'  - id: "{meter_id(n)}"', f'    key: "{key}"']
     lines += ["receivers:", "  - type: replay", f"    file: {replay}", "    realtime: true"]
     return "\n".join(lines) + "\n"
 
@@ -112,7 +118,7 @@ class ReplayRun:
         return self.cpu_s / self.telegrams * 1e6
 
 
-def replay_run(directory: Path, meters: int, telegrams: int, delay: float) -> ReplayRun:
+def replay_run(directory: Path, meters: int, telegrams: int, delay: float, csv: bool) -> ReplayRun:
     made = time.perf_counter()
     replay = directory / f"replay-{meters}.txt"
     replay.write_text(capture(meters, telegrams, delay))
@@ -121,7 +127,9 @@ def replay_run(directory: Path, meters: int, telegrams: int, delay: float) -> Re
         f"{time.perf_counter() - made:.1f} s",
         flush=True,
     )
-    process = ExporterProcess(directory, f"replay-{meters}", replay_config(meters, replay))
+    table = directory / f"meters-{meters}.csv" if csv else None
+    config = replay_config(meters, replay, table)
+    process = ExporterProcess(directory, f"replay-{meters}", config)
     try:
         startup = process.wait_healthy(timeout=delay)
         up = log_time(process, r"receiver replay up: ", timeout=delay)
@@ -149,14 +157,14 @@ def replay_run(directory: Path, meters: int, telegrams: int, delay: float) -> Re
     return ReplayRun(meters, telegrams, startup, cpu, finished - (up + delay), rss, decoded)
 
 
-def figure_scale(directory: Path, meters: int, telegrams: int, delay: float) -> None:
+def figure_scale(directory: Path, meters: int, telegrams: int, delay: float, csv: bool) -> None:
     print(
         f"\nFigure 3: {telegrams:,} telegrams through replay from {meters:,} configured meters "
-        f"vs {FEW_METERS} (family {DEFAULT_FAMILY})",
+        f"vs {FEW_METERS} (family {DEFAULT_FAMILY}; meters in {'a CSV file' if csv else 'YAML'})",
         flush=True,
     )
-    few = replay_run(directory, FEW_METERS, telegrams, delay)
-    many = replay_run(directory, meters, telegrams, delay)
+    few = replay_run(directory, FEW_METERS, telegrams, delay, csv)
+    many = replay_run(directory, meters, telegrams, delay, csv)
     for run in (few, many):
         print(
             f"  {run.meters:>6,} meters: start-up {run.startup_s:5.1f} s, "
@@ -221,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         default=30.0,
         help="figure 3: seconds after the replay opens before the telegrams come (default 30)",
     )
+    parser.add_argument(
+        "--csv", action="store_true", help="figure 3: meters from a CSV file (meters_file:)"
+    )
     parser.add_argument("--idle-minutes", type=float, default=10.0, help="figure 4 (default 10)")
     only = parser.add_mutually_exclusive_group()
     only.add_argument("--scale-only", action="store_true", help="run figure 3 only")
@@ -239,7 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     figures: list[Callable[[Path], None]] = []
     if not args.idle_only:
         figures.append(
-            lambda directory: figure_scale(directory, args.meters, args.telegrams, args.delay)
+            lambda directory: figure_scale(
+                directory, args.meters, args.telegrams, args.delay, args.csv
+            )
         )
     if not args.scale_only:
         figures.append(lambda directory: figure_idle(directory, args.idle_minutes))
