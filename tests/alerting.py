@@ -167,6 +167,12 @@ class Notification:
     received: float  # time.monotonic()
     body: dict[str, Any]
 
+    def alert(self, alertname: str) -> dict[str, Any] | None:
+        """The alert of that name in this notification, if any."""
+        return next(
+            (a for a in self.body["alerts"] if a["labels"].get("alertname") == alertname), None
+        )
+
 
 @dataclass
 class Webhook:
@@ -194,13 +200,11 @@ class Webhook:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
-    def first(self, alertname: str, status: str, after: float = 0.0) -> Notification | None:
-        """The first notification after `after` that carries `alertname` with `status`."""
+    def first(self, alertname: str, status: str, after: float) -> Notification | None:
+        """The first notification since `after` in which `alertname` has `status`."""
         for notification in list(self.notifications):
-            if notification.received >= after and any(
-                alert["labels"].get("alertname") == alertname and alert["status"] == status
-                for alert in notification.body["alerts"]
-            ):
+            alert = notification.alert(alertname)
+            if notification.received >= after and alert and alert["status"] == status:
                 return notification
         return None
 
@@ -295,10 +299,23 @@ class AlertingPrometheus(Prometheus):
 
 @dataclass
 class Delivery:
-    """Seconds from the telegram that crossed the limit (or came back under it) to the webhook."""
+    """The first notification of each alert, firing and resolved, and when the telegram that
+    crossed the limits (and the one back under them) left the radio."""
 
-    firing: dict[str, float]
-    resolved: dict[str, float]
+    firing: dict[str, Notification]
+    resolved: dict[str, Notification]
+    crossed: float
+    back: float
+
+    def delays(self) -> dict[str, tuple[float, float]]:
+        """Per alert: seconds to the webhook, firing and resolved."""
+        return {
+            name: (
+                self.firing[name].received - self.crossed,
+                self.resolved[name].received - self.back,
+            )
+            for name in self.firing
+        }
 
 
 @contextmanager
@@ -329,20 +346,27 @@ def pipeline(directory: Path, time_scale: float) -> Iterator[tuple[UdpRadio, Web
         assert code == 0, exporter.log()
 
 
-def deliver(radio: UdpRadio, webhook: Webhook, prometheus: Prometheus, timeout: float) -> Delivery:
-    """Normal, then over the limits until both alerts arrive firing, then normal until both
-    arrive resolved; fails when one does not arrive within `timeout` seconds."""
+def deliver(
+    radio: UdpRadio, webhook: Webhook, prometheus: Prometheus, settle: float, timeout: float
+) -> Delivery:
+    """Normal for `settle` seconds once Prometheus has the voltage (a full averaging window),
+    then over the limits until both alerts arrive firing, then normal until both arrive
+    resolved; fails when one does not arrive within `timeout` seconds."""
     l1 = f'amiplus_voltage_volts{{meter_id="{METER_ID}",phase="L1"}}'
     assert wait_until(lambda: prometheus.value(l1) == NORMAL[0], 60), "no voltage in Prometheus"
+    time.sleep(settle)
     names = (OVERVOLTAGE, HIGH_POWER)
+
+    def arrived(status: str, since: float) -> dict[str, Notification]:
+        found = {name: webhook.first(name, status, since) for name in names}
+        return {name: n for name, n in found.items() if n is not None}
+
     crossed = radio.steer(*EXCESS)
-    assert wait_until(lambda: all(webhook.first(n, "firing", crossed) for n in names), timeout), (
+    assert wait_until(lambda: len(arrived("firing", crossed)) == len(names), timeout), (
         f"not firing at the webhook within {timeout} s: {webhook.notifications}"
     )
-    firing = {n: webhook.first(n, "firing", crossed).received - crossed for n in names}  # type: ignore[union-attr]
     back = radio.steer(*NORMAL)
-    assert wait_until(lambda: all(webhook.first(n, "resolved", back) for n in names), timeout), (
+    assert wait_until(lambda: len(arrived("resolved", back)) == len(names), timeout), (
         f"not resolved at the webhook within {timeout} s: {webhook.notifications}"
     )
-    resolved = {n: webhook.first(n, "resolved", back).received - back for n in names}  # type: ignore[union-attr]
-    return Delivery(firing, resolved)
+    return Delivery(arrived("firing", crossed), arrived("resolved", back), crossed, back)
