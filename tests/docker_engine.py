@@ -146,6 +146,12 @@ class DockerEngine:
                 if time.monotonic() > deadline:
                     pytest.fail(f"another test run holds {data} for longer than {timeout} s")
                 time.sleep(1)
+        for pid in orphans(data):
+            pytest.fail(
+                f"dockerd {pid}, left by an earlier run, still uses {data}: stop it "
+                f"(kill {pid}) or point DOCKER_HOST at it",
+                pytrace=False,
+            )
         self._run_dir = Path(tempfile.mkdtemp(prefix="amiplus-dockerd-"))
         socket = self._run_dir / "docker.sock"
         self.log_path = self._run_dir / "dockerd.log"
@@ -163,25 +169,17 @@ class DockerEngine:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        if not wait_until(lambda: self.process_alive() and self._answers(), 60, every=0.5):
+        process = self.process
+        wait_until(lambda: process.poll() is not None or self._answers(), 60, every=0.5)
+        if process.poll() is not None or not self._answers():
             log_text = self.log()
             self.close()
             pytest.fail(f"dockerd did not start:\n{log_text[-3000:]}", pytrace=False)
-
-    def process_alive(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise AssertionError(f"dockerd exited with {self.process.returncode}:\n{self.log()}")
-        return True
 
     def log(self) -> str:
         if self.log_path is None or not self.log_path.exists():
             return ""
         return self.log_path.read_text(errors="replace")
-
-    @property
-    def started(self) -> bool:
-        return self.process is not None
 
     def docker(
         self,
@@ -189,7 +187,6 @@ class DockerEngine:
         check: bool = True,
         timeout: float = 120,
         input: bytes | None = None,
-        stdin: IO[bytes] | None = None,
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run the client; with `check`, a failure is an AssertionError with its output."""
@@ -200,7 +197,6 @@ class DockerEngine:
             timeout=timeout,
             check=False,
             input=input,
-            stdin=stdin,
         )
         result = subprocess.CompletedProcess(
             done.args,
@@ -239,6 +235,17 @@ class DockerEngine:
         if self._lock is not None:
             self._lock.close()  # releases the flock
             self._lock = None
+
+
+def orphans(data: Path) -> list[int]:
+    """dockerd processes that use `data` as their data root."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            arguments = cmdline.read_bytes().split(b"\0")
+            if f"--data-root={data}".encode() in arguments:
+                found.append(int(cmdline.parent.name))
+    return found
 
 
 # --- foreign architectures ---------------------------------------------------------------------

@@ -368,7 +368,8 @@ def test_systemd_unit_parses_and_is_hardened() -> None:
     }
     assert {key: service.get(key) for key in expected} == expected
     device_allow = re.findall(r"^DeviceAllow=(.*)$", UNIT.read_text(), re.MULTILINE)
-    assert device_allow == ["char-ttyUSB rw", "char-ttyACM rw"]
+    # USB sticks, and the Raspberry Pi's own UARTs for serial radio HATs
+    assert device_allow == ["char-ttyUSB rw", "char-ttyACM rw", "char-ttyAMA rw", "char-ttyS rw"]
     assert parsed["Install"]["WantedBy"] == "multi-user.target"
 
     analyze = require("systemd-analyze", "systemd")
@@ -398,7 +399,7 @@ def test_systemd_unit_parses_and_is_hardened() -> None:
 RULE_KEY = re.compile(r'^\s*([A-Z_]+(?:\{[^}]+\})?)\s*(==|!=|\+=|:=|=)\s*"([^"]*)"\s*$')
 
 
-def test_udev_rules_name_the_im871a() -> None:
+def test_udev_rules_name_the_imst_sticks() -> None:
     rules = []
     for line in UDEV_RULES.read_text().splitlines():
         text = line.removeprefix("#")  # the commented rules are meant to be uncommented
@@ -411,10 +412,21 @@ def test_udev_rules_name_the_im871a() -> None:
         assert rule["SYMLINK"] == ("+=", "amiplus-stick")
         assert rule["ENV{ID_MM_DEVICE_IGNORE}"] == ("=", "1")
         rules.append((line.startswith("#"), rule))
-    active = [rule for commented, rule in rules if not commented]
-    assert len(active) == 1
-    assert active[0]["ATTRS{idVendor}"] == ("==", "10c4")
-    assert active[0]["ATTRS{idProduct}"] == ("==", "87ed")
+    active = [
+        {key: value for key, (operator, value) in rule.items() if operator == "=="}
+        for commented, rule in rules
+        if not commented
+    ]
+    assert active == [
+        {"SUBSYSTEM": "tty", "ATTRS{idVendor}": "10c4", "ATTRS{idProduct}": "87ed"},  # iM871A
+        {  # iU891A: generic Cypress IDs, so its product string too
+            "SUBSYSTEM": "tty",
+            "ATTRS{idVendor}": "04b4",
+            "ATTRS{idProduct}": "0003",
+            "ATTRS{manufacturer}": "IMST",
+            "ATTRS{product}": "iU891A",
+        },
+    ]
     # Generic USB-serial chips (FTDI, CP210x) are told apart by their serial number.
     for commented, rule in rules:
         if commented and rule["ATTRS{idVendor}"][1] in ("0403", "10c4"):
