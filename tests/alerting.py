@@ -21,7 +21,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,8 +53,8 @@ NORMAL = (231.0, 2_000.0)  # volts on L1, watts imported
 #: 5 V over the 253 V limit, under the 260 V of the critical alert; 2 kW over 14 kW contracted.
 EXCESS = (258.0, 16_000.0)
 DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
-UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
-UNIT_MS["y"] = 365 * UNIT_MS["d"]
+UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+UNIT_MS["y"] = 365 * UNIT_MS["d"]  # Prometheus' year
 
 
 def compress(duration: str, scale: float) -> str:
@@ -111,7 +111,6 @@ class UdpRadio:
         self.meter = SteeredMeter(FAMILIES_BY_NAME["otus"], meter_id=METER_ID)
         self.port = port
         self.interval = interval
-        self.sent = 0
         self._lock = threading.Lock()
         self._changed: threading.Event | None = None
         self._changed_at = 0.0
@@ -125,7 +124,6 @@ class UdpRadio:
                 with self._lock:
                     frame, _ = self.meter.telegram(datetime.now(UTC))
                     udp.sendto(frame.hex().encode() + b"\n", ("127.0.0.1", self.port))
-                    self.sent += 1
                     if self._changed is not None:
                         self._changed_at = time.monotonic()
                         self._changed.set()
@@ -318,32 +316,31 @@ class Delivery:
         }
 
 
+def stopped_cleanly(exporter: ExporterProcess) -> None:
+    assert exporter.stop() == 0, exporter.log()
+
+
 @contextmanager
 def pipeline(directory: Path, time_scale: float) -> Iterator[tuple[UdpRadio, Webhook, Prometheus]]:
-    """Everything started, stopped afterwards in reverse order."""
-    webhook = Webhook()
-    group_wait = "1s" if time_scale != 1 else None
-    alertmanager = Alertmanager(
-        directory / "alertmanager", alertmanager_config(webhook.url, group_wait)
-    )
-    port = free_port()
-    (directory / "exporter").mkdir(parents=True, exist_ok=True)
-    exporter = ExporterProcess(directory / "exporter", exporter_config(port))
-    radio = UdpRadio(port)
-    prometheus: Prometheus | None = None
-    try:
+    """Everything started; stopped afterwards in reverse order, also after a failed start."""
+    with ExitStack() as started:
+        webhook = Webhook()
+        started.callback(webhook.close)
+        group_wait = "1s" if time_scale != 1 else None
+        config = alertmanager_config(webhook.url, group_wait)
+        alertmanager = Alertmanager(directory / "alertmanager", config)
+        started.callback(alertmanager.stop)
+        port = free_port()
+        (directory / "exporter").mkdir(parents=True, exist_ok=True)
+        exporter = ExporterProcess(directory / "exporter", exporter_config(port))
+        started.callback(stopped_cleanly, exporter)
+        radio = UdpRadio(port)
+        started.callback(radio.close)
         prometheus = AlertingPrometheus(
             directory / "prometheus", exporter.port, alertmanager.port, time_scale
         )
+        started.callback(prometheus.stop)
         yield radio, webhook, prometheus
-    finally:
-        radio.close()
-        if prometheus is not None:
-            prometheus.stop()
-        code = exporter.stop()
-        alertmanager.stop()
-        webhook.close()
-        assert code == 0, exporter.log()
 
 
 def deliver(

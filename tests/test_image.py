@@ -1,6 +1,6 @@
 """deploy/Dockerfile built by a real Docker engine (Debian's docker.io) on a stand-in base image
 (tests/docker_engine.py), and the image run: its health check, its port, its user, its signals,
-its spool volume, a stick passed in with --device, and the compose files' check-config.
+its spool volume, a stick emulator's tty, and the compose files' check-config.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.cli import build_parser
 from exporter.families import FAMILIES_BY_NAME
 from exporter.simulator import SimulatedMeter
 
@@ -148,6 +149,24 @@ def meter_config(meters: dict[str, str], receivers: str, extra: str = "") -> str
         for meter_id, name in meters.items()
     )
     return f"meters:\n{listed}receivers:\n{receivers}{extra}"
+
+
+def test_the_image_promises(engine: DockerEngine, image: str) -> None:
+    """What users and orchestrators read from the image: user, volume, port, environment,
+    labels, and a command line the exporter accepts."""
+    config: dict[str, Any] = engine.inspect(image)["Config"]  # type: ignore[assignment]
+    assert config["User"] == str(UID)  # numeric: Kubernetes' runAsNonRoot can check it
+    assert config["Volumes"] == {STATE: {}} and config["WorkingDir"] == STATE
+    assert config["ExposedPorts"] == {"9264/tcp": {}}
+    env = dict(item.split("=", 1) for item in config["Env"])
+    expected = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "MALLOC_ARENA_MAX": "2"}
+    assert {key: env.get(key) for key in expected} == expected
+    assert "AMIPLUS_CONFIG" not in env, "without a configuration it runs the simulator"
+    for label in ("title", "description", "licenses", "version", "base.name"):
+        assert config["Labels"].get(f"org.opencontainers.image.{label}"), label
+    assert config["Entrypoint"] == ["amiplus-exporter"]
+    arguments = build_parser().parse_args(config["Cmd"])
+    assert (arguments.command, arguments.listen) == (None, ":9264")
 
 
 # --- the simulated meter in the image's default setup ----------------------------------------
