@@ -230,11 +230,24 @@ class DockerEngine:
                     process.kill()
                     process.wait(timeout=10)
         if self._run_dir is not None:
+            # dockerd leaves its default network namespace mounted in the exec root.
+            for mountpoint in mounts_under(self._run_dir):
+                subprocess.run(["umount", str(mountpoint)], check=False, timeout=30)
             shutil.rmtree(self._run_dir, ignore_errors=True)
             self._run_dir = None
         if self._lock is not None:
             self._lock.close()  # releases the flock
             self._lock = None
+
+
+def mounts_under(directory: Path) -> list[Path]:
+    """Mount points inside `directory`, deepest first."""
+    points = [
+        Path(line.split()[1])
+        for line in Path("/proc/self/mounts").read_text().splitlines()
+        if line.split()[1].startswith(f"{directory}/")
+    ]
+    return sorted(points, key=lambda point: len(point.parts), reverse=True)
 
 
 def orphans(data: Path) -> list[int]:
