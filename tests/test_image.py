@@ -167,6 +167,12 @@ def test_the_image_promises(engine: DockerEngine, image: str) -> None:
     assert config["Entrypoint"] == ["amiplus-exporter"]
     arguments = build_parser().parse_args(config["Cmd"])
     assert (arguments.command, arguments.listen) == (None, ":9264")
+    read_license = (
+        "import importlib.metadata as m; print(m.distribution('amiplus-exporter')"
+        ".read_text('licenses/LICENSE'))"
+    )
+    shipped = engine.docker("run", "--rm", "--entrypoint=python", image, "-c", read_license)
+    assert shipped.stdout.strip() == (ROOT / "LICENSE").read_text().strip()
 
 
 # --- the simulated meter in the image's default setup ----------------------------------------
