@@ -57,8 +57,8 @@ typecheck: $(VENV)/.test-installed
 pytest: $(VENV)/.test-installed
 	$(BIN)/pytest
 
-## bench: the benchmarks of tests/bench (figures printed, nothing asserted; about 60 minutes,
-## 20 more the first time, when the arm stand-in bases are made)
+## bench: the benchmarks of tests/bench (figures printed, nothing asserted; about 45 minutes,
+## 8 more the first time, when the arm stand-in bases are made)
 bench: $(VENV)/.test-installed
 	$(MAKE) system-packages DEBIAN_PACKAGES="$(DEBIAN_PACKAGES) $(BENCH_PACKAGES)"
 	$(BIN)/python tests/bench/bench_decode.py

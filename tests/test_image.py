@@ -386,17 +386,27 @@ def test_a_stick_on_a_tty_is_read_inside(engine: DockerEngine, image: str, tmp_p
             f"--env=AMIPLUS_CONFIG={CONFIG}",
             image,
         ) as container:
-            assert wait_until(lambda: container.running() and stick.mode, 60), container.logs()
-            meter = SimulatedMeter(FAMILIES_BY_NAME["otus"], meter_id="20240001")
-            frame, reading = meter.telegram(datetime.datetime.now(datetime.UTC))
-            assert stick.telegram(frame)
             port = container.port()
+
+            def up() -> bool:
+                text = metrics(port)
+                return container.running() and sample(text, "amiplus_receiver_up") == 1
+
+            assert wait_until(up, 60, every=0.5) and stick.mode, container.logs()
+            meter = SimulatedMeter(FAMILIES_BY_NAME["otus"], meter_id="20240001")
+            sent: list[float | None] = []
 
             def power() -> float | None:
                 return sample(metrics(port), "amiplus_power_imported_watts", meter_id="20240001")
 
-            assert wait_until(power, 30, every=0.5), container.logs()
-            assert power() == reading.power_imported_w
+            def heard() -> bool:  # a telegram every half second until one has been read
+                frame, reading = meter.telegram(datetime.datetime.now(datetime.UTC))
+                assert stick.telegram(frame)
+                sent.append(reading.power_imported_w)
+                return power() is not None
+
+            assert wait_until(heard, 30, every=0.5), container.logs()
+            assert power() in sent
     finally:
         stick.close()
 
