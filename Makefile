@@ -2,10 +2,16 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Servers the integration tests start themselves (Debian packages).
-DEBIAN_PACKAGES := prometheus influxdb chromium chromium-driver systemd victoria-metrics
+# What the integration tests start themselves (Debian packages): servers, a browser, a Docker
+# engine and debootstrap for its stand-in base image; the benchmarks' arm images need qemu.
+DEBIAN_PACKAGES := prometheus prometheus-alertmanager influxdb chromium chromium-driver systemd \
+	docker.io docker-compose debootstrap ca-certificates victoria-metrics
+BENCH_PACKAGES := qemu-user-static
+# The image's tag, as deploy/docker-compose.yml runs it; `make images` adds -amd64, -arm64, -armv7.
+IMAGE ?= amiplus-exporter:local
+VERSION := $(shell git describe --tags --always 2>/dev/null || echo dev)
 
-.PHONY: run test system-packages lint typecheck pytest bench clean
+.PHONY: run test system-packages lint typecheck pytest bench image images clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +38,9 @@ system-packages:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "Installing Debian packages:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	      apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	    apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
+	        $$missing >/dev/null; \
 	  else \
 	    echo "The tests need Debian packages:$$missing (sudo apt-get install$$missing)"; \
 	    exit 1; \
@@ -50,13 +57,30 @@ typecheck: $(VENV)/.test-installed
 pytest: $(VENV)/.test-installed
 	$(BIN)/pytest
 
-## bench: the benchmarks of tests/bench (figures printed, nothing asserted; about 30 minutes)
+## bench: the benchmarks of tests/bench (figures printed, nothing asserted; about 45 minutes,
+## 8 more the first time, when the arm stand-in bases are made)
 bench: $(VENV)/.test-installed
+	$(MAKE) system-packages DEBIAN_PACKAGES="$(DEBIAN_PACKAGES) $(BENCH_PACKAGES)"
 	$(BIN)/python tests/bench/bench_decode.py
 	$(BIN)/python tests/bench/bench_exporter.py
 	$(BIN)/python tests/bench/bench_scale.py
 	$(BIN)/python tests/bench/bench_influx.py
 	$(BIN)/python tests/bench/bench_page.py
+	$(BIN)/python tests/bench/bench_alerts.py
+	$(BIN)/python tests/bench/bench_images.py
+
+## image: the container image for this machine, tagged $(IMAGE) (needs a Docker engine)
+image:
+	docker build --file deploy/Dockerfile --build-arg VERSION=$(VERSION) --tag $(IMAGE) .
+
+## images: the images for linux/amd64, linux/arm64 and linux/arm/v7 (Raspberry Pi OS 64 and
+## 32 bit); a foreign platform builds under qemu (Debian: apt-get install qemu-user-static)
+images:
+	for platform in linux/amd64 linux/arm64 linux/arm/v7; do \
+	  tag=$$(echo $$platform | cut -d/ -f2- | tr -d /); \
+	  docker build --platform $$platform --file deploy/Dockerfile \
+	    --build-arg VERSION=$(VERSION) --tag $(IMAGE)-$$tag . || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -255,6 +255,7 @@ class InfluxOutput(Output):
         self._warned_full = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._deadline = 0.0  # set by stop(): the final flush sends until then
         self._thread = threading.Thread(target=self._run, name="influxdb", daemon=True)
 
     def start(self) -> None:
@@ -303,6 +304,16 @@ class InfluxOutput(Output):
                 delay,
             )
             self._stop.wait(delay)
+        self._flush()
+
+    def _flush(self) -> None:
+        """After `stop()`: seal the open segment and send what the spool holds until the stop
+        deadline (a write under way then may hang on; `stop()` does not wait for it)."""
+        self.spool.close()
+        while time.monotonic() < self._deadline and (segment := self.spool.oldest()) is not None:
+            outcome = self._send(segment)
+            if not outcome.accepted and not outcome.invalid:
+                break
 
     def _send(self, segment: Segment) -> Outcome:
         outcome = self.sender.send(self.spool.read(segment))
@@ -326,17 +337,15 @@ class InfluxOutput(Output):
         return outcome
 
     def stop(self) -> None:
-        """Stop, sending what the spool holds for up to `STOP_BUDGET` seconds; the rest waits
-        on disk for the next start."""
+        """Stop within `STOP_BUDGET` seconds, sending what the spool holds meanwhile; the rest,
+        and a write InfluxDB has not answered, waits on disk for the next start."""
+        self._deadline = time.monotonic() + STOP_BUDGET
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=STOP_BUDGET + self.config.timeout)
-        self.spool.close()
-        deadline = time.monotonic() + STOP_BUDGET
-        while time.monotonic() < deadline and (segment := self.spool.oldest()) is not None:
-            outcome = self._send(segment)
-            if not outcome.accepted and not outcome.invalid:
-                break
+        self._thread.join(timeout=STOP_BUDGET)
+        if self._thread.is_alive():
+            log.info("InfluxDB does not answer: the spooled points wait for the next start")
+            return
         left = self.spool.points
         if left:
             log.info("%d points stay in the InfluxDB spool for the next start", left)
