@@ -96,7 +96,7 @@ class Credentials:
         if self.factory_number:
             parts.append(f"factory number {self.factory_number}")
         if self.key:
-            parts.append(f"key {self.key.fingerprint}… (fingerprint)")
+            parts.append(f"key with fingerprint {self.key.fingerprint}")
         return ", ".join(parts) or "nothing"
 
 
