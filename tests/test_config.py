@@ -108,7 +108,8 @@ timezone: Europe/Atlantis
             GOOD.replace(
                 "    name: home", '    name: home\n  - id: "51455830"\n    key: "' + KEY + '"'
             ),
-            "the address 51455830 is also 'home'",
+            "meter 2: the address 51455830 (either byte order) is already meter 1's ('home', "
+            "line 3)",
         ),
         (
             'meters:\n  - qr: "hello;world"\nreceivers:\n  - type: simulator\n',

@@ -11,6 +11,7 @@ import string
 from dataclasses import dataclass
 
 from ..wmbus import KeyFormatError, MeterKey
+from ..wmbus.security import shown
 from .explain import ELICZNIK_KEY
 
 ADDRESS_DIGITS = 8
@@ -47,7 +48,7 @@ def normalise_meter_id(text: str) -> str:
     if len(compact) != ADDRESS_DIGITS or not all(c in string.hexdigits for c in compact):
         raise CredentialsError(
             f"A meter address has {ADDRESS_DIGITS} digits, like 12345678 (eLicznik: "
-            f"'adres komunikacyjny'); {text!r} is not one."
+            f"'adres komunikacyjny'); {shown(text)} is not one."
         )
     return compact
 

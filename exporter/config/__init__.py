@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..amiplus.clock import WARSAW
 from ..receivers.grammar import ReceiverSpec
+from ..wmbus.security import shown
 from .influxdb import InfluxConfig, influx_section
 from .meters import MeterConfig, meters_section
 from .reader import ConfigError, Problem, Reader
@@ -81,7 +82,9 @@ def _settings(reader: Reader, top: dict[str, Node]) -> dict[str, Any]:
         try:
             options["timezone"] = ZoneInfo(zone)
         except (ZoneInfoNotFoundError, ValueError):
-            reader.problem(top["timezone"], f"timezone: unknown zone {zone!r}, e.g. Europe/Warsaw")
+            reader.problem(
+                top["timezone"], f"timezone: unknown zone {shown(zone)}, e.g. Europe/Warsaw"
+            )
     if "state" in top:
         state = reader.mapping(top["state"], "state", _STATE)
         stale = state.get("stale_after")

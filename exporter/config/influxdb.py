@@ -9,6 +9,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..wmbus.security import shown
 from .reader import Reader
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ def influx_section(reader: Reader, node: Node) -> InfluxConfig | None:
     url = reader.text(fields["url"], "influxdb url") or ""
     if not re.match(r"^https?://[^/]+", url):
         reader.problem(
-            fields["url"], f"influxdb url must start with http:// or https://, not {url!r}"
+            fields["url"], f"influxdb url must start with http:// or https://, not {shown(url)}"
         )
     options: dict[str, Any] = {"url": url}
     api = reader.optional(fields, "api", partial(reader.choice, choices=("v1", "v2")), where)
