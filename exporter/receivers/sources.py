@@ -449,10 +449,12 @@ class ReplaySource(Source):
 
     def open(self) -> None:
         try:
-            self._lines = self.path.read_bytes().splitlines(keepends=True)
+            lines = self.path.read_bytes().split(b"\n")  # at LF only, as every line reader
         except OSError as error:
             raise SourceFinished(f"cannot read {self.path}: {error}") from None
-        self._lines.reverse()
+        if not lines[-1]:
+            lines.pop()
+        self._lines = [line + b"\n" for line in reversed(lines)]
         self._started = time.monotonic()
 
     def read(self, timeout: float) -> list[Chunk]:
@@ -468,7 +470,7 @@ class ReplaySource(Source):
                 if wait > timeout:
                     return []
         self._lines.pop()
-        return [Chunk(None, line if line.endswith(b"\n") else line + b"\n")]
+        return [Chunk(None, line)]
 
     def close(self) -> None:
         self._lines = []
