@@ -98,6 +98,14 @@ def influx_status(exporter: ExporterProcess) -> dict[str, Any]:
     return status
 
 
+def running(exporter: ExporterProcess) -> ExporterProcess:
+    """The exporter once its outputs and receivers run (/healthz answers a little before)."""
+    assert wait_until(lambda: "influxdb" in exporter.status() and receiver_up(exporter), 20), (
+        exporter.log()
+    )
+    return exporter
+
+
 def telegrams(exporter: ExporterProcess) -> int:
     count: int = exporter.status()["meters"][0]["telegrams"]
     return count
@@ -131,7 +139,9 @@ def test_a_full_disk_under_the_spool_is_counted_logged_once_and_recovers(
 ) -> None:
     server = down_influxdb(tmp_path / "influx")
     try:
-        exporter = start_exporter(config(server.url, tmpfs / "spool", 0.05, "  batch_size: 50\n"))
+        exporter = running(
+            start_exporter(config(server.url, tmpfs / "spool", 0.05, "  batch_size: 50\n"))
+        )
         filler = fill(tmpfs)
         assert wait_until(lambda: influx_status(exporter)["dropped"].get("disk_full", 0) > 20, 30)
         # Receivers and Prometheus never notice: telegrams keep counting, /metrics answers.
@@ -165,7 +175,7 @@ def test_a_spool_turned_read_only_while_running_keeps_the_writer_alive(
     server = down_influxdb(tmp_path / "influx")
     spool = tmpfs / "spool"
     try:
-        exporter = start_exporter(config(server.url, spool, 0.3))
+        exporter = running(start_exporter(config(server.url, spool, 0.3)))
         assert wait_until(lambda: influx_status(exporter)["spool_points"] >= 3, 20)
         assert wait_until(lambda: remount(tmpfs, "ro"), 20)
         sealed = sorted(spool.glob("*.lp"))
@@ -242,7 +252,7 @@ def test_a_directory_named_like_a_segment_is_skipped_with_a_warning(
     checked = run_cli("check-config", str(path))
     warning = f"InfluxDB spool: {spool / '000000000007.lp'} is not a file; it is skipped"
     assert checked.returncode == 0 and warning in checked.stdout, checked
-    exporter = start_exporter(text)
+    exporter = running(start_exporter(text))
     assert wait_until(lambda: influx_status(exporter)["spool_points"] >= 1, 10)
     assert warning in exporter.log()
     assert all(int(p.stem) > 7 for p in spool.glob("*.lp") if p.is_file())
@@ -363,7 +373,7 @@ def test_sigterm_exits_within_5_s_while_influxdb_hangs_and_keeps_the_points(
     spool = tmp_path / "spool"
     text = config(server.url, spool, 0.2)
     try:
-        exporter = start_exporter(text)
+        exporter = running(start_exporter(text))
         assert wait_until(lambda: influx_status(exporter)["points_written"] >= 2, 20)
         os.kill(influxd, signal.SIGSTOP)  # the port still accepts; nothing answers
         assert wait_until(lambda: influx_status(exporter)["spool_points"] >= 5, 20)
@@ -382,6 +392,7 @@ def test_sigterm_exits_within_5_s_while_influxdb_hangs_and_keeps_the_points(
         assert kept >= 5
         os.kill(influxd, signal.SIGCONT)
         exporter.start()  # the same spool: everything kept reaches InfluxDB
+        running(exporter)
         assert wait_until(lambda: influx_status(exporter)["points_written"] >= kept, 30)
     finally:
         with contextlib.suppress(ProcessLookupError):

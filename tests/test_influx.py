@@ -309,6 +309,7 @@ influxdb:
     feeder = Feeder(udp)
     try:
         exporter = start_exporter(config)
+        assert wait_until(lambda: exporter.status()["receivers"][0]["up"], 20)  # UDP bound
         feeder.send(3)
         assert wait_until(lambda: len(server.points(name)) == 9, 30)
         server.stop()  # the database goes away
@@ -316,6 +317,7 @@ influxdb:
         assert wait_until(lambda: exporter.status()["influxdb"]["spool_points"] == 9, 30)
         assert exporter.stop() == 0  # and the exporter restarts meanwhile
         exporter.start()
+        assert wait_until(lambda: exporter.status()["receivers"][0]["up"], 20)
         assert exporter.status()["influxdb"]["spool_points"] == 9
         feeder.send(2)
         server.start()

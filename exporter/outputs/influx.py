@@ -418,7 +418,8 @@ class InfluxOutput(Output):
         deadline = time.monotonic() + STOP_BUDGET
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=STOP_BUDGET)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout=STOP_BUDGET)
         self.spool.close()
         if not self._thread.is_alive():
             while (remaining := deadline - time.monotonic()) > 0.1 and (
