@@ -53,6 +53,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def accept_queue(port: int) -> int:
+    """Connections the kernel holds for the listener on `port` that it has not accepted yet."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            return int(fields[4].split(":")[1], 16)
+    raise AssertionError(f"nothing listens on port {port}")
+
+
 def timed_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, float]:
     started = time.monotonic()
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -77,6 +86,9 @@ def test_a_scrape_is_answered_while_a_thousand_idle_connections_are_open(
         try:
             for _ in range(IDLE_CONNECTIONS):
                 idle.append(socket.create_connection(("127.0.0.1", exporter.port), timeout=5))
+            # All 1,000 are open and taken from the listen queue (an exporter that cannot
+            # accept any more, as when it ran out of file descriptors, never gets here).
+            assert wait_until(lambda: accept_queue(exporter.port) == 0, 30)
             for _ in range(5):
                 status, took = timed_get(exporter.port, "/metrics")
                 assert status == 200 and took < 1.0, took
