@@ -275,3 +275,33 @@ def test_only_one_bcrypt_check_runs_at_a_time(
     for thread in threads:
         thread.join(30)
     assert most == 1 and sorted(set(answers)) == [401]
+
+
+def test_a_request_waiting_too_long_for_bcrypt_is_told_to_retry(
+    serve: Callable[..., WebServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hashed = bcrypt.hashpw(b"right", bcrypt.gensalt(rounds=4)).decode()
+    config = tmp_path / "web.yml"
+    config.write_text(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+    real = bcrypt.checkpw
+    checking = threading.Event()
+
+    def slow(password: bytes, hashed_password: bytes) -> bool:
+        checking.set()
+        time.sleep(1.0)
+        return real(password, hashed_password)
+
+    monkeypatch.setattr(bcrypt, "checkpw", slow)
+    monkeypatch.setattr(web, "BCRYPT_WAIT", 0.2)
+    server = serve(security=SecurityFile(config))
+    port = server.server_address[1]
+    first = threading.Thread(target=timed_get, args=(port, "/metrics", basic("prometheus", "a")))
+    first.start()
+    assert checking.wait(5)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    connection.request("GET", "/metrics", headers=basic("prometheus", "b"))
+    response = connection.getresponse()
+    assert (response.status, response.getheader("Retry-After")) == (503, "1")
+    response.read()
+    connection.close()
+    first.join(10)

@@ -61,7 +61,7 @@ class Reader:
         for key_node, value_node in node.value:
             key = str(key_node.value)
             if key in out:
-                self.problem(key_node, f"{where}: '{key}' is given twice")
+                self.problem(key_node, f"{where}: {shown(key)} is given twice")
             elif key not in allowed:
                 import difflib  # noqa: PLC0415 (only for mistakes: keeps the daemon small)
 
