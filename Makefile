@@ -65,6 +65,7 @@ bench: $(VENV)/.test-installed
 	$(BIN)/python tests/bench/bench_exporter.py
 	$(BIN)/python tests/bench/bench_scale.py
 	$(BIN)/python tests/bench/bench_influx.py
+	$(BIN)/python tests/bench/bench_http.py
 	$(BIN)/python tests/bench/bench_page.py
 	$(BIN)/python tests/bench/bench_alerts.py
 	$(BIN)/python tests/bench/bench_images.py

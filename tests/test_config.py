@@ -108,7 +108,8 @@ timezone: Europe/Atlantis
             GOOD.replace(
                 "    name: home", '    name: home\n  - id: "51455830"\n    key: "' + KEY + '"'
             ),
-            "the address 51455830 is also 'home'",
+            "meter 2: the address 51455830 (either byte order) is already meter 1's ('home', "
+            "line 3)",
         ),
         (
             'meters:\n  - qr: "hello;world"\nreceivers:\n  - type: simulator\n',
@@ -267,7 +268,10 @@ def test_every_bad_csv_row_is_listed_with_its_line(tmp_path: Path) -> None:
         "as 'Klucz szyfrujący' (tab Licznik / HAN, after 'Aktywuj HAN'), or the text of its QR "
         "code.",
     ]
-    assert "amiplus.yml: meters_file: the address 30584551 is also 'home''s" in found
+    assert (
+        "amiplus.yml: meters_file: the address 30584551 (either byte order) is already meter "
+        "'home''s; give each meter once, with its own key"
+    ) in found
     assert not any("Z" * 32 in p or KEY in p for p in found)  # keys are never echoed
 
 

@@ -102,7 +102,7 @@ def test_x25_check_value_and_spec_checksums() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "dbm"),
-    [(0x9A, -45.5), (0x39, -94.0), (45, -100.0), (229, -8.0), (230, 0.0), (255, 0.0)],
+    [(0x9A, -45.5), (0x39, -94.0), (45, -100.0), (229, -8.0), (230, -7.5), (255, -7.5)],
 )
 def test_im871a_rssi_rough_fit(raw: int, dbm: float) -> None:
     assert im871a_rssi_dbm(raw) == dbm
@@ -560,7 +560,7 @@ def test_im871a_session_against_the_emulator(make: Emulators) -> None:
         ErrorReason.FRAMING,
         Frame(SENSUS, NOW, -45.5),
         ErrorReason.CHECKSUM,
-        Frame(SENSUS, NOW, 0.0),  # raw 0xF0 >= 230
+        Frame(SENSUS, NOW, -7.5),  # raw 0xF0 >= 230: the top of the fit
     ]
 
 

@@ -28,6 +28,7 @@ from .conftest import free_port, wait_until
 from .servers import CONSOLE_SCRIPT, SIMULATED_KEY, InfluxDB, Start, simulated_config
 
 KEY = SIMULATED_KEY
+T0 = 1_782_043_205_000  # a timestamp in milliseconds
 
 
 def reading(**values: object) -> MeterReading:
@@ -51,11 +52,11 @@ def test_line_protocol_points() -> None:
         r"amiplus,meter_id=12345678,name=attic\,\ west\=1 "
         "rssi_dbm=-70.0,meter_clock=1782043201.0,"
         "energy_imported_kwh=1.5,energy_imported_t1_kwh=1.0,energy_imported_t2_kwh=0.5,"
-        "power_exported_w=300.0,voltage_l1_v=231.0,voltage_l2_v=229.9 1782043205"
+        "power_exported_w=300.0,voltage_l1_v=231.0,voltage_l2_v=229.9 1782043205900"
     )
     assert point(reading(), None, 1.0) is None  # nothing to write
     assert point(reading(power_imported_w=5), None, 2.0) == (
-        "amiplus,meter_id=12345678 power_imported_w=5.0 2"
+        "amiplus,meter_id=12345678 power_imported_w=5.0 2000"
     )
 
 
@@ -86,11 +87,11 @@ def test_answers_are_classified(
 def test_the_spool_seals_batches_recovers_and_drops_the_oldest(tmp_path: Path) -> None:
     spool = Spool(tmp_path, max_bytes=10_000, batch_size=3)
     for n in range(7):
-        spool.append([f"m v={n} {1000 + n}"], 1000 + n)
+        spool.append([f"m v={n} {T0 + n}"], (T0 + n) / 1000)
     assert spool.points == 7
     first = spool.oldest()
-    assert first is not None and first.points == 3 and first.first_timestamp == 1000
-    assert spool.read(first) == b"m v=0 1000\nm v=1 1001\nm v=2 1002\n"
+    assert first is not None and first.points == 3 and first.first_timestamp == T0 / 1000
+    assert spool.read(first) == f"m v=0 {T0}\nm v=1 {T0 + 1}\nm v=2 {T0 + 2}\n".encode()
     spool.remove(first)
     second = spool.oldest()
     assert second is not None
@@ -103,16 +104,36 @@ def test_the_spool_seals_batches_recovers_and_drops_the_oldest(tmp_path: Path) -
     again = Spool(tmp_path, max_bytes=10_000, batch_size=3)
     assert again.points == 1
     left = again.oldest()
-    assert left is not None and again.read(left) == b"m v=6 1006\n"
-    again.append(["m v=7 1007"], 1007)
+    assert left is not None and again.read(left) == f"m v=6 {T0 + 6}\n".encode()
+    again.append([f"m v=7 {T0 + 7}"], (T0 + 7) / 1000)
     assert all(int(p.stem) > int(moved.stem) for p in tmp_path.glob("*.lp"))  # new names
-    small = Spool(tmp_path / "small", max_bytes=40, batch_size=1)
+    small = Spool(tmp_path / "small", max_bytes=60, batch_size=1)
     for n in range(5):
-        small.append([f"m v={n} {2000 + n}"], 2000 + n)
-    assert small.dropped >= 2 and small.size <= 40
+        small.append([f"m v={n} {T0 + 2000 + n}"], (T0 + 2000 + n) / 1000)
+    assert small.dropped["spool_full"] >= 2 and small.size <= 60
     oldest = small.oldest()
     assert oldest is not None and oldest.first_timestamp is not None
-    assert oldest.first_timestamp >= 2002
+    assert oldest.first_timestamp >= (T0 + 2002) / 1000
+
+
+def test_a_segment_of_nuls_holds_no_point_and_old_second_timestamps_become_ms(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "000000000001.lp").write_bytes(b"\x00" * 4096)  # crash debris, no newline
+    (tmp_path / "000000000002.lp").write_bytes(b"\x00" * 100 + b"\n" + b"\x00\x00\n")
+    (tmp_path / "000000000003.lp").write_bytes(  # spooled by a version with second precision
+        b"amiplus,meter_id=1 power_imported_w=1.0 1782043205\n\x00\x00\x00\n"
+        b"amiplus,meter_id=1 power_imported_w=2.0 1782043206\n"
+    )
+    spool = Spool(tmp_path, max_bytes=10_000, batch_size=3)
+    assert spool.points == 2
+    segment = spool.oldest()
+    assert segment is not None and segment.first_timestamp == 1782043205.0
+    assert spool.read(segment) == (
+        b"amiplus,meter_id=1 power_imported_w=1.0 1782043205000\n"
+        b"amiplus,meter_id=1 power_imported_w=2.0 1782043206000\n"
+    )
+    assert sorted(p.name for p in tmp_path.glob("*.lp")) == ["000000000003.lp"]
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +247,7 @@ def test_v2_through_influxdb_client(
         assert wait_until(lambda: len(influxdb.points(name)) >= 3, 30), exporter.log()
         assert all(p.startswith("/api/v2/write?") for p in forwarder.requests)
         assert (
-            "precision=s" in forwarder.requests[0]
+            "precision=ms" in forwarder.requests[0]
             and f"bucket={name}%2Fautogen" in forwarder.requests[0]
         )
     finally:
@@ -288,6 +309,7 @@ influxdb:
     feeder = Feeder(udp)
     try:
         exporter = start_exporter(config)
+        assert wait_until(lambda: exporter.status()["receivers"][0]["up"], 20)  # UDP bound
         feeder.send(3)
         assert wait_until(lambda: len(server.points(name)) == 9, 30)
         server.stop()  # the database goes away
@@ -295,6 +317,7 @@ influxdb:
         assert wait_until(lambda: exporter.status()["influxdb"]["spool_points"] == 9, 30)
         assert exporter.stop() == 0  # and the exporter restarts meanwhile
         exporter.start()
+        assert wait_until(lambda: exporter.status()["receivers"][0]["up"], 20)
         assert exporter.status()["influxdb"]["spool_points"] == 9
         feeder.send(2)
         server.start()
@@ -409,7 +432,7 @@ def test_a_bad_point_is_set_aside_and_newer_data_still_flows(
     assert (spool / "rejected" / "000000000001.lp").exists()
     status = exporter.status()["influxdb"]
     assert status["rejected_points"] == 1 and status["errors"]["rejected"] == 1
-    assert "InfluxDB refused 1 points as invalid (HTTP 400: " in exporter.log()
+    assert "InfluxDB refused 1 of 1 points as invalid (HTTP 400: " in exporter.log()
     assert "unable to parse" in exporter.log()  # the server's own message is logged
     metrics = exporter.get("/metrics")[1].decode()
     assert 'amiplus_influxdb_points_dropped_total{reason="rejected"} 1.0' in metrics

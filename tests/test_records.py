@@ -13,10 +13,12 @@ from hypothesis import strategies as st
 from exporter.wmbus.encoder import encode_bcd, encode_dib, encode_record
 from exporter.wmbus.errors import MalformedError
 from exporter.wmbus.records import (
+    BAD_BCD,
     DATA_FIELDS,
     Coding,
     DataInformation,
     Function,
+    InvalidValue,
     Record,
     decode_bcd,
     parse_dib,
@@ -129,12 +131,11 @@ def test_bcd_all_f_is_no_value(payload: str) -> None:
         "1F FF",  # leading F (sign) followed by another F
     ],
 )
-def test_bcd_bad_digit_raises(data: str) -> None:
-    with pytest.raises(MalformedError) as caught:
-        decode_bcd(bytes.fromhex(data))
-    assert caught.value.code == "malformed"
-    with pytest.raises(MalformedError):
-        parse_records(bytes.fromhex("0A 2B" + data))
+def test_a_bad_bcd_digit_makes_the_record_invalid_not_the_payload(data: str) -> None:
+    raw = bytes.fromhex(data)
+    assert decode_bcd(raw) == InvalidValue(raw, BAD_BCD)
+    bad, good = parse_records(bytes.fromhex("0A 2B" + data + "0A 2B 34 12"))
+    assert bad.value == InvalidValue(raw, BAD_BCD) and good.value == 1234
 
 
 def test_decode_bcd_directly() -> None:
@@ -945,7 +946,7 @@ def test_same_first_header_other_lvar() -> None:
     assert [(r.key, r.value) for r in longer] == [("0DFD11", "CBA"), ("092B", 42)]
 
 
-def test_same_shape_bad_data_still_raises() -> None:
-    assert one("0A 2B 34 12").value == 1234
-    with pytest.raises(MalformedError):
-        parse_records(bytes.fromhex("0A 2B 3A 12"))
+def test_same_shape_bad_data_is_still_found_invalid() -> None:
+    assert one("0A 2B 34 12").value == 1234  # the layout is cached now
+    (record,) = parse_records(bytes.fromhex("0A 2B 3A 12"))
+    assert record.value == InvalidValue(bytes.fromhex("3A 12"), BAD_BCD)

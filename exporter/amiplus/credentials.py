@@ -11,6 +11,7 @@ import string
 from dataclasses import dataclass
 
 from ..wmbus import KeyFormatError, MeterKey
+from ..wmbus.security import shown
 from .explain import ELICZNIK_KEY
 
 ADDRESS_DIGITS = 8
@@ -48,7 +49,7 @@ def normalise_meter_id(text: str) -> str:
     if len(compact) != ADDRESS_DIGITS or not _HEX_DIGITS.issuperset(compact):
         raise CredentialsError(
             f"A meter address has {ADDRESS_DIGITS} digits, like 12345678 (eLicznik: "
-            f"'adres komunikacyjny'); {text!r} is not one."
+            f"'adres komunikacyjny'); {shown(text)} is not one."
         )
     return compact
 
@@ -97,7 +98,7 @@ class Credentials:
         if self.factory_number:
             parts.append(f"factory number {self.factory_number}")
         if self.key:
-            parts.append(f"key {self.key.fingerprint}… (fingerprint)")
+            parts.append(f"key with fingerprint {self.key.fingerprint}")
         return ", ".join(parts) or "nothing"
 
 

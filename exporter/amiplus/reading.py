@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from ..wmbus import Telegram
 from ..wmbus.cache import BoundedCache
-from ..wmbus.records import Coding, DataInformation, RecordHeader, Value
+from ..wmbus.records import Coding, DataInformation, InvalidValue, RecordHeader, Value
 from ..wmbus.timepoint import TimePoint
 from ..wmbus.vif import Combinable, Phase
 from . import fields
@@ -104,6 +104,10 @@ class UnknownRecord:
             out["value"] = time_point_text(value, manufacturer, zone)
             if value.invalid:
                 out["invalid"] = True
+        elif isinstance(value, InvalidValue):
+            out["value"] = value.data.hex().upper()
+            out["invalid"] = True
+            out["reason"] = value.reason
         elif isinstance(value, bytes):
             out["value"] = value.hex().upper()
         else:
@@ -206,6 +210,7 @@ class Plan:
     times: tuple[tuple[int, str], ...]  # index, key
     serials: tuple[tuple[int, str, int], ...]  # index, key, BCD digits
     unknown: tuple[int, ...]
+    bcd: tuple[int, ...]  # named records whose BCD data may turn out invalid (then unknown)
 
     @classmethod
     def of(cls, headers: tuple[RecordHeader, ...]) -> Plan:
@@ -249,6 +254,11 @@ class Plan:
             )
             for row, by_tariff in tariffs.items()
         )
+        bcd = tuple(
+            index
+            for index, header in enumerate(headers)
+            if index not in unknown and header.data.coding in (Coding.BCD, Coding.VARIABLE)
+        )
         return cls(
             tuple(singles),
             tuple(phases),
@@ -256,6 +266,7 @@ class Plan:
             tuple(times),
             tuple(serials),
             tuple(unknown),
+            bcd,
         )
 
 
@@ -303,6 +314,7 @@ def read_meter(
         raw = raws[index]
         if isinstance(raw, int):
             values[key] = f"{raw:0{digits}d}" if raw >= 0 else str(raw)
+    unknown += (index for index in plan.bcd if type(raws[index]) is InvalidValue)
     if len(unknown) > len(plan.unknown):
         unknown.sort()
     variant = telegram.key_variant

@@ -7,6 +7,7 @@ import sys
 from typing import TextIO
 
 from ..config import ConfigError, load_config
+from ..outputs.spool import unusable_entries
 from . import EXIT_OK, EXIT_USAGE
 
 
@@ -22,8 +23,12 @@ def run_check_config(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) ->
     for meter in config.meters:
         found = f" (the QR text holds: {meter.recognised})" if meter.recognised else ""
         stdout.write(
-            f"  meter {meter.name}: address {meter.meter_id}, key {meter.key.fingerprint}…{found}\n"
+            f"  meter {meter.name}: address {meter.meter_id}, "
+            f"key with fingerprint {meter.key.fingerprint}{found}\n"
         )
     for spec in config.receivers:
         stdout.write(f"  receiver {spec.label}: {spec.type}\n")
+    if config.influxdb is not None:
+        for warning in unusable_entries(config.influxdb.spool):
+            stdout.write(f"  warning: InfluxDB spool: {warning}\n")
     return EXIT_OK

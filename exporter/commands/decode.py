@@ -61,9 +61,20 @@ class KeyRing:
         return out
 
 
+TOO_LONG = {
+    "ok": False,
+    "error": "malformed",
+    "message": "This line is longer than 1 MiB; a telegram line has at most a few hundred "
+    "characters, so it holds no telegram (the whole line is skipped).",
+}
+
+
 def decode_lines(lines: Iterable[str], keys: KeyRing) -> Iterator[dict[str, Any]]:
     """One JSON object per telegram found in the lines, and one per line that holds none."""
     for line in lines:
+        if len(line) > MAX_LINE:
+            yield TOO_LONG
+            continue
         for item in parse_line(line):
             if isinstance(item, LineFrame):
                 try:
@@ -76,6 +87,11 @@ def decode_lines(lines: Iterable[str], keys: KeyRing) -> Iterator[dict[str, Any]
                 yield {"ok": False, "error": item.code, "message": item.message}
 
 
+#: Characters JSON may leave raw that some line readers take as line ends (str.splitlines,
+#: JavaScript): escaped, so that every answer stays on one line for every reader.
+_LINE_BREAKS = {"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
 def render(lines: Iterable[str], keys: KeyRing) -> tuple[str, bool]:
     """The JSON lines for some input lines, and whether any telegram failed."""
     out = []
@@ -83,7 +99,11 @@ def render(lines: Iterable[str], keys: KeyRing) -> tuple[str, bool]:
     for result in decode_lines(lines, keys):
         failed = failed or not result["ok"]
         out.append(_encode(result) + "\n")
-    return "".join(out), failed
+    text = "".join(out)
+    for character, escaped in _LINE_BREAKS.items():
+        if character in text:
+            text = text.replace(character, escaped)
+    return text, failed
 
 
 def _ready(stream: BinaryIO) -> bool:
@@ -106,21 +126,33 @@ def _read_available(stream: BinaryIO) -> bytes:
 
 
 def batches(stream: BinaryIO) -> Iterator[list[str]]:
-    """Lines as they become available: a file gives big batches, a live pipe small ones."""
+    """Lines as they become available: a file gives big batches, a live pipe small ones.
+
+    Lines end at `\n` only (a `\r`, `\v`, `\f`, `\x1c`-`\x1e` or `\x85` inside one does not
+    split it), so every input line gives its own answer. A line longer than `MAX_LINE` is never
+    buffered whole: its first `MAX_LINE + 1` bytes stand for it, the rest is skipped.
+    """
     rest = b""
+    skipping = False  # inside a line already handed on as too long
     while True:
         data = _read_available(stream)
         if not data:
-            if rest:
+            if rest and not skipping:
                 yield [rest.decode("utf-8", "replace")]
             return
         data = rest + data
+        if skipping:
+            end = data.find(b"\n")
+            rest, data = b"", (b"" if end < 0 else data[end + 1 :])
+            skipping = end < 0
         cut = data.rfind(b"\n") + 1
-        if not cut and len(data) > MAX_LINE:
-            cut = len(data)
+        lines = data[:cut].decode("utf-8", "replace").split("\n")[:-1]
         rest = data[cut:]
-        if cut:
-            yield data[:cut].decode("utf-8", "replace").splitlines()
+        if len(rest) > MAX_LINE:
+            lines.append(rest[: MAX_LINE + 1].decode("latin-1"))
+            rest, skipping = b"", True
+        if lines:
+            yield lines
 
 
 _worker_keys: KeyRing | None = None

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..amiplus.clock import WARSAW
 from ..receivers.grammar import ReceiverSpec
+from ..wmbus.security import shown
 from .influxdb import InfluxConfig, influx_section
 from .meter_table import meters_from_files
 from .meters import MeterConfig, meters_section
@@ -82,7 +83,9 @@ def _settings(reader: Reader, top: dict[str, Node]) -> dict[str, Any]:
         try:
             options["timezone"] = ZoneInfo(zone)
         except (ZoneInfoNotFoundError, ValueError):
-            reader.problem(top["timezone"], f"timezone: unknown zone {zone!r}, e.g. Europe/Warsaw")
+            reader.problem(
+                top["timezone"], f"timezone: unknown zone {shown(zone)}, e.g. Europe/Warsaw"
+            )
     if "state" in top:
         state = reader.mapping(top["state"], "state", _STATE)
         stale = state.get("stale_after")
@@ -113,7 +116,11 @@ def _without_clashes(
             out.append(meter)
         else:
             reader.problems.append(
-                Problem(None, f"meters_file: the address {meter.meter_id} is also {clash!r}'s")
+                Problem(
+                    None,
+                    f"meters_file: the address {meter.meter_id} (either byte order) is already "
+                    f"meter {clash!r}'s; give each meter once, with its own key",
+                )
             )
     return out
 

@@ -95,16 +95,21 @@ def meters_section(reader: Reader, node: Node | None) -> list[MeterConfig]:
         reader.problem(node, "meters must be a list (lines starting with '- ')")
         return []
     meters: list[MeterConfig] = []
-    owner: dict[str, str] = {}
+    owner: dict[str, tuple[int, str]] = {}  # an address in either byte order -> entry, its words
     for number, item in enumerate(node.value, start=1):
         meter = _meter(reader, item, number)
         if meter is None:
             continue
-        clash = next((owner[i] for i in meter.ids if owner.get(i, meter.name) != meter.name), None)
+        clash = next((owner[i] for i in sorted(meter.ids) if i in owner), None)
         if clash is not None:
+            other, about = clash
             reader.problem(
-                item, f"meter {meter.name!r}: the address {meter.meter_id} is also {clash!r}'s"
+                item,
+                f"meter {number}: the address {meter.meter_id} (either byte order) is already "
+                f"meter {other}'s ({about}); give each meter once, with its own key",
             )
-        owner.update(dict.fromkeys(meter.ids, meter.name))
+            continue
+        named = f"{meter.name!r}, " if meter.name != meter.meter_id else ""
+        owner.update(dict.fromkeys(meter.ids, (number, f"{named}line {item.start_mark.line + 1}")))
         meters.append(meter)
     return meters

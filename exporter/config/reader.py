@@ -1,6 +1,6 @@
 """Reading a YAML configuration: the node walker that converts values and collects every
 problem with its line, `${ENV}` substitution and `*_file` secrets. Values of secrets are never
-echoed in a message."""
+echoed in a message, nor anything else that could be a key (`shown`: a fingerprint instead)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
+
+from ..wmbus.security import shown
 
 if TYPE_CHECKING:
     from yaml import Node
@@ -68,7 +70,7 @@ class Reader:
         for key_node, value_node in node.value:
             key = str(key_node.value)
             if key in out:
-                self.problem(key_node, f"{where}: '{key}' is given twice")
+                self.problem(key_node, f"{where}: {shown(key)} is given twice")
             elif key not in allowed:
                 import difflib  # noqa: PLC0415 (only for mistakes: keeps the daemon small)
 
@@ -76,7 +78,7 @@ class Reader:
                 hint = (
                     f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(allowed)}"
                 )
-                self.problem(key_node, f"{where}: unknown key '{key}'{hint}")
+                self.problem(key_node, f"{where}: unknown key {shown(key)}{hint}")
             else:
                 out[key] = value_node
         return out
@@ -108,7 +110,7 @@ class Reader:
         try:
             number = float(value)
         except ValueError:
-            self.problem(node, f"{where} must be a number, not {value!r}")
+            self.problem(node, f"{where} must be a number, not {shown(value)}")
             return None
         if not low <= number <= high:
             self.problem(node, f"{where} must be between {low:g} and {high:g}, not {number:g}")
@@ -124,13 +126,13 @@ class Reader:
             return True
         if lowered in ("false", "no", "off", "0"):
             return False
-        self.problem(node, f"{where} must be true or false, not {value!r}")
+        self.problem(node, f"{where} must be true or false, not {shown(value)}")
         return None
 
     def choice(self, node: Node, where: str, choices: tuple[str, ...]) -> str | None:
         value = self.text(node, where)
         if value is not None and value.lower() not in choices:
-            self.problem(node, f"{where} must be one of {', '.join(choices)}, not {value!r}")
+            self.problem(node, f"{where} must be one of {', '.join(choices)}, not {shown(value)}")
             return None
         return value.lower() if value is not None else None
 

@@ -13,6 +13,7 @@ import base64
 import http.client
 import logging
 import random
+import re
 import ssl
 import threading
 import time
@@ -31,13 +32,17 @@ from ..amiplus.fields import Shape
 from ..amiplus.reading import MeterReading
 from ..config import InfluxConfig
 from .base import MeterUpdate, Output
-from .spool import Segment, Spool
+from .spool import DISK_FULL, SPOOL_ERROR, SPOOL_FULL, Segment, Spool
 
 log = logging.getLogger(__name__)
 
 MEASUREMENT = "amiplus"
 BACKOFF_FIRST, BACKOFF_CAP = 1.0, 120.0
-STOP_BUDGET = 5.0  # seconds SIGTERM spends sending what is spooled
+PROBE_EVERY = 2.0  # seconds between `/ping` probes while InfluxDB does not answer
+PROBE_TIMEOUT = 2.0
+#: Seconds `stop` may take in all (the process has 5 s from SIGTERM; receivers stop first).
+STOP_BUDGET = 3.0
+UNREACHABLE = frozenset({"connection", "timeout"})  # outcomes after which a probe is worth it
 
 
 def _escape_tag(value: str) -> str:
@@ -66,15 +71,15 @@ def _fields(reading: MeterReading) -> Iterator[str]:
 
 
 def point(reading: MeterReading, name: str | None, received_at: float) -> str | None:
-    """The line-protocol point of one reading: float fields only, second precision (None when
-    the telegram named no field at all)."""
+    """The line-protocol point of one reading: float fields only, millisecond precision, so two
+    readings in one second are two points (None when the telegram named no field at all)."""
     values = ",".join(_fields(reading))
     if not values:
         return None
     tags = f"meter_id={_escape_tag(reading.meter_id)}"
     if name:
         tags += f",name={_escape_tag(name)}"
-    return f"{MEASUREMENT},{tags} {values} {int(received_at)}"
+    return f"{MEASUREMENT},{tags} {values} {round(received_at * 1000)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,13 @@ class Outcome:
     message: str = ""
     retry_after: float | None = None
     invalid: bool = False
+    refused_lines: int | None = None  # a partial write: the lines the server did not store
+
+    def refused(self, points: int) -> int:
+        """Points of an invalid batch of `points` that the server did not store."""
+        if self.refused_lines is None:
+            return points
+        return min(points, self.refused_lines)
 
 
 #: HTTP status -> (error label, whether the batch itself is at fault).
@@ -100,6 +112,18 @@ STATUS_MEANINGS = {
     408: ("timeout", False),
     429: ("rate_limited", False),
 }
+
+
+_DROPPED = re.compile(r"dropped=(\d+)")
+
+
+def refused_in_partial_write(body: str) -> int | None:
+    """Lines an InfluxDB 1.x "partial write" answer says it did not store: those it could not
+    parse plus `dropped=N` (type conflicts, outside the retention policy); None when the
+    answer is no partial write (then the whole batch was refused)."""
+    if "partial write" not in body:
+        return None
+    return body.count("unable to parse") + sum(int(n) for n in _DROPPED.findall(body))
 
 
 def outcome_of(status: int, body: str, retry_after: str | None) -> Outcome:
@@ -120,7 +144,28 @@ def outcome_of(status: int, body: str, retry_after: str | None) -> Outcome:
         message=f"HTTP {status}: {body.strip()[:300]}",
         retry_after=after,
         invalid=invalid,
+        refused_lines=refused_in_partial_write(body) if invalid else None,
     )
+
+
+def ping(config: InfluxConfig, timeout: float = PROBE_TIMEOUT) -> bool:
+    """Whether InfluxDB answers at all (`GET /ping`: no credentials, no work for the server)."""
+    parts = urllib.parse.urlsplit(config.url)
+    https = parts.scheme == "https"
+    host, port = parts.hostname or "localhost", parts.port or (443 if https else 8086)
+    connection = (
+        http.client.HTTPSConnection(host, port, timeout=timeout, context=_ssl_context(config))
+        if https
+        else http.client.HTTPConnection(host, port, timeout=timeout)
+    )
+    try:
+        connection.request("GET", f"{parts.path.rstrip('/')}/ping")
+        connection.getresponse().read()
+    except OSError:
+        return False
+    finally:
+        connection.close()
+    return True
 
 
 class Sender(ABC):
@@ -129,7 +174,8 @@ class Sender(ABC):
     description: str
 
     @abstractmethod
-    def send(self, body: bytes) -> Outcome: ...
+    def send(self, body: bytes, timeout: float | None = None) -> Outcome:
+        """Write a batch; `timeout` (seconds) shortens the configured one (when stopping)."""
 
     def close(self) -> None:
         return None
@@ -144,14 +190,14 @@ def _ssl_context(config: InfluxConfig) -> ssl.SSLContext:
 
 
 class V1Sender(Sender):
-    """`POST /write?db=&rp=&precision=s` with basic auth (InfluxDB 1.x)."""
+    """`POST /write?db=&rp=&precision=ms` with basic auth (InfluxDB 1.x)."""
 
     def __init__(self, config: InfluxConfig) -> None:
         parts = urllib.parse.urlsplit(config.url)
         self.https = parts.scheme == "https"
         self.host = parts.hostname or "localhost"
         self.port = parts.port or (443 if self.https else 8086)
-        query = {"db": config.database, "precision": "s"}
+        query = {"db": config.database, "precision": "ms"}
         if config.retention_policy:
             query["rp"] = config.retention_policy
         self.path = f"{parts.path.rstrip('/')}/write?{urllib.parse.urlencode(query)}"
@@ -163,14 +209,15 @@ class V1Sender(Sender):
         self.context = _ssl_context(config) if self.https else None
         self.description = f"{config.url} database {config.database}"
 
-    def send(self, body: bytes) -> Outcome:
+    def send(self, body: bytes, timeout: float | None = None) -> Outcome:
         connection: http.client.HTTPConnection
+        seconds = min(self.timeout, timeout or self.timeout)
         if self.https:
             connection = http.client.HTTPSConnection(
-                self.host, self.port, timeout=self.timeout, context=self.context
+                self.host, self.port, timeout=seconds, context=self.context
             )
         else:
-            connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            connection = http.client.HTTPConnection(self.host, self.port, timeout=seconds)
         try:
             connection.request("POST", self.path, body, self.headers)
             response = connection.getresponse()
@@ -185,14 +232,15 @@ class V1Sender(Sender):
 
 
 class V2Sender(Sender):
-    """`/api/v2/write` through influxdb-client (InfluxDB 1.8+, 2.x, 3.x)."""
+    """`/api/v2/write?precision=ms` through influxdb-client (InfluxDB 1.8+, 2.x, 3.x)."""
 
     def __init__(self, config: InfluxConfig) -> None:
         from influxdb_client.client.influxdb_client import InfluxDBClient  # noqa: PLC0415
-        from influxdb_client.client.write_api import SYNCHRONOUS  # noqa: PLC0415 (when used)
         from influxdb_client.domain.write_precision import WritePrecision  # noqa: PLC0415
+        from influxdb_client.service.write_service import WriteService  # noqa: PLC0415
 
-        self.precision = WritePrecision.S  # a str constant; the stubs expect the class
+        self.precision = WritePrecision.MS
+        self.timeout = config.timeout
 
         self.client = InfluxDBClient(
             url=config.url,
@@ -203,21 +251,24 @@ class V2Sender(Sender):
             ssl_ca_cert=str(config.ca_file) if config.ca_file else None,
             retries=False,
         )
-        self.write_api = self.client.write_api(write_options=SYNCHRONOUS)
+        self.service = WriteService(self.client.api_client)  # type: ignore[no-untyped-call]
         self.bucket = config.bucket
         self.org = config.org or "-"
         self.description = f"{config.url} bucket {config.bucket}"
 
-    def send(self, body: bytes) -> Outcome:
+    def send(self, body: bytes, timeout: float | None = None) -> Outcome:
         from influxdb_client.rest import ApiException  # noqa: PLC0415
         from urllib3.exceptions import HTTPError, ReadTimeoutError  # noqa: PLC0415
 
+        seconds = min(self.timeout, timeout or self.timeout)
         try:
-            self.write_api.write(
-                self.bucket,
-                self.org,
-                body,
-                write_precision=self.precision,  # type: ignore[arg-type]
+            self.service.post_write(  # type: ignore[no-untyped-call]
+                org=self.org,
+                bucket=self.bucket,
+                body=body,
+                precision=self.precision,
+                content_type="text/plain; charset=utf-8",
+                _request_timeout=seconds * 1000,  # milliseconds
             )
         except ApiException as error:
             headers: Any = error.headers or {}
@@ -235,7 +286,11 @@ class V2Sender(Sender):
 
 
 class InfluxOutput(Output):
-    """Appends readings to the spool at once; a thread sends the sealed segments in order."""
+    """Appends readings to the spool at once; a thread sends the sealed segments in order.
+
+    Neither a fault of the disk under the spool nor of InfluxDB reaches the receivers: readings
+    that cannot be spooled are dropped and counted, and the writer carries on until it can.
+    """
 
     name = "influxdb"
 
@@ -255,7 +310,6 @@ class InfluxOutput(Output):
         self._warned_full = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._deadline = 0.0  # set by stop(): the final flush sends until then
         self._thread = threading.Thread(target=self._run, name="influxdb", daemon=True)
 
     def start(self) -> None:
@@ -271,52 +325,69 @@ class InfluxOutput(Output):
         line = point(update.reading, update.name, update.received_at)
         if line is None:
             return
-        self.spool.append([line], int(update.received_at))
-        if self.spool.dropped > self._warned_full:
+        self.spool.append([line], update.received_at)
+        full = self.spool.dropped[SPOOL_FULL]
+        if full > self._warned_full:
             log.warning(
                 "InfluxDB spool full (%.0f MB): dropped the %d oldest points so far",
                 self.config.spool_max_mb,
-                self.spool.dropped,
+                full,
             )
-            self._warned_full = self.spool.dropped
+            self._warned_full = full
 
     def _run(self) -> None:
         attempt = 0
         while not self._stop.is_set():
-            self.spool.seal_if_older(self.config.flush_interval)
-            segment = self.spool.oldest()
-            if segment is None:
-                self._wake.wait(min(self.config.flush_interval, 1.0))
-                self._wake.clear()
-                continue
-            outcome = self._send(segment)
-            if outcome.accepted or outcome.invalid:
-                attempt = 0
-                continue
-            delay = outcome.retry_after or min(BACKOFF_CAP, BACKOFF_FIRST * 2.0**attempt)
-            delay *= random.uniform(0.8, 1.2)
-            attempt += 1
-            self.retry_at = time.time() + delay
-            log.warning(
-                "InfluxDB write failed (%s): %s; retrying in %.1f s",
-                outcome.reason,
-                outcome.message,
-                delay,
-            )
-            self._stop.wait(delay)
-        self._flush()
+            try:
+                attempt = self._step(attempt)
+            except Exception:  # the writer must outlive any surprise; the spool keeps the data
+                log.exception("InfluxDB writer: unexpected error; carrying on in 1 s")
+                self._stop.wait(1.0)
 
-    def _flush(self) -> None:
-        """After `stop()`: seal the open segment and send what the spool holds until the stop
-        deadline (a write under way then may hang on; `stop()` does not wait for it)."""
-        self.spool.close()
-        while time.monotonic() < self._deadline and (segment := self.spool.oldest()) is not None:
-            outcome = self._send(segment)
-            if not outcome.accepted and not outcome.invalid:
-                break
+    def _step(self, attempt: int) -> int:
+        """Send the oldest sealed segment, or wait; the next backoff attempt number."""
+        self.spool.seal_if_older(self.config.flush_interval)
+        self.spool.tidy()
+        segment = self.spool.oldest()
+        if segment is None:
+            self._wake.wait(min(self.config.flush_interval, 1.0))
+            self._wake.clear()
+            return attempt
+        outcome = self._send(segment)
+        if outcome.accepted or outcome.invalid:
+            return 0
+        delay = outcome.retry_after or min(BACKOFF_CAP, BACKOFF_FIRST * 2.0**attempt)
+        delay *= random.uniform(0.8, 1.2)
+        self.retry_at = time.time() + delay
+        log.warning(
+            "InfluxDB write failed (%s): %s; retrying in %.1f s",
+            outcome.reason,
+            outcome.message,
+            delay,
+        )
+        self._back_off(delay, probe=outcome.reason in UNREACHABLE and not outcome.retry_after)
+        return attempt + 1
 
-    def _send(self, segment: Segment) -> Outcome:
-        outcome = self.sender.send(self.spool.read(segment))
+    def _back_off(self, delay: float, *, probe: bool) -> None:
+        """Wait `delay` seconds; while InfluxDB was unreachable, ask `/ping` every
+        `PROBE_EVERY` seconds and stop waiting as soon as it answers."""
+        deadline = time.monotonic() + delay
+        while (remaining := deadline - time.monotonic()) > 0:
+            if self._stop.wait(min(remaining, PROBE_EVERY) if probe else remaining):
+                return
+            if probe and deadline - time.monotonic() > 0 and ping(self.config):
+                log.info("InfluxDB answers again at %s; sending now", self.config.url)
+                self.retry_at = 0.0
+                return
+
+    def _send(self, segment: Segment, timeout: float | None = None) -> Outcome:
+        body = self.spool.read(segment)
+        if body is None:  # unreadable for now (or gone, which the spool counted)
+            return Outcome(reason="spool", message=f"cannot read {segment.path}")
+        if not body:
+            self.spool.remove(segment)
+            return Outcome(accepted=True)
+        outcome = self.sender.send(body, timeout)
         if outcome.accepted:
             self.spool.remove(segment)
             self.written += segment.points
@@ -326,10 +397,14 @@ class InfluxOutput(Output):
         self.errors[outcome.reason] += 1
         self.last_error = outcome.message
         if outcome.invalid:
+            refused = outcome.refused(segment.points)
             where = self.spool.reject(segment)
-            self.rejected_points += segment.points
+            self.rejected_points += refused
+            self.written += segment.points - refused
             log.error(
-                "InfluxDB refused %d points as invalid (%s); moved to %s, not retried",
+                "InfluxDB refused %d of %d points as invalid (%s); the batch is kept in %s, "
+                "not retried",
+                refused,
                 segment.points,
                 outcome.message,
                 where,
@@ -337,15 +412,22 @@ class InfluxOutput(Output):
         return outcome
 
     def stop(self) -> None:
-        """Stop within `STOP_BUDGET` seconds, sending what the spool holds meanwhile; the rest,
-        and a write InfluxDB has not answered, waits on disk for the next start."""
-        self._deadline = time.monotonic() + STOP_BUDGET
+        """Stop within `STOP_BUDGET` seconds, sending what the spool holds meanwhile; the rest
+        waits on disk for the next start (a batch cut off mid-send is sent again then, which
+        InfluxDB takes as the same points)."""
+        deadline = time.monotonic() + STOP_BUDGET
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=STOP_BUDGET)
-        if self._thread.is_alive():
-            log.info("InfluxDB does not answer: the spooled points wait for the next start")
-            return
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout=STOP_BUDGET)
+        self.spool.close()
+        if not self._thread.is_alive():
+            while (remaining := deadline - time.monotonic()) > 0.1 and (
+                segment := self.spool.oldest()
+            ) is not None:
+                outcome = self._send(segment, remaining)
+                if not outcome.accepted and not outcome.invalid:
+                    break
         left = self.spool.points
         if left:
             log.info("%d points stay in the InfluxDB spool for the next start", left)
@@ -363,10 +445,12 @@ class InfluxOutput(Output):
         yield errors
         dropped = CounterMetricFamily(
             "amiplus_influxdb_points_dropped",
-            "Points given up: the spool was full, or InfluxDB refused them.",
+            "Points given up: the spool was full, its disk full or failing, or InfluxDB "
+            "refused them.",
             labels=["reason"],
         )
-        dropped.add_metric(["spool_full"], self.spool.dropped)
+        for reason in (SPOOL_FULL, DISK_FULL, SPOOL_ERROR):
+            dropped.add_metric([reason], self.spool.dropped[reason])
         dropped.add_metric(["rejected"], self.rejected_points)
         yield dropped
         yield GaugeMetricFamily(
@@ -388,13 +472,16 @@ class InfluxOutput(Output):
     def status(self) -> dict[str, Any]:
         """The writer's state for the status page."""
         oldest = self.spool.oldest_timestamp
+        dropped = self.spool.dropped
         return {
             "target": self.sender.description,
             "points_written": self.written,
             "spool_points": self.spool.points,
             "spool_bytes": self.spool.size,
             "oldest_point_age_seconds": None if oldest is None else max(0.0, time.time() - oldest),
-            "dropped_points": self.spool.dropped,
+            "dropped_points": sum(dropped.values()),
+            "dropped": dict(dropped),
+            "spool_problem": self.spool.problem,
             "rejected_points": self.rejected_points,
             "errors": dict(self.errors),
             "last_error": self.last_error,

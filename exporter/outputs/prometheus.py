@@ -267,6 +267,12 @@ def receiver_families(receivers: list[ReceiverStats]) -> Iterator[Metric]:
     up = GaugeMetricFamily(
         "amiplus_receiver_up", "1 when the receiver is open and set up.", labels=["receiver"]
     )
+    closed = CounterMetricFamily(
+        "amiplus_receiver_connections_closed",
+        "Connections of senders a listening receiver closed: idle, replaced (for a new "
+        "sender), refused (all busy).",
+        labels=["receiver", "reason"],
+    )
     for stats in receivers:
         up.add_metric([stats.name], 1 if stats.up else 0)
         frames.add_metric([stats.name], stats.frames)
@@ -275,7 +281,11 @@ def receiver_families(receivers: list[ReceiverStats]) -> Iterator[Metric]:
         reconnects.add_metric([stats.name], stats.reconnects)
         for reason in ErrorReason:
             errors.add_metric([stats.name, reason.value], stats.errors.get(reason.value, 0))
+        for why, count in sorted((stats.closed_connections or {}).items()):
+            closed.add_metric([stats.name, why], count)
     yield from (up, frames, last, reconnects, errors)
+    if closed.samples:
+        yield closed
 
 
 def registry(collector: Collector) -> CollectorRegistry:

@@ -2,15 +2,19 @@
 
 Called from the receivers' threads. The same telegram heard by several receivers within the
 dedupe window is one reading; each receiver's signal is kept, so the best receiver of a meter is
-known. A failure is counted against the meter that sent it (or as undecodable); an accepted
-reading goes to the state and then to every output.
+known. A failure is counted against the meter that sent it (or as undecodable) every time, but
+logged only the first time and then as a summary every `REPEAT_SUMMARY` seconds while it goes on
+(a wrong key fails every telegram, thousands a day); an accepted reading goes to the state and
+then to every output.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..amiplus.reading import read_meter
@@ -24,17 +28,36 @@ from .state import State
 
 log = logging.getLogger("amiplus_exporter")
 
+REPEAT_SUMMARY = 900.0  # seconds between log lines about the same failure of the same meter
+
+
+@dataclass(slots=True)
+class _Repeated:
+    """A meter's failure already logged: when, and how often it came back since."""
+
+    logged_at: float
+    since: int = 0
+
 
 class Intake:
     """The frame sink of every receiver; `config` and `outputs` may be replaced at any time."""
 
-    def __init__(self, config: Config, state: State, outputs: Sequence[Output] = ()) -> None:
+    def __init__(
+        self,
+        config: Config,
+        state: State,
+        outputs: Sequence[Output] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config
         self.state = state
         self.outputs: Sequence[Output] = outputs
         self.heard = HeardMeters()
         self.dedupe = Deduplicator(config.dedupe_window)
         self._dedupe_lock = threading.Lock()
+        self._clock = clock
+        self._repeated: dict[tuple[str, str], _Repeated] = {}
+        self._repeated_lock = threading.Lock()
 
     def _key(self, address: Address) -> MeterKey | None:
         meter = self.config.meter_for(address.meter_id)
@@ -100,10 +123,33 @@ class Intake:
             self.state.record_failure(
                 meter.meter_id, meter.name, error.code, error.message, frame.received_at
             )
-            log.warning("meter %s: %s", meter.name, error.message)
+            self._log_failure(meter, error)
             return
         with self.state.lock:
             if address is not None:
                 self.state.unconfigured_telegrams += 1
             else:
                 self.state.undecodable[error.code] += 1
+
+    def _log_failure(self, meter: MeterConfig, error: WMBusError) -> None:
+        """The first failure of its kind, then a summary every `REPEAT_SUMMARY` seconds."""
+        now = self._clock()
+        key = (meter.meter_id, error.code)
+        with self._repeated_lock:
+            seen = self._repeated.get(key)
+            if seen is not None and now - seen.logged_at < REPEAT_SUMMARY:
+                seen.since += 1
+                return
+            self._repeated[key] = _Repeated(now)
+        if seen is None or not seen.since:
+            log.warning("meter %s: %s", meter.name, error.message)
+            return
+        log.warning(
+            "meter %s: %s (and %d more telegrams failed the same way in the last %.0f minutes; "
+            "the next summary in %.0f minutes if it goes on)",
+            meter.name,
+            error.message,
+            seen.since,
+            (now - seen.logged_at) / 60,
+            REPEAT_SUMMARY / 60,
+        )

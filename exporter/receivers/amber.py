@@ -49,7 +49,8 @@ PARAM_MODE = 0x46
 METER_C_FIELDS = frozenset({0x44, 0x46})
 #: The smallest L of a frame with a header: C M M A A A A V T and the CI byte.
 MIN_L = LINK_HEADER_LENGTH
-#: A stick writes a frame in one burst; bytes of a partial frame older than this are stale.
+#: An Amber stick writes a frame in one burst; bytes of a partial frame older than this are
+#: stale (docs/receivers.md, section 3). Not a rule for the Radiocrafts modules.
 STALE_AFTER = 2.0
 
 
@@ -115,14 +116,22 @@ class LengthPrefixedFramer(Framer):
     Shared by Amber transparent output and Radiocrafts modules. With `rssi` on (the modules'
     RSSI setting), an RSSI byte ends every telegram and L' counts it (L' = L + 1); the framer
     rebuilds L. A telegram starts where L' can hold a header and C is 0x44 or 0x46; other bytes
-    are skipped, one FRAMING error per run. Only L' marks where a telegram ends, so a partial
-    telegram is dropped as stale when bytes resume more than `STALE_AFTER` seconds after its
-    last byte: a false start found in noise must not swallow the telegrams that follow.
-    The buffer never holds more than one unfinished telegram (at most 256 bytes).
+    are skipped, one FRAMING error per run. Only L' marks where a telegram ends; with
+    `stale_after` (the Amber's rule), a partial telegram is dropped when bytes resume more than
+    that many seconds after its last byte, so that a false start found in noise cannot swallow
+    the telegrams that follow. The buffer never holds more than one unfinished telegram (at
+    most 256 bytes).
     """
 
-    def __init__(self, to_dbm: Callable[[int], float], *, rssi: bool = True) -> None:
+    def __init__(
+        self,
+        to_dbm: Callable[[int], float],
+        *,
+        rssi: bool = True,
+        stale_after: float | None = None,
+    ) -> None:
         self.rssi = rssi
+        self.stale_after = stale_after
         self._to_dbm = to_dbm
         self._buffer = bytearray()
         self._skipped = 0  # bytes of the current garbage run, reported when it ends
@@ -134,7 +143,7 @@ class LengthPrefixedFramer(Framer):
 
     def feed(self, data: bytes, now: float) -> list[Event]:
         events: list[Event] = []
-        if now - self._last_byte_at > STALE_AFTER:
+        if self.stale_after is not None and now - self._last_byte_at > self.stale_after:
             events += self._flush(f"nothing followed for {now - self._last_byte_at:.1f} s")
         if data:
             self._last_byte_at = now
@@ -231,7 +240,7 @@ class AmberFramer(LengthPrefixedFramer):
     """
 
     def __init__(self, *, rssi: bool = True) -> None:
-        super().__init__(rssi_dbm, rssi=rssi)
+        super().__init__(rssi_dbm, rssi=rssi, stale_after=STALE_AFTER)
 
     def _match(self, buffer: bytearray, pos: int, now: float) -> tuple[int, Event] | Scan:
         if buffer[pos] != START:

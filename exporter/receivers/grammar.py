@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from ..amiplus.families import FAMILIES_BY_NAME
 from ..amiplus.simulated import DEFAULT_FAMILY
+from ..wmbus.security import shown
 from .amber import Amber
 from .base import Dialect, LinkMode
 from .cul import Cul
@@ -151,25 +152,25 @@ def convert(option: Option, text: str) -> Any:
             return True
         if lowered in ("false", "no", "off", "0"):
             return False
-        raise ReceiverSpecError(f"{where} must be true or false, not {text!r}")
+        raise ReceiverSpecError(f"{where} must be true or false, not {shown(text)}")
     if option.kind is Kind.CHOICE:
         if text.lower() not in option.choices:
             raise ReceiverSpecError(
-                f"{where} must be one of {', '.join(option.choices)}, not {text!r}"
+                f"{where} must be one of {', '.join(option.choices)}, not {shown(text)}"
             )
         return _MODES[text.lower()] if option.name == "mode" else text.lower()
     if option.kind in (Kind.NUMBER, Kind.INTEGER):
         try:
             number = float(text)
         except ValueError:
-            raise ReceiverSpecError(f"{where} must be a number, not {text!r}") from None
+            raise ReceiverSpecError(f"{where} must be a number, not {shown(text)}") from None
         if not option.low <= number <= option.high:
             raise ReceiverSpecError(
                 f"{where} must be between {option.low:g} and {option.high:g}, not {number:g}"
             )
         if option.kind is Kind.INTEGER:
             if number != int(number):
-                raise ReceiverSpecError(f"{where} must be a whole number, not {text!r}")
+                raise ReceiverSpecError(f"{where} must be a whole number, not {shown(text)}")
             return int(number)
         return number
     raise ReceiverSpecError(f"{where} cannot be given on the command line")
@@ -185,7 +186,7 @@ def host_port(url: str, what: str) -> tuple[str, int, str]:
         parts = urlsplit("")
     if parts.scheme not in ("udp", "tcp") or not parts.hostname or port is None:
         raise ReceiverSpecError(
-            f"{what} must look like udp://0.0.0.0:9011 or tcp://0.0.0.0:9022, not {url!r}"
+            f"{what} must look like udp://0.0.0.0:9011 or tcp://0.0.0.0:9022, not {shown(url)}"
         )
     return parts.hostname, port, parts.scheme
 
@@ -237,7 +238,7 @@ def parse_spec(text: str) -> ReceiverSpec:
     kind = kind.strip().lower()
     receiver_type = RECEIVER_TYPES.get(kind)
     if receiver_type is None:
-        raise ReceiverSpecError(f"unknown receiver type {kind!r}; one of: {', '.join(TYPES)}")
+        raise ReceiverSpecError(f"unknown receiver type {shown(kind)}; one of: {', '.join(TYPES)}")
     values: dict[str, Any] = {}
     rest = argument
     while rest:
@@ -254,7 +255,7 @@ def parse_spec(text: str) -> ReceiverSpec:
             continue
         option = OPTIONS.get(key)
         if option is None or option.kind is Kind.KEYS:
-            raise ReceiverSpecError(f"{kind}: unknown option {key!r}")
+            raise ReceiverSpecError(f"{kind}: unknown option {shown(key)}")
         values[option.name] = convert(option, value)
     unknown = unknown_options(kind, set(values))
     if unknown:

@@ -105,13 +105,18 @@ IM871A_LINK_MODES = {
 IM871A_MODE_CODES = {LinkMode.T1: 0x03, LinkMode.C1_T1: 0x0A}
 
 
+IM871A_RSSI_TOP = 230  # the raw value where the fit's range ends (-7.5 dBm)
+
+
 def im871a_rssi_dbm(raw: int) -> float:
     """Approximate dBm of the iM871A's raw RSSI byte (a rough fit, not a calibration).
 
-    The stick's byte is not in dBm; this is the fit wmbusmeters uses (docs/receivers.md, section
-    8), good enough to compare receptions, not to quote absolute signal levels.
+    The stick's byte is not in dBm; this is a linear fit (docs/receivers.md, section 8), good
+    enough to compare receptions, not to quote absolute signal levels. It stays at its top
+    value from raw 230 on instead of jumping to 0 dBm there, so a stronger signal never reads
+    weaker and no step appears where there is none.
     """
-    return 0.0 if raw >= 230 else -100 + 0.5 * (raw - 45)
+    return -100 + 0.5 * (min(raw, IM871A_RSSI_TOP) - 45)
 
 
 def im871a_command(message: int, payload: bytes = b"") -> bytes:

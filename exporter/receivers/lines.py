@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import re
 import string
 from dataclasses import dataclass
@@ -90,7 +91,11 @@ def _rtl_433(line: str) -> list[LineItem]:
             )
         ]
     mode = event.get("mode")
-    return [_hex_frame(data, LineFormat.RTL_433_JSON, None, _RTL_433_MODES.get(str(mode)))]
+    rssi = event.get("rssi")  # with `-M level`: dB below the SDR's full scale
+    level = float(rssi) if isinstance(rssi, int | float) and not isinstance(rssi, bool) else None
+    if level is not None and not math.isfinite(level):
+        level = None
+    return [_hex_frame(data, LineFormat.RTL_433_JSON, level, _RTL_433_MODES.get(str(mode)))]
 
 
 def _rssi_dbm(text: str) -> float | None:

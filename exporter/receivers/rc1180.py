@@ -21,7 +21,9 @@ class Rc1180Framer(LengthPrefixedFramer):
     """RC1180 telegrams; `rssi` is the module's RSSI_MODE (factory value 1: L' counts it).
 
     Only telegrams: the session never enters configuration mode (see `Rc1180`), so a stray
-    ``>`` prompt is skipped like any other byte that starts no telegram.
+    ``>`` prompt is skipped like any other byte that starts no telegram. The Amber's rule that
+    drops a telegram whose bytes pause for 2 s is not applied: nothing says the module writes a
+    telegram in one burst, and a serial-to-network bridge may pause in the middle of one.
     """
 
     def __init__(self, *, rssi: bool = True) -> None:

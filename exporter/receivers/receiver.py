@@ -2,7 +2,9 @@
 
 A `Receiver` opens its source, runs the dialect's session (stick set to T1, acknowledgement
 awaited, configuration read back), feeds a framer per stream, delivers frames, and reopens with
-capped exponential backoff when the source vanishes or stays silent.
+capped exponential backoff when the source vanishes or stays silent. The backoff starts again
+from its first step after a session that delivered frames, so a stick pulled out a second time,
+or reopened by the watchdog, is retried within a second or two.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class ReceiverStats:
     last_frame_at: float | None = None
     up: bool = False
     down_reason: str | None = "starting"
+    closed_connections: Counter[str] | None = None  # a listener's closed senders, by reason
 
     def copy(self) -> ReceiverStats:
         return ReceiverStats(
@@ -48,6 +51,7 @@ class ReceiverStats:
             self.last_frame_at,
             self.up,
             self.down_reason,
+            None if self.closed_connections is None else Counter(self.closed_connections),
         )
 
 
@@ -103,7 +107,11 @@ class Receiver:
     @property
     def stats(self) -> ReceiverStats:
         with self._lock:
-            return self._stats.copy()
+            stats = self._stats.copy()
+        closed = self.source.closed_connections
+        if closed is not None:
+            stats.closed_connections = Counter(closed)
+        return stats
 
     def start(self) -> None:
         self._thread.start()
@@ -116,6 +124,7 @@ class Receiver:
         attempt = 0
         try:
             while not self._stop.is_set():
+                frames = self._stats.frames
                 try:
                     self._open_and_receive()
                     return
@@ -130,6 +139,8 @@ class Receiver:
                     self._down(reason)
                 finally:
                     self.source.close()
+                if self._stats.frames > frames:
+                    attempt = 0  # a session that delivered frames: the next failure is new
                 delay = self.backoff.delay(attempt)
                 attempt += 1
                 log.warning("receiver %s down: %s; retrying in %.1f s", self.name, reason, delay)

@@ -8,6 +8,7 @@ thread (`receiver.py`) opens, reads and reopens it.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import re
 import select
@@ -17,6 +18,7 @@ import subprocess
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -57,6 +59,9 @@ class Source(ABC):
 
     @abstractmethod
     def read(self, timeout: float) -> list[Chunk]: ...
+
+    #: Connections of senders this source closed, by reason (only sources that listen).
+    closed_connections: Counter[str] | None = None
 
     def write(self, data: bytes) -> None:
         raise SourceGone(f"{self.description} cannot take commands")
@@ -162,17 +167,45 @@ class TcpClientSource(Source):
             sock.close()
 
 
+@dataclass(slots=True)
+class _Sender:
+    """A connection of a TCP listener: who, its stream (its own framer), its last bytes."""
+
+    peer: tuple[str, int]
+    stream: int
+    active_at: float
+
+
+#: Why a TCP listener closed a sender's connection (the `reason` of its metric).
+CLOSED_REASONS = ("idle", "replaced", "refused")
+
+
 class TcpServerSource(Source):
     """Listens for senders: ESPHome's socket_transmitter connects once per telegram, bridges
-    stay connected; every connection is its own stream (its own framer)."""
+    stay connected; every connection is its own stream (its own framer).
+
+    At most `MAX_CLIENTS` connections: one silent for `idle_timeout` is closed, and when all are
+    taken, the one silent longest gives way to a new sender (if it has been silent for
+    `REPLACE_AFTER`; otherwise, all being busy, the new one is refused). Each is counted in
+    `closed_connections` by reason, so idle connections can never lock senders out.
+    """
 
     MAX_CLIENTS = 64
+    REPLACE_AFTER = 2.0
+    LOG_EVERY = 60.0
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(
+        self, host: str, port: int, *, idle_timeout: float = 300.0, max_clients: int = MAX_CLIENTS
+    ) -> None:
         self.address = (host, port)
         self.description = f"tcp listen {host}:{port}"
+        self.idle_timeout = idle_timeout
+        self.max_clients = max_clients
+        self.closed_connections: Counter[str] = Counter(dict.fromkeys(CLOSED_REASONS, 0))
         self._server: socket.socket | None = None
-        self._clients: dict[socket.socket, tuple[str, int]] = {}
+        self._clients: dict[socket.socket, _Sender] = {}
+        self._streams = itertools.count()
+        self._logged: dict[str, float] = {}
 
     @property
     def port(self) -> int:
@@ -183,7 +216,7 @@ class TcpServerSource(Source):
 
     def open(self) -> None:
         try:
-            self._server = socket.create_server(self.address, reuse_port=False)
+            self._server = socket.create_server(self.address, reuse_port=False, backlog=128)
         except OSError as error:
             raise SourceGone(
                 f"cannot listen on {self.address[0]}:{self.address[1]}: {error}"
@@ -191,29 +224,81 @@ class TcpServerSource(Source):
 
     def read(self, timeout: float) -> list[Chunk]:
         assert self._server is not None
+        now = time.monotonic()
+        chunks = [
+            chunk
+            for sock, sender in list(self._clients.items())
+            if now - sender.active_at > self.idle_timeout
+            for chunk in self._close(sock, "idle")
+        ]
         ready = _wait_readable([self._server, *self._clients], timeout)
-        chunks: list[Chunk] = []
+        now = time.monotonic()
         for sock in ready:
             if sock is self._server:
-                client, peer = self._server.accept()
-                if len(self._clients) >= self.MAX_CLIENTS:
-                    client.close()
-                    log.warning("%s: too many connections, refused %s", self.description, peer)
-                    continue
-                self._clients[client] = peer
+                chunks += self._accept(now)
                 continue
-            assert isinstance(sock, socket.socket)
+            sender = self._clients.get(sock)
+            if sender is None:  # closed to make room a moment ago
+                continue
             try:
                 data = sock.recv(65536)
             except OSError:
                 data = b""
             if data:
-                chunks.append(Chunk(sock.fileno(), data))
+                sender.active_at = now
+                chunks.append(Chunk(sender.stream, data))
             else:
-                chunks.append(Chunk(sock.fileno(), b"", ended=True))
-                del self._clients[sock]
-                sock.close()
+                chunks += self._close(sock)
         return chunks
+
+    def _accept(self, now: float) -> list[Chunk]:
+        assert self._server is not None
+        try:
+            client, peer = self._server.accept()
+        except OSError as error:  # out of file descriptors: do not spin
+            log.warning("%s: cannot accept a connection: %s", self.description, error)
+            time.sleep(0.1)
+            return []
+        chunks: list[Chunk] = []
+        if len(self._clients) >= self.max_clients:
+            silent, oldest = min(
+                ((sender.active_at, sock) for sock, sender in self._clients.items()),
+                key=lambda item: item[0],
+            )
+            if now - silent < self.REPLACE_AFTER:
+                self._note("refused", f"all {self.max_clients} connections are busy", peer)
+                client.close()
+                return []
+            chunks = self._close(oldest, "replaced")
+        self._clients[client] = _Sender(peer, next(self._streams), now)
+        return chunks
+
+    def _close(self, sock: socket.socket, reason: str | None = None) -> list[Chunk]:
+        """Close one connection (its framer gets the end of its stream)."""
+        sender = self._clients.pop(sock)
+        if reason is not None:
+            why = {
+                "idle": f"silent for more than {self.idle_timeout:g} s",
+                "replaced": f"the longest silent of {self.max_clients}, for a new sender",
+            }[reason]
+            self._note(reason, why, sender.peer)
+        sock.close()
+        return [Chunk(sender.stream, b"", ended=True)]
+
+    def _note(self, reason: str, why: str, peer: tuple[str, int]) -> None:
+        """Count a closed connection; log it at most once a minute per reason."""
+        self.closed_connections[reason] += 1
+        now = time.monotonic()
+        if now - self._logged.get(reason, -self.LOG_EVERY) >= self.LOG_EVERY:
+            self._logged[reason] = now
+            log.warning(
+                "%s: closed the connection from %s (%s); %d %s so far",
+                self.description,
+                peer[0],
+                why,
+                self.closed_connections[reason],
+                reason,
+            )
 
     def close(self) -> None:
         for client in self._clients:
@@ -364,10 +449,12 @@ class ReplaySource(Source):
 
     def open(self) -> None:
         try:
-            self._lines = self.path.read_bytes().splitlines(keepends=True)
+            lines = self.path.read_bytes().split(b"\n")  # at LF only, as every line reader
         except OSError as error:
             raise SourceFinished(f"cannot read {self.path}: {error}") from None
-        self._lines.reverse()
+        if not lines[-1]:
+            lines.pop()
+        self._lines = [line + b"\n" for line in reversed(lines)]
         self._started = time.monotonic()
 
     def read(self, timeout: float) -> list[Chunk]:
@@ -383,7 +470,7 @@ class ReplaySource(Source):
                 if wait > timeout:
                     return []
         self._lines.pop()
-        return [Chunk(None, line if line.endswith(b"\n") else line + b"\n")]
+        return [Chunk(None, line)]
 
     def close(self) -> None:
         self._lines = []

@@ -2,31 +2,51 @@
 `/api/status`.
 
 TLS (with client certificates) and basic auth come from an exporter-toolkit style web config
-file, read again whenever it changes. Passwords are bcrypt hashes; a verified password is
-remembered as its SHA-256 so that scrapes do not pay bcrypt's cost each time, and every
-comparison is constant-time.
+file, read again whenever it changes. Passwords are bcrypt hashes; credentials once checked are
+remembered (keyed digests, both the right and the wrong ones) so that neither scrapes nor a
+client repeating a wrong password pay bcrypt's cost again, and only one bcrypt check runs at a
+time, so a flood of new wrong passwords leaves the other CPU to the scrapes.
+
+A thousand idle or slow clients never stop a scrape: connections are bounded (the one waiting
+longest for a request gives way to a new one), a request must arrive within `HEADER_TIMEOUT`,
+a kept-alive connection is closed after `IDLE_TIMEOUT` without one, and the listen backlog is
+deep enough for bursts.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import enum
+import errno
 import gzip
 import hashlib
 import hmac
 import json
 import logging
+import os
 import socket
 import ssl
+import sys
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+IDLE_TIMEOUT = 60.0  # seconds a kept-alive connection may wait for its next request
+HEADER_TIMEOUT = 10.0  # seconds for a TLS handshake, or a request from its first byte, or a write
+MAX_CONNECTIONS = 128  # open connections (each has a thread); beyond, the longest waiting goes
+LISTEN_BACKLOG = 1024  # connections the kernel queues before they are accepted
+REMEMBERED = 1024  # credentials remembered as checked, right and wrong each
+BCRYPT_WAIT = 2.0  # seconds a request waits for its turn at bcrypt before it is told to retry
 
 #: exporter-toolkit client_auth_type values this server can honour.
 _DUMMY_HASH = b"$2b$04$8mLOlRcvjAh1vX2YEpSXs.QyXRdwbHyEZ3PlTZF4I/CoIwqZXz2ii"  # of "dummy"
@@ -86,28 +106,77 @@ class WebSecurity:
         context = _tls_context(tls, path.parent) if tls else None
         return cls(context, {str(u): h.encode() for u, h in users.items()})
 
-    def authorised(self, header: str | None, verified: dict[str, bytes]) -> bool:
+    def authorised(self, header: str | None, checked: CheckedCredentials) -> Verdict:
         """Whether an Authorization header holds valid basic-auth credentials."""
         if not self.users:
-            return True
+            return Verdict.YES
         if not header or not header.startswith("Basic "):
-            return False
+            return Verdict.NO
         try:
             user, _, password = base64.b64decode(header[6:]).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
-            return False
-        digest = hashlib.sha256(f"{user}:{password}".encode()).digest()
-        remembered = verified.get(user)
-        if remembered is not None and hmac.compare_digest(remembered, digest):
-            return True
+            return Verdict.NO
+        digest = checked.digest(user, password)
+        known = checked.known(digest)
+        if known is not None:
+            return Verdict.YES if known else Verdict.NO
         import bcrypt  # noqa: PLC0415 (only with basic auth: keeps the daemon small)
 
-        hashed = self.users.get(user)
-        # An unknown user is checked against a dummy hash too, so timing does not tell.
-        if not bcrypt.checkpw(password.encode(), hashed or _DUMMY_HASH) or hashed is None:
-            return False
-        verified[user] = digest
-        return True
+        if not checked.turn.acquire(timeout=BCRYPT_WAIT):
+            return Verdict.BUSY
+        try:
+            known = checked.known(digest)  # checked by another request while this one waited
+            if known is not None:
+                return Verdict.YES if known else Verdict.NO
+            hashed = self.users.get(user)
+            # An unknown user is checked against a dummy hash too, so timing does not tell.
+            right = bcrypt.checkpw(password.encode(), hashed or _DUMMY_HASH) and hashed is not None
+        finally:
+            checked.turn.release()
+        checked.remember(digest, right)
+        return Verdict.YES if right else Verdict.NO
+
+
+class Verdict(enum.Enum):
+    """What a request's credentials earn it: an answer, 401, or 503 while bcrypt is busy."""
+
+    YES = "yes"
+    NO = "no"
+    BUSY = "busy"
+
+
+class CheckedCredentials:
+    """Credentials already checked against the current web config, right or wrong, as digests
+    keyed with a secret of this process; at most `REMEMBERED` of each, the oldest forgotten.
+    `turn` lets one bcrypt check run at a time."""
+
+    def __init__(self) -> None:
+        self._secret = os.urandom(32)
+        self._lock = threading.Lock()
+        self._right: OrderedDict[bytes, None] = OrderedDict()
+        self._wrong: OrderedDict[bytes, None] = OrderedDict()
+        self.turn = threading.Semaphore(1)
+
+    def digest(self, user: str, password: str) -> bytes:
+        message = user.encode() + b"\0" + password.encode()
+        return hmac.new(self._secret, message, hashlib.sha256).digest()
+
+    def known(self, digest: bytes) -> bool | None:
+        """True or False for credentials checked before, None for new ones."""
+        with self._lock:
+            for answer, remembered in ((True, self._right), (False, self._wrong)):
+                if digest in remembered:
+                    remembered.move_to_end(digest)
+                    return answer
+        return None
+
+    def remember(self, digest: bytes, right: bool) -> None:
+        with self._lock:
+            remembered = self._right if right else self._wrong
+            remembered[digest] = None
+            remembered.move_to_end(digest)
+            while len(remembered) > REMEMBERED:
+                remembered.popitem(last=False)
 
 
 def _tls_context(tls: Any, base: Path) -> ssl.SSLContext:
@@ -150,7 +219,7 @@ class SecurityFile:
         self._security = WebSecurity.load(path) if path else WebSecurity()
         self._stamp = self._current_stamp()
         self._lock = threading.Lock()
-        self.verified: dict[str, bytes] = {}
+        self.checked = CheckedCredentials()
 
     def _current_stamp(self) -> tuple[float, int] | None:
         if self.path is None:
@@ -167,7 +236,7 @@ class SecurityFile:
             if stamp != self._stamp and self.path is not None:
                 try:
                     self._security = WebSecurity.load(self.path)
-                    self.verified = {}
+                    self.checked = CheckedCredentials()
                     log.info("web config %s reloaded", self.path)
                 except WebConfigError as error:
                     log.error("web config not reloaded, keeping the previous one: %s", error)
@@ -211,9 +280,43 @@ class Routes:
         return Page(404, "text/plain; charset=utf-8", b"not found\n")
 
 
+class Phase(enum.Enum):
+    """Where a connection is: waiting for a request, receiving one, or being answered."""
+
+    IDLE = "idle"
+    READING = "reading"
+    BUSY = "busy"
+
+
+@dataclass
+class _Connection:
+    phase: Phase
+    since: float
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: WebServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # an answer leaves at once, not after a delayed ACK
+    wbufsize = 1 << 16  # headers and body in one write; flushed after every answer
+    _first = True
+
+    def handle_one_request(self) -> None:
+        """Wait for a request (at most `IDLE_TIMEOUT`, or `HEADER_TIMEOUT` for a connection's
+        first), then read it within `HEADER_TIMEOUT` and answer it."""
+        first, self._first = self._first, False
+        self.server.mark(self.connection, Phase.IDLE)
+        self.connection.settimeout(HEADER_TIMEOUT if first else IDLE_TIMEOUT)
+        try:
+            waiting = self.rfile.peek(1)  # type: ignore[attr-defined]
+        except OSError:  # a timeout, a reset, or closed to make room
+            waiting = b""
+        if not waiting:
+            self.close_connection = True
+            return
+        self.server.mark(self.connection, Phase.READING)
+        self.connection.settimeout(HEADER_TIMEOUT)
+        super().handle_one_request()
 
     def do_GET(self) -> None:
         self._answer(head=False)
@@ -222,16 +325,25 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(head=True)
 
     def _answer(self, *, head: bool) -> None:
+        self.server.mark(self.connection, Phase.BUSY)
         accepted = self.headers.get("Accept-Encoding", "")
-        security = self.server.security.current()
-        if not security.authorised(
-            self.headers.get("Authorization"), self.server.security.verified
-        ):
+        security_file = self.server.security
+        verdict = security_file.current().authorised(
+            self.headers.get("Authorization"), security_file.checked
+        )
+        if verdict is Verdict.NO:
             page = Page(
                 401,
                 "text/plain; charset=utf-8",
                 b"unauthorised\n",
                 {"WWW-Authenticate": 'Basic realm="amiplus-exporter"'},
+            )
+        elif verdict is Verdict.BUSY:
+            page = Page(
+                503,
+                "text/plain; charset=utf-8",
+                b"too many password checks at once; try again\n",
+                {"Retry-After": "1"},
             )
         else:
             try:
@@ -254,24 +366,47 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s", self.address_string(), format % args)
 
 
-class WebServer(ThreadingHTTPServer):
-    """One threaded HTTP(S) server for every path; TLS is applied per connection, so a changed
-    certificate takes effect for the next connection without a restart."""
+class WebServer(HTTPServer):
+    """One HTTP(S) server for every path; TLS is applied per connection, so a changed
+    certificate takes effect for the next connection without a restart. Each connection is
+    served by a thread of a pool (kept between connections: no thread start per connection).
+    At most `max_connections` are open: a new one closes the one that has waited longest for a
+    request (never one being answered), and one that is too slow with its request is closed."""
 
-    daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
 
-    def __init__(self, address: tuple[str, int], routes: Routes, security: SecurityFile) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        routes: Routes,
+        security: SecurityFile,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
         self.routes = routes
         self.security = security
+        self.max_connections = max_connections
+        self.closed_for_room = 0  # connections closed to make room for a new one
+        self.refused = 0  # connections refused: every open one was being answered
+        self.timed_out = 0  # connections closed for taking too long with a request
+        self._connections: dict[socket.socket, _Connection] = {}
+        self._connections_lock = threading.Lock()
+        self._refusal_logged = 0.0
+        self._workers = ThreadPoolExecutor(max_connections, thread_name_prefix="http")
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, _Handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
-        connection, client = self.socket.accept()
+        try:
+            connection, client = self.socket.accept()
+        except OSError as error:
+            if error.errno in (errno.EMFILE, errno.ENFILE):
+                time.sleep(0.1)  # out of file descriptors: do not spin on the listening socket
+            raise
         context = self.security.current().context
         if context is not None:
             connection = context.wrap_socket(
@@ -279,16 +414,113 @@ class WebServer(ThreadingHTTPServer):
             )
         return connection, client
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        if isinstance(request, ssl.SSLSocket):
-            try:
-                request.settimeout(10)
-                request.do_handshake()
-            except (ssl.SSLError, OSError) as error:
-                log.info("TLS handshake with %s failed: %s", client_address[0], error)
-                self.shutdown_request(request)
-                return
-        super().process_request_thread(request, client_address)
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Make room when full, then hand the connection to a thread of the pool."""
+        with self._connections_lock:
+            if len(self._connections) >= self.max_connections and not self._close_longest_waiting():
+                self.refused += 1
+                refuse = True
+            else:
+                self._connections[request] = _Connection(Phase.READING, time.monotonic())
+                refuse = False
+        if refuse:
+            self._log_refusal(client_address)
+            self.shutdown_request(request)
+            return
+        self._workers.submit(self._serve, request, client_address)
+
+    def _serve(self, request: Any, client_address: Any) -> None:
+        """One connection, in a pool thread: the TLS handshake, then its requests."""
+        try:
+            if isinstance(request, ssl.SSLSocket):
+                try:
+                    request.settimeout(HEADER_TIMEOUT)
+                    request.do_handshake()
+                except (ssl.SSLError, OSError) as error:
+                    log.info("TLS handshake with %s failed: %s", client_address[0], error)
+                    return
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+    def _close_longest_waiting(self) -> bool:
+        """Close the connection that has waited longest for (or with) its request."""
+        waiting = [
+            (state.since, sock)
+            for sock, state in self._connections.items()
+            if state.phase is not Phase.BUSY
+        ]
+        if not waiting:
+            return False
+        _, sock = min(waiting, key=lambda item: item[0])
+        self._drop(sock)
+        self.closed_for_room += 1
+        return True
+
+    def _drop(self, sock: socket.socket) -> None:
+        """Close a connection from outside its thread: its blocked read returns at once."""
+        del self._connections[sock]
+        with contextlib.suppress(OSError):  # not SSLSocket's shutdown: just the socket's
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def _log_refusal(self, client_address: Any) -> None:
+        now = time.monotonic()
+        if now - self._refusal_logged >= 60:
+            self._refusal_logged = now
+            log.warning(
+                "HTTP: all %d connections are busy answering; refused %s (%d refused so far)",
+                self.max_connections,
+                client_address[0],
+                self.refused,
+            )
+
+    def mark(self, sock: socket.socket, phase: Phase) -> None:
+        """A connection's thread says where it is."""
+        with self._connections_lock:
+            state = self._connections.get(sock)
+            if state is not None:
+                state.phase, state.since = phase, time.monotonic()
+
+    def service_actions(self) -> None:
+        """Between accepts (twice a second): close connections too slow with their request."""
+        now = time.monotonic()
+        with self._connections_lock:
+            late = [
+                sock
+                for sock, state in self._connections.items()
+                if state.phase is Phase.READING and now - state.since > HEADER_TIMEOUT
+            ]
+            for sock in late:
+                self._drop(sock)
+            self.timed_out += len(late)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.pop(request, None)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that failed (closed under its feet, reset): no traceback on stderr."""
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            log.debug("HTTP connection from %s: %s", client_address[0], error)
+        else:
+            log.error("HTTP connection from %s failed", client_address[0], exc_info=error)
+
+    @property
+    def open_connections(self) -> int:
+        with self._connections_lock:
+            return len(self._connections)
+
+    def server_close(self) -> None:
+        """Close the listening socket and every connection; the pool's threads end."""
+        super().server_close()
+        with self._connections_lock:
+            for sock in list(self._connections):
+                self._drop(sock)
+        self._workers.shutdown(wait=False, cancel_futures=True)
 
     @property
     def scheme(self) -> str:

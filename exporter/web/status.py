@@ -86,7 +86,7 @@ def _meter(
 
 
 def _receiver(stats: ReceiverStats) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "name": stats.name,
         "description": stats.description,
         "up": stats.up,
@@ -96,6 +96,9 @@ def _receiver(stats: ReceiverStats) -> dict[str, Any]:
         "reconnects": stats.reconnects,
         "last_frame_at": stats.last_frame_at,
     }
+    if stats.closed_connections is not None:
+        out["connections_closed"] = dict(stats.closed_connections)
+    return out
 
 
 def yaml_snippet(meter_id: str) -> str:

@@ -113,7 +113,16 @@ class ValueInformation:
     plain_text_unit: str | None = None
 
 
-Value = int | float | str | bytes | TimePoint | None
+@dataclass(frozen=True, slots=True)
+class InvalidValue:
+    """Data that cannot be the value its DIF announces (a BCD digit above 9): the record is
+    kept with its data and why, and the rest of the payload is read as usual."""
+
+    data: bytes
+    reason: str
+
+
+Value = int | float | str | bytes | TimePoint | InvalidValue | None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -154,8 +163,12 @@ class Record(NamedTuple):
         return value / 10**-exponent if exponent < 0 else float(value * 10**exponent)
 
 
-def decode_bcd(data: bytes) -> int | None:
-    """BCD, least significant byte first; a leading F nibble is a minus sign; all F: no value."""
+BAD_BCD = "a BCD digit above 9: the record is damaged"
+
+
+def decode_bcd(data: bytes) -> int | InvalidValue | None:
+    """BCD, least significant byte first; a leading F nibble is a minus sign; all F: no value;
+    a digit above 9 anywhere else makes the record invalid (not the telegram)."""
     digits = data[::-1].hex()
     try:
         if digits[0] == "f":
@@ -164,10 +177,7 @@ def decode_bcd(data: bytes) -> int | None:
             return -int(digits[1:])
         return int(digits)
     except ValueError:
-        raise MalformedError(
-            f"The BCD value {data.hex().upper()} holds a digit above 9: the record is "
-            "damaged or the telegram was decrypted with a wrong key."
-        ) from None
+        return InvalidValue(data, BAD_BCD)
 
 
 def _decode_integer(data: bytes) -> int:
@@ -194,7 +204,7 @@ def _decode_variable(data: bytes) -> Value:
         return body[::-1].decode("latin-1")
     if lvar < 0xE0:
         value = decode_bcd(body) if body else 0
-        return -value if lvar >= 0xD0 and value is not None else value
+        return -value if lvar >= 0xD0 and isinstance(value, int) else value
     return int.from_bytes(body, "little", signed=True) if body else 0
 
 
@@ -401,6 +411,11 @@ class Records(Sequence[Record]):
 
     def __iter__(self) -> Iterator[Record]:
         return map(Record, self.headers, self.raws, self.values)
+
+    @property
+    def invalid(self) -> bool:
+        """Whether a record's data could not be its value (`InvalidValue`)."""
+        return any(type(value) is InvalidValue for value in self.values)
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -52,6 +52,18 @@ def fingerprint(key: bytes) -> str:
     return hashlib.sha256(key).hexdigest()[:4].upper()
 
 
+def shown(text: str) -> str:
+    """A value a user typed, fit for a message: quoted, unless it could be a key (a form
+    `MeterKey.parse` takes, or 16 hex digits or more); then only its fingerprint."""
+    try:
+        return f"(a value that looks like a key, fingerprint {MeterKey.parse(text).fingerprint})"
+    except KeyFormatError:
+        pass
+    if sum(c in string.hexdigits for c in text) >= KEY_LENGTH:
+        return f"(a value that looks like a key, fingerprint {fingerprint(text.encode())})"
+    return repr(text)
+
+
 @dataclass(frozen=True, slots=True)
 class KeyCandidate:
     """One 16-byte key to try, with a reusable AES block decryptor made on first use (a fleet's
@@ -116,6 +128,12 @@ class MeterKey:
             raise KeyFormatError(
                 "A key of 32 characters must be hexadecimal digits (0-9, A-F); the value given "
                 "holds other characters."
+            )
+        if not all(c in string.hexdigits for c in compact):
+            raise KeyFormatError(
+                "A key is 32 hexadecimal digits (0-9, A-F) or a 16-character text; the value "
+                f"given holds characters other than hexadecimal digits, and {len(compact)} "
+                "characters after removing spaces and dashes."
             )
         raise KeyFormatError(
             "A key is 32 hexadecimal digits (0-9, A-F) or a 16-character text; the value given "

@@ -126,13 +126,14 @@ def _decode_payload(
     address = transport.address or link.address
     key = keys(address) if callable(keys) else keys
     failure: MalformedError | None = None
+    flawed: Telegram | None = None  # records that parse, one of them invalid
     for decrypted in mode5_plaintexts(frame, address, transport, key):
         try:
             records = read_records(decrypted.plaintext)
         except MalformedError as error:
             failure = failure or error  # a wrong key that passed the check by chance
             continue
-        return Telegram(
+        telegram = Telegram(
             frame,
             link,
             transport,
@@ -141,5 +142,10 @@ def _decode_payload(
             decrypted.variant,
             len(frame) - transport.required_length,
         )
+        if not records.invalid:
+            return telegram
+        flawed = flawed or telegram  # another key candidate may read it cleanly
+    if flawed is not None:
+        return flawed
     assert failure is not None  # mode5_plaintexts yields at least once or raises
     raise failure

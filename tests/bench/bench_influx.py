@@ -43,7 +43,7 @@ class Paused(Sender):
 
     description = "paused"
 
-    def send(self, body: bytes) -> Outcome:
+    def send(self, body: bytes, timeout: float | None = None) -> Outcome:
         return Outcome(reason="connection", message="paused for the benchmark")
 
 

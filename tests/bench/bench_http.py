@@ -1,0 +1,329 @@
+"""HTTP server benchmark: prints figures, asserts nothing.
+
+    .venv/bin/python tests/bench/bench_http.py [--clients N] [--requests N] [--flood N]
+
+The exporter runs as a subprocess on 127.0.0.1 (the built-in simulated meter), once in plain
+HTTP and once with TLS (a throw-away CA and server certificate), and once with basic auth.
+
+Figure 1: latency of `GET /metrics` from `--clients` concurrent clients (default 50),
+`--requests` in all (default 2,000): p50, p90, p99, max and the share over 1 s, plain and TLS,
+once with a keep-alive connection per client (as scrapers do) and once with a fresh connection
+per request (many short-lived clients; with TLS a full handshake each time). Also the CPU time
+per request of the exporter and of this client process, which share the machine's cores.
+Target: p99 <= 100 ms on loopback. A shallow listen backlog shows as a tail of about 1 s (a SYN
+dropped and sent again).
+
+Figure 2: a real scrape (the right password, a fresh connection every 100 ms) while `--clients`
+clients send `--flood` requests with a wrong password (default 300), once all with the same
+wrong password (a misconfigured client) and once each with another (guessing): the scrape's
+p50 and max during the flood, and how long the flood took. bcrypt cost 10.
+
+Figure 3: `--idle` connections (default 1,000) opened and left idle: how long the exporter takes
+to accept them all (its listen queue empty), then 20 scrapes (p50 and max) and the exporter's
+threads, open files, resident memory and CPU while they stay open. The exporter runs with a
+soft limit of 1,024 open files, the usual default. Target: every scrape within 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import os
+import platform
+import resource
+import shlex
+import socket
+import ssl
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+import bcrypt  # noqa: E402
+from provenance import source_state  # noqa: E402  (tests/bench/provenance.py)
+
+from tests.servers import ExporterProcess, simulated_config  # noqa: E402
+from tests.test_daemon import _certificates  # noqa: E402
+
+P99_TARGET_MS = 100.0
+
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def connect(port: int, context: ssl.SSLContext | None) -> http.client.HTTPConnection:
+    if context:
+        return http.client.HTTPSConnection("127.0.0.1", port, timeout=30, context=context)
+    return http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+
+def get(
+    port: int,
+    path: str,
+    *,
+    context: ssl.SSLContext | None = None,
+    headers: dict[str, str] | None = None,
+    connection: http.client.HTTPConnection | None = None,
+) -> tuple[int, float]:
+    """One GET, on `connection` (kept open) or a fresh one: the status (0 when it failed) and
+    the seconds it took."""
+    started = time.perf_counter()
+    kept = connection is not None
+    connection = connection or connect(port, context)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        response = connection.getresponse()
+        response.read()
+        status = response.status
+    except OSError:
+        status = 0
+        connection.close()
+    finally:
+        if not kept:
+            connection.close()
+    return status, time.perf_counter() - started
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) of a process, this one by default."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def scrape(
+    port: int, context: ssl.SSLContext | None, keep_alive: bool, n: int
+) -> tuple[int, float]:
+    """The `n`th GET /metrics (every one alike), on the thread's kept connection if asked."""
+    connection = None
+    if keep_alive:
+        connection = getattr(_local, "connection", None)
+        if connection is None:
+            connection = _local.connection = connect(port, context)
+    return get(port, "/metrics", context=context, connection=connection)
+
+
+_local = threading.local()
+
+
+def run_clients(
+    clients: int, requests: int, one: Callable[[int], tuple[int, float]]
+) -> list[tuple[int, float]]:
+    """`requests` calls of `one(n)` spread over `clients` threads: (status, seconds) each."""
+    results: list[tuple[int, float]] = []
+    lock = threading.Lock()
+    counter = iter(range(requests))
+
+    def worker() -> None:
+        while True:
+            with lock:
+                n = next(counter, None)
+            if n is None:
+                kept = getattr(_local, "connection", None)
+                if kept is not None:
+                    kept.close()
+                    _local.connection = None
+                return
+            result = one(n)
+            with lock:
+                results.append(result)
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def latency_line(label: str, results: list[tuple[int, float]], cpu: tuple[float, float]) -> str:
+    times = sorted(seconds * 1000 for _, seconds in results)
+    failed = sum(1 for status, _ in results if status != 200)
+    slow = sum(1 for t in times if t > 1000)
+    p99 = percentile(times, 0.99)
+    verdict = "target met" if p99 <= P99_TARGET_MS and not failed else "ABOVE TARGET"
+    return (
+        f"  {label:<22}: p50 {percentile(times, 0.5):6.1f} ms, p99 {p99:6.1f} ms, max "
+        f"{times[-1]:7.1f} ms; over 1 s: {slow / len(times):.1%}; failed: {failed}; CPU per "
+        f"request: exporter {cpu[0] * 1000:.2f} ms, client {cpu[1] * 1000:.2f} ms  [{verdict}]"
+    )
+
+
+def figure_latency(directory: Path, clients: int, requests: int) -> None:
+    print(f"\nFigure 1: GET /metrics, {clients} concurrent clients, {requests:,} requests")
+    certs = directory / "certs"
+    certs.mkdir()
+    _certificates(certs)
+    (certs / "web.yml").write_text(
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+    )
+    context = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+    for label, web, tls in (
+        ("plain", "", None),
+        ("TLS", f"web:\n  config_file: {certs / 'web.yml'}\n", context),
+    ):
+        (directory / label).mkdir()
+        exporter = ExporterProcess(directory / label, simulated_config(2, web), ssl_context=tls)
+        assert exporter.process is not None
+        try:
+            for keep_alive in (True, False):
+                one = partial(scrape, exporter.port, tls, keep_alive)
+                run_clients(clients, clients, one)  # warm-up
+                before = cpu_seconds(exporter.process.pid), cpu_seconds()
+                results = run_clients(clients, requests, one)
+                cpu = (
+                    (cpu_seconds(exporter.process.pid) - before[0]) / requests,
+                    (cpu_seconds() - before[1]) / requests,
+                )
+                how = "keep-alive" if keep_alive else "new connections"
+                print(latency_line(f"{label}, {how}", results, cpu))
+        finally:
+            exporter.stop()
+
+
+def basic(password: str) -> dict[str, str]:
+    token = base64.b64encode(f"prometheus:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def figure_flood(directory: Path, clients: int, flood: int) -> None:
+    print(
+        f"\nFigure 2: a scrape every 100 ms during {flood} wrong-password requests from "
+        f"{clients} clients (bcrypt cost 10)"
+    )
+    hashed = bcrypt.hashpw(b"right password", bcrypt.gensalt(rounds=10)).decode()
+    web = directory / "auth.yml"
+    web.write_text(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+    (directory / "auth").mkdir()
+    exporter = ExporterProcess(
+        directory / "auth",
+        simulated_config(2, f"web:\n  config_file: {web}\n"),
+        headers=basic("right password"),
+    )
+    try:
+        for label, password in (
+            ("one wrong password", lambda n: "wrong"),
+            ("a new one each time", lambda n: f"wrong {n}"),
+        ):
+            flood_once(exporter.port, label, clients, flood, password)
+    finally:
+        exporter.stop()
+
+
+def flood_once(
+    port: int, label: str, clients: int, flood: int, password: Callable[[int], str]
+) -> None:
+    """Scrape every 100 ms with the right password while the wrong ones pour in."""
+    scrapes: list[float] = []
+    done = threading.Event()
+
+    def scraper() -> None:
+        while not done.is_set():
+            status, seconds = get(port, "/metrics", headers=basic("right password"))
+            scrapes.append(seconds * 1000 if status == 200 else float("inf"))
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=scraper)
+    started = time.perf_counter()
+    thread.start()
+    answers = run_clients(
+        clients, flood, lambda n: get(port, "/metrics", headers=basic(password(n)))
+    )
+    took = time.perf_counter() - started
+    done.set()
+    thread.join()
+    statuses = sorted({status for status, _ in answers})
+    print(
+        f"  {label:<20}: scrape p50 {statistics.median(scrapes):6.1f} ms, "
+        f"max {max(scrapes):7.1f} ms ({len(scrapes)} scrapes); flood took "
+        f"{took:.1f} s, answered {statuses}"
+    )
+
+
+def proc_status(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1])
+    return -1
+
+
+def accept_queue(port: int) -> int:
+    """Connections the kernel holds for the listener on `port` that it has not accepted yet."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            return int(fields[4].split(":")[1], 16)
+    return -1
+
+
+def figure_idle(directory: Path, idle: int) -> None:
+    print(f"\nFigure 3: scrapes while {idle:,} idle connections are open")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, soft), hard))  # for the exporter
+    (directory / "idle").mkdir()
+    try:
+        exporter = ExporterProcess(directory / "idle", simulated_config(2))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, idle + 500), hard))
+    assert exporter.process is not None
+    pid = exporter.process.pid
+    held: list[socket.socket] = []
+    try:
+        started = time.perf_counter()
+        for _ in range(idle):
+            held.append(socket.create_connection(("127.0.0.1", exporter.port), timeout=10))
+        while accept_queue(exporter.port) and time.perf_counter() - started < 60:
+            time.sleep(0.01)
+        accepted = time.perf_counter() - started
+        before = cpu_seconds(pid), time.perf_counter()
+        times = sorted(get(exporter.port, "/metrics")[1] * 1000 for _ in range(20))
+        time.sleep(2)
+        cpu = (cpu_seconds(pid) - before[0]) / (time.perf_counter() - before[1])
+        verdict = "target met" if times[-1] <= 1000 else "ABOVE TARGET"
+        print(
+            f"  opened and accepted in {accepted:.2f} s (queue left: "
+            f"{accept_queue(exporter.port)}); "
+            f"scrapes: p50 {percentile(times, 0.5):.1f} ms, max {times[-1]:.1f} ms; exporter: "
+            f"{proc_status(pid, 'Threads')} threads, {len(os.listdir(f'/proc/{pid}/fd'))} open "
+            f"files, RSS {proc_status(pid, 'VmRSS') / 1024:.1f} MB, CPU {cpu:.0%}  [{verdict}]"
+        )
+    finally:
+        for sock in held:
+            sock.close()
+        exporter.stop()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--flood", type=int, default=300)
+    parser.add_argument("--idle", type=int, default=1000)
+    args = parser.parse_args(argv)
+    print("amiplus-exporter HTTP benchmark")
+    print(f"  command line : {shlex.join(sys.orig_argv)}")
+    print(f"  python       : {platform.python_implementation()} {platform.python_version()}")
+    print(f"  platform     : {platform.platform()}")
+    print(f"  source       : {source_state()}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-http-") as temporary:
+        directory = Path(temporary)
+        figure_latency(directory, args.clients, args.requests)
+        figure_flood(directory, args.clients, args.flood)
+        figure_idle(directory, args.idle)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
