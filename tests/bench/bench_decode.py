@@ -2,8 +2,8 @@
 
     .venv/bin/python tests/bench/bench_decode.py [--telegrams N] [--quick] [--repeat R]
 
-Telegrams are generated from the record layout families of `exporter.amiplus.families` (every family,
-every record set of the families that alternate) with values that move like a real meter's:
+Telegrams are generated from the record layout families of `exporter.amiplus.families` (every
+family, every record set of the families that alternate) with values that move like a real meter's:
 registers that grow, power that follows a load and a PV curve, voltages of 225-250 V, a meter
 clock that advances. Three sets are built, each with a fixed seed:
 
