@@ -1,7 +1,8 @@
 """Every frame's way in: normalised once, deduplicated, heard, decoded, named, kept, handed on.
 
 Called from the receivers' threads. A failure is counted against the meter that sent it (or as
-undecodable); an accepted reading goes to the state and then to every output.
+undecodable); an accepted reading goes to the state, then to the calendar (its periods and
+running cost), then to every output.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ..config import Config, MeterConfig
 from ..outputs.base import MeterUpdate, Output
 from ..receivers.base import Frame
 from ..wmbus import Address, MeterKey, Peek, WMBusError, decode, peek
+from .calendar import Calendar
 from .dedupe import Deduplicator
 from .heard import HeardMeters
 from .state import State
@@ -26,9 +28,16 @@ log = logging.getLogger("amiplus_exporter")
 class Intake:
     """The frame sink of every receiver; `config` and `outputs` may be replaced at any time."""
 
-    def __init__(self, config: Config, state: State, outputs: Sequence[Output] = ()) -> None:
+    def __init__(
+        self,
+        config: Config,
+        state: State,
+        outputs: Sequence[Output] = (),
+        calendar: Calendar | None = None,
+    ) -> None:
         self.config = config
         self.state = state
+        self.calendar = calendar
         self.outputs: Sequence[Output] = outputs
         self.heard = HeardMeters()
         self.dedupe = Deduplicator(config.dedupe_window)
@@ -72,12 +81,13 @@ class Intake:
             received_at=datetime.fromtimestamp(frame.received_at, UTC),
             rssi_dbm=frame.rssi_dbm,
         )
-        accepted, values = self.state.record(
-            meter.meter_id, meter.name, reading, frame.received_at, receiver
-        )
-        self._hand_on(
-            MeterUpdate(meter.meter_id, meter.name, accepted, values, frame.received_at, receiver)
-        )
+        at = frame.received_at
+        accepted, values = self.state.record(meter.meter_id, meter.name, reading, at, receiver)
+        cost = {}
+        if self.calendar is not None:
+            silent = self.state.silent_after(meter.meter_id)
+            cost = self.calendar.record(meter.meter_id, values, at, silent)
+        self._hand_on(MeterUpdate(meter.meter_id, meter.name, accepted, values, at, receiver, cost))
 
     def _hand_on(self, update: MeterUpdate) -> None:
         for output in self.outputs:

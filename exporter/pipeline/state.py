@@ -11,12 +11,9 @@ import threading
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from ..amiplus import fields
-from ..amiplus.clock import WARSAW
 from ..amiplus.explain import REGISTER_DECREASED
 from ..amiplus.fields import RSSI
 from ..amiplus.reading import MeterReading
@@ -24,7 +21,6 @@ from ..wmbus.errors import DecryptionError
 
 REPLACED_AFTER = 3  # telegrams in a row below the old register value: the meter was replaced
 INTERVALS_KEPT = 16
-DAY_REGISTERS = ("energy_imported_kwh", "energy_exported_kwh")
 STALE_FACTOR = 5  # stale after five missed telegrams...
 STALE_MIN, STALE_MAX, STALE_DEFAULT = 60.0, 3600.0, 600.0  # ...within sane bounds
 
@@ -81,8 +77,6 @@ class MeterState:
     intervals: deque[float] = field(default_factory=lambda: deque(maxlen=INTERVALS_KEPT))
     backwards: dict[str, tuple[float, int]] = field(default_factory=dict)
     revision: int = 0
-    day: date | None = None  # the local day `day_start` belongs to
-    day_start: dict[str, float] = field(default_factory=dict)  # registers when the day began
 
     @property
     def rssi_dbm(self) -> float | None:
@@ -97,16 +91,7 @@ class MeterState:
             rejected=Counter(self.rejected),
             intervals=deque(self.intervals, maxlen=INTERVALS_KEPT),
             backwards=dict(self.backwards),
-            day_start=dict(self.day_start),
         )
-
-    def today(self) -> dict[str, float]:
-        """Energy of the current local day, from register differences (kWh)."""
-        return {
-            name: round(self.values[name] - start, 3)
-            for name, start in self.day_start.items()
-            if name in self.values
-        }
 
 
 def copy_values(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -117,9 +102,8 @@ def copy_values(values: Mapping[str, Any]) -> dict[str, Any]:
 class State:
     """All meters, the receivers' duplicate count and the unconfigured-telegram count."""
 
-    def __init__(self, stale_after_seconds: float | None = None, zone: ZoneInfo = WARSAW) -> None:
+    def __init__(self, stale_after_seconds: float | None = None) -> None:
         self.stale_after_seconds = stale_after_seconds
-        self.zone = zone
         self.lock = threading.Lock()
         self.meters: dict[str, MeterState] = {}
         self.unconfigured_telegrams = 0
@@ -163,22 +147,8 @@ class State:
             state.key_variant = reading.key_variant
             state.last_failure = None
             accepted = _without(reading, rejected) if rejected else reading
-            values = state.values
-            before = {name: values.get(name) for name in DAY_REGISTERS}
-            _merge(values, accepted.values)
-            self._day(state, received_at, before)
-            return accepted, copy_values(values)
-
-    def _day(self, state: MeterState, received_at: float, before: dict[str, Any]) -> None:
-        """The day's starting registers, after a merge."""
-        values = state.values
-        day = datetime.fromtimestamp(received_at, self.zone).date()
-        if state.day != day:
-            # The registers at the end of the previous day start the new one; on the first
-            # day heard, the first registers.
-            start = before if state.day is not None else values
-            state.day = day
-            state.day_start = {n: start[n] for n in DAY_REGISTERS if start.get(n) is not None}
+            _merge(state.values, accepted.values)
+            return accepted, copy_values(state.values)
 
     @staticmethod
     def _guard(state: MeterState, reading: MeterReading) -> set[Rejected]:
@@ -231,6 +201,13 @@ class State:
 
     def stale_after_for(self, meter: MeterState) -> float:
         return stale_after(meter.intervals, self.stale_after_seconds)
+
+    def silent_after(self, key: str) -> float:
+        """A configured meter's `stale_after` (how long a silence is a gap)."""
+        with self.lock:
+            meter = self.meters.get(key)
+            intervals = meter.intervals if meter else deque[float]()
+            return stale_after(intervals, self.stale_after_seconds)
 
 
 def _merge(values: dict[str, Any], update: Mapping[str, Any]) -> None:
