@@ -165,8 +165,8 @@ def period_lines(
             cost = figure.cost
             for zone, (energy, distribution) in cost.zones.items():
                 labels = (*ident, ("tariff", str(zone)))
-                total = round(energy + distribution, 6)
-                out[PERIOD_COST.name].append(line(PERIOD_COST, labels, total))
+                pln = round(energy + distribution, 6)
+                out[PERIOD_COST.name].append(line(PERIOD_COST, labels, pln))
             out[PERIOD_EXPORT_VALUE.name].append(line(PERIOD_EXPORT_VALUE, ident, cost.export))
         out[PERIOD_PARTIAL.name].append(line(PERIOD_PARTIAL, ident, 1 if figure.partial else 0))
     if active is not None:
