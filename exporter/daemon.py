@@ -96,7 +96,7 @@ class Exporter:
         self.receivers: dict[ReceiverSpec, Receiver] = {}
         self.reloads = ConfigReloads(True, self.started_at)
         for meter in config.meters:
-            self.state.meter(meter.meter_id, meter.name)
+            self.state.configure(meter.meter_id, meter.name, meter.contracted_power)
         self.calendar.know(meter.meter_id for meter in config.meters)
 
     def start(self) -> None:
@@ -133,9 +133,8 @@ class Exporter:
         self.config = self.intake.config = config
         self.state.stale_after_seconds = config.stale_after
         self.intake.dedupe.window = config.dedupe_window
-        with self.state.lock:
-            for meter in config.meters:
-                self.state.meter(meter.meter_id, meter.name)
+        for meter in config.meters:
+            self.state.configure(meter.meter_id, meter.name, meter.contracted_power)
         self.state.forget_except({m.meter_id for m in config.meters})
         self.calendar.zone, self.calendar.prices = config.timezone, config.prices
         self.calendar.forget_except(m.meter_id for m in config.meters)

@@ -29,6 +29,7 @@ class MeterUpdate:
     #: The meter's running cost in PLN after this reading, by money key ("energy/1",
     #: "distribution/1", "export"; pipeline/calendar.py): empty while no price applies.
     cost: Mapping[str, float] = field(default_factory=dict)
+    contracted_power: float | None = None  # watts, from the meter's configuration
 
 
 class Output(ABC):

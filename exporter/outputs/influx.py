@@ -81,12 +81,16 @@ def point(
     name: str | None,
     received_at: float,
     money: Mapping[str, float] | None = None,
+    contracted_power: float | None = None,
 ) -> str | None:
     """The line-protocol point of one reading: float fields only, second precision (None when
-    the telegram named no field at all); `money`, the running cost, adds its fields."""
+    the telegram named no field at all); `money`, the running cost, and the configured
+    contracted power add their fields."""
     found = list(_fields(reading))
     if found and money:
         found.extend(_cost_fields(money))
+    if found and contracted_power is not None:
+        found.append(f"contracted_power_w={float(contracted_power)!r}")
     values = ",".join(found)
     if not values:
         return None
@@ -286,7 +290,9 @@ class InfluxOutput(Output):
 
     def submit(self, update: MeterUpdate) -> None:
         """Spool a reading (from a receiver's thread); it is accepted once this returns."""
-        line = point(update.reading, update.name, update.received_at, update.cost)
+        line = point(
+            update.reading, update.name, update.received_at, update.cost, update.contracted_power
+        )
         if line is None:
             return
         self.spool.append([line], int(update.received_at))

@@ -101,7 +101,11 @@ REJECTED = counter(
     "amiplus_meter_rejected_telegrams", "Telegrams or register values rejected, by reason."
 )
 STALE = gauge("amiplus_meter_stale", "1 when the meter has been silent longer than stale_after.")
-HEALTH = (INFO, LAST, TELEGRAMS, FAILURES, REJECTED, STALE)
+CONTRACTED = gauge(
+    "amiplus_meter_contracted_power_watts",
+    "The contracted power (moc umowna) of the meter's connection, from the configuration.",
+)
+HEALTH = (INFO, LAST, TELEGRAMS, FAILURES, REJECTED, STALE, CONTRACTED)
 
 
 def _in_a_period(metric: FieldMetric) -> MetricFamily:
@@ -234,6 +238,8 @@ def health_lines(meter: MeterState, stale: bool) -> dict[str, str]:
     }
     if meter.last_telegram_at is not None:
         out[LAST.name] = line(LAST, ident, meter.last_telegram_at)
+    if meter.contracted_power is not None:
+        out[CONTRACTED.name] = line(CONTRACTED, ident, meter.contracted_power)
     if meter.rejected:
         out[REJECTED.name] = "".join(
             line(REJECTED, (*ident, ("reason", reason)), count)

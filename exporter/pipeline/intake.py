@@ -83,11 +83,14 @@ class Intake:
         )
         at = frame.received_at
         accepted, values = self.state.record(meter.meter_id, meter.name, reading, at, receiver)
-        cost = {}
+        cost: dict[str, float] = {}
         if self.calendar is not None:
             silent = self.state.silent_after(meter.meter_id)
             cost = self.calendar.record(meter.meter_id, values, at, silent)
-        self._hand_on(MeterUpdate(meter.meter_id, meter.name, accepted, values, at, receiver, cost))
+        update = MeterUpdate(
+            meter.meter_id, meter.name, accepted, values, at, receiver, cost, meter.contracted_power
+        )
+        self._hand_on(update)
 
     def _hand_on(self, update: MeterUpdate) -> None:
         for output in self.outputs:

@@ -63,6 +63,7 @@ class MeterState:
     key: str
     meter_id: str
     name: str
+    contracted_power: float | None = None  # watts, from the configuration
     manufacturer: str = ""
     version: int = 0
     values: dict[str, Any] = field(default_factory=dict)
@@ -119,6 +120,14 @@ class State:
             state.name = name
             state.revision += 1
         return state
+
+    def configure(self, key: str, name: str, contracted_power: float | None) -> None:
+        """What the configuration says of a meter besides its name (at start and reload)."""
+        with self.lock:
+            state = self.meter(key, name)
+            if state.contracted_power != contracted_power:
+                state.contracted_power = contracted_power
+                state.revision += 1
 
     def forget_except(self, meter_ids: set[str]) -> None:
         """Drop meters no longer configured (after a reload)."""

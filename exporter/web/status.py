@@ -107,6 +107,7 @@ def _meter(
         "decrypt_failures": meter.decrypt_failures,
         "rejected": dict(meter.rejected),
         "key_variant": meter.key_variant,
+        "contracted_power_w": meter.contracted_power,
         "periods": {},
         "active_tariff": None,
     }
