@@ -4,6 +4,8 @@ across midnight, a restart, a price change, the tariff zone counting now."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ from exporter.pipeline.calendar import (
     period_start,
 )
 
+from .conftest import wait_until
+from .servers import CONSOLE_SCRIPT, SIMULATED_KEY, Start
 from .test_config import GOOD
 
 METER = "12345678"
@@ -308,3 +312,127 @@ state:
     assert config.state_directory == Path("/srv/amiplus/periods")
     assert parse_config(GOOD, env={"STATE_DIRECTORY": "/run/x"}).state_directory == Path("/run/x")
     assert parse_config(GOOD, env={}).state_directory == Path("/var/lib/amiplus-exporter")
+
+
+#: A meter whose registers follow the wall clock (1 kW all day), so that they go on across
+#: restarts of the exporter as a real meter's do; rtl_wmbus lines on standard output.
+CLOCKED_METER = """
+import time
+from datetime import UTC, datetime
+
+from exporter.amiplus.families import FAMILIES_BY_NAME
+from exporter.amiplus.simulated import SimulatedMeter
+
+
+class Clocked(SimulatedMeter):
+    def reading(self, now):
+        hours = now.timestamp() / 3600
+        self.imported_wh = {1: 1_000_000.0 + 1000 * hours, 2: 500_000.0}
+        self.exported_wh = {1: 100_000.0, 2: 0.0}
+        return super().reading(now)
+
+
+meter = Clocked(FAMILIES_BY_NAME["apa-v2-2025"], meter_id="12345678")
+while True:
+    now = datetime.now(UTC)
+    frame, _ = meter.telegram(now)
+    print(f"T1;1;1;{now:%Y-%m-%d %H:%M:%S}.00Z;-70;;;0x{frame.hex().upper()}", flush=True)
+    time.sleep(0.5)
+"""
+
+
+def test_a_real_exporter_restarted_keeps_its_periods(start_exporter: Start, tmp_path: Path) -> None:
+    script = tmp_path / "meter.py"
+    script.write_text(CLOCKED_METER)
+    command = f"{sys.executable} {script}"
+    exporter = start_exporter(
+        f"""
+meters:
+  - id: "12345678"
+    key: "{SIMULATED_KEY}"
+    name: home
+receivers:
+  - type: lines
+    command: {json.dumps(command)}
+state:
+  directory: {tmp_path / "state"}
+"""
+    )
+
+    def meter() -> dict[str, Any]:
+        (found,) = exporter.status()["meters"]
+        return dict(found)
+
+    def heard(count: int) -> bool:
+        found = meter()
+        return found["telegrams"] >= count and "today" in found["periods"]
+
+    def start_register(found: dict[str, Any]) -> dict[str, float]:
+        """Where each period began: the register now minus the period's energy."""
+        register = found["values"]["energy_imported_kwh"]
+        return {
+            name: round(register - period["energy_imported_kwh"], 3)
+            for name, period in found["periods"].items()
+        }
+
+    assert wait_until(lambda: heard(4), 30), exporter.log()
+    before = meter()
+    assert exporter.stop() == 0
+    assert (tmp_path / "state" / "calendar" / "12345678.json").exists()
+    exporter.start()
+    at_once = meter()  # before the first telegram after the restart: from the file
+    assert at_once["telegrams"] == 0 and set(at_once["periods"]) == set(before["periods"])
+    assert wait_until(lambda: heard(3), 30), exporter.log()
+    after = meter()
+    assert after["values"]["energy_imported_kwh"] > before["values"]["energy_imported_kwh"]
+    assert start_register(after) == start_register(before)  # the periods did not start again
+    for name, period in after["periods"].items():
+        assert period["start"] == before["periods"][name]["start"]
+        assert period["partial"] == before["periods"][name]["partial"]  # first heard: partial
+    assert after["periods"]["today"]["energy_imported_kwh"] > 0
+    code, metrics = exporter.get("/metrics")
+    assert code == 200 and b'amiplus_energy_imported_period_joules{meter_id="12345678"' in metrics
+
+
+def test_check_config_lists_every_price_problem_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "amiplus.yml"
+    path.write_text(
+        GOOD.replace("    name: home\n", "    name: home\n    contracted_power: 14\n")
+        + """prices:
+  - from: 2026-01-01
+    tariffs: {"1": {energy: 0.62, distribution: -0.31}}
+  - from: 2026-01-01
+    tariffs:
+      5: {energy: 0.5}
+      day: {energy: 0.4}
+    export: -0.1
+  - from: 2026-02-30
+    tariffs: {"2": {distribution: 0.1}}
+"""
+    )
+    result = subprocess.run(
+        [str(CONSOLE_SCRIPT), "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    expected = [
+        (6, "contracted_power is in watts, between 1000 and 1e+06 (14 kW is 14000)"),
+        (12, "prices[1] tariff 1 distribution must be between 0 and 100, not -0.31"),
+        (13, "prices[2] applies from 2026-01-01, as prices[1] does"),
+        (15, "prices[2] tariffs: unknown tariff zone '5'"),
+        (16, "prices[2] tariffs: unknown tariff zone 'day'"),
+        (17, "prices[2] export must be between 0 and 100, not -0.1"),
+        (18, "prices[3] from must be a date like 2026-01-01"),
+        (19, "prices[3] tariff 2: give its energy price in PLN per kWh"),
+    ]
+    for line, text in expected:
+        assert any(f"amiplus.yml:{line}: " in found and text in found for found in lines), (
+            line,
+            text,
+            lines,
+        )
+    assert lines[-1] == f"{len(expected)} problem(s) found."
