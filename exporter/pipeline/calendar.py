@@ -21,9 +21,11 @@ atomically when a boundary passes, every few minutes while readings arrive, and 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -105,6 +107,12 @@ def boundaries(day: date) -> set[date]:
     return {period_start(p.kind, day, p.back) for p in PERIODS}
 
 
+@functools.cache
+def flat_key(stem: str, part: object) -> str:
+    """`stem/part`, one string object for all meters and marks (they hold thousands)."""
+    return sys.intern(f"{stem}{SEPARATOR}{part}")
+
+
 def registers_of(values: Mapping[str, Any]) -> dict[str, float]:
     """The energy registers of a meter's values as flat keys: the total under the field's key,
     each tariff under `tariff_key/N`."""
@@ -114,7 +122,7 @@ def registers_of(values: Mapping[str, Any]) -> dict[str, float]:
         if total is not None:
             out[row.key] = float(total)
         for tariff, number in values.get(row.tariff_key, {}).items():
-            out[f"{row.tariff_key}{SEPARATOR}{tariff}"] = float(number)
+            out[flat_key(row.tariff_key, tariff)] = float(number)
     return out
 
 
@@ -144,8 +152,8 @@ class Mark:
     def from_json(cls, data: Mapping[str, Any]) -> Mark:
         return cls(
             float(data["at"]),
-            {str(k): float(v) for k, v in data["registers"].items()},
-            {str(k): float(v) for k, v in data.get("money", {}).items()},
+            {sys.intern(str(k)): float(v) for k, v in data["registers"].items()},
+            {sys.intern(str(k)): float(v) for k, v in data.get("money", {}).items()},
             bool(data.get("partial", False)),
         )
 
@@ -413,8 +421,8 @@ class Calendar:
                         before = reading if boundary == at else latest
                         calendar.marks[start] = Mark(before.at, before.registers, before.money, gap)
             calendar.latest = reading
-            oldest = min(boundaries(day))
-            for start in [start for start in calendar.marks if start < oldest]:
+            kept = boundaries(day)
+            for start in [start for start in calendar.marks if start not in kept]:
                 del calendar.marks[start]
             calendar.revision += 1
             calendar.unsaved = True
@@ -450,7 +458,7 @@ class Calendar:
                 money["unpriced"] = money.get("unpriced", 0.0) + used
                 continue
             for part, rate in (("energy", price.energy), ("distribution", price.distribution)):
-                name = f"{part}{SEPARATOR}{zone}"
+                name = flat_key(part, zone)
                 money[name] = money.get(name, 0.0) + used * rate
         exported = registers.get(EXPORTED.key, 0.0) - latest.registers.get(
             EXPORTED.key, registers.get(EXPORTED.key, 0.0)
