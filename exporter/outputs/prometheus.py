@@ -411,6 +411,8 @@ class Exposition:
             f.name: [] for f in (*measurement_families(), *CALENDAR)
         }
         health: dict[str, list[str]] = {family.name: [] for family in HEALTH}
+        calendar = self.calendar
+        day = midnight(local_day(now, calendar.zone), calendar.zone) if calendar else 0.0
         with self.state.lock:
             meters = sorted(self.state.meters.values(), key=lambda m: m.meter_id)
             for meter in meters:
@@ -420,7 +422,7 @@ class Exposition:
                 if not stale:
                     for name, text in self._meter_measurements(meter).items():
                         measurements[name].append(text)
-                    for name, text in self._meter_periods(meter, now).items():
+                    for name, text in self._meter_periods(meter, now, day).items():
                         measurements[name].append(text)
                 for name, text in self._meter_health(meter, stale).items():
                     health[name].append(text)
@@ -442,17 +444,14 @@ class Exposition:
             cached = self._measurements[meter.key] = (meter.revision, measurement_lines(meter))
         return cached[1]
 
-    def _meter_periods(self, meter: MeterState, now: float) -> dict[str, str]:
-        """The meter's calendar samples, again when its calendar changed or a day began."""
+    def _meter_periods(self, meter: MeterState, now: float, day: float) -> dict[str, str]:
+        """The meter's calendar samples, again when its calendar changed or a day (`day`, its
+        midnight) began."""
         calendar = self.calendar
         if calendar is None:
             return {}
         priced = bool(calendar.prices.entries)
-        stamp = (
-            calendar.revision(meter.key),
-            midnight(local_day(now, calendar.zone), calendar.zone),
-            priced,
-        )
+        stamp = (calendar.revision(meter.key), day, priced)
         cached = self._periods.get(meter.key)
         if cached is None or cached[0] != stamp:
             figures = calendar.figures(meter.key, now)
