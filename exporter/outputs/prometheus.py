@@ -34,7 +34,15 @@ from .. import __version__
 from ..amiplus import fields
 from ..amiplus.fields import Metric as FieldMetric
 from ..amiplus.fields import MetricType, Shape
-from ..pipeline.calendar import ENERGY_ROWS, PERIODS, Calendar, Figure, local_day, midnight
+from ..pipeline.calendar import (
+    ENERGY_ROWS,
+    IMPORTED,
+    PERIODS,
+    Calendar,
+    Figure,
+    local_day,
+    midnight,
+)
 from ..pipeline.calendar import period_start as calendar_period_start
 from ..pipeline.state import MeterState, State
 from ..receivers.base import ErrorReason
@@ -118,9 +126,15 @@ def _in_a_period(metric: FieldMetric) -> MetricFamily:
     )
 
 
-#: Per energy register: its family for periods, its tariffs' family and the factor from kWh.
+#: Per energy register: its family for periods, its tariffs' family (for imported energy only,
+#: the one priced per zone; the page and the API have both ways) and the factor from kWh.
 PERIOD_ENERGY = tuple(
-    (row, _in_a_period(row.metric), _in_a_period(row.tariff_metric), row.metric.scale)
+    (
+        row,
+        _in_a_period(row.metric),
+        _in_a_period(row.tariff_metric) if row is IMPORTED else None,
+        row.metric.scale,
+    )
     for row in ENERGY_ROWS
     if row.metric is not None and row.tariff_metric is not None
 )
@@ -135,13 +149,14 @@ PERIOD_EXPORT_VALUE = gauge(
 )
 PERIOD_PARTIAL = gauge(
     "amiplus_period_partial",
-    "1 when the period's figures are partial: the meter was not heard across a boundary.",
+    "1 when the period's figures are partial: the meter was not heard across a boundary "
+    "(absent when complete).",
 )
 ACTIVE_TARIFF = gauge(
     "amiplus_meter_active_tariff", "The tariff zone counting now: the register that advanced last."
 )
 CALENDAR = (
-    *(family for _, total, zones, _ in PERIOD_ENERGY for family in (total, zones)),
+    *(family for _, total, zones, _ in PERIOD_ENERGY for family in (total, zones) if family),
     PERIOD_COST,
     PERIOD_EXPORT_VALUE,
     PERIOD_PARTIAL,
@@ -163,8 +178,10 @@ def period_lines(
         for row, total, zones, scale in PERIOD_ENERGY:
             if row.key in figure.energy:
                 out[total.name].append(line(total, ident, figure.energy[row.key] * scale))
-            for zone, kwh in sorted(figure.tariffs(row).items()):
-                out[zones.name].append(line(zones, (*ident, ("tariff", str(zone))), kwh * scale))
+            if zones is not None:
+                for zone, kwh in sorted(figure.tariffs(row).items()):
+                    labels = (*ident, ("tariff", str(zone)))
+                    out[zones.name].append(line(zones, labels, kwh * scale))
         if priced:
             cost = figure.cost
             for zone, (energy, distribution) in cost.zones.items():
@@ -172,7 +189,8 @@ def period_lines(
                 pln = round(energy + distribution, 6)
                 out[PERIOD_COST.name].append(line(PERIOD_COST, labels, pln))
             out[PERIOD_EXPORT_VALUE.name].append(line(PERIOD_EXPORT_VALUE, ident, cost.export))
-        out[PERIOD_PARTIAL.name].append(line(PERIOD_PARTIAL, ident, 1 if figure.partial else 0))
+        if figure.partial:
+            out[PERIOD_PARTIAL.name].append(line(PERIOD_PARTIAL, ident, 1))
     if active is not None:
         out[ACTIVE_TARIFF.name].append(line(ACTIVE_TARIFF, (("meter_id", meter_id),), active))
     return {name: "".join(lines) for name, lines in out.items() if lines}
