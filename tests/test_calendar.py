@@ -314,8 +314,9 @@ state:
     assert parse_config(GOOD, env={}).state_directory == Path("/var/lib/amiplus-exporter")
 
 
-#: A meter whose registers follow the wall clock (1 kW all day), so that they go on across
-#: restarts of the exporter as a real meter's do; rtl_wmbus lines on standard output.
+#: A meter whose registers follow the wall clock (100 kW, so that the whole-Wh registers move
+#: between two telegrams), going on across restarts of the exporter as a real meter's do;
+#: rtl_wmbus lines on standard output.
 CLOCKED_METER = """
 import time
 from datetime import UTC, datetime
@@ -326,8 +327,8 @@ from exporter.amiplus.simulated import SimulatedMeter
 
 class Clocked(SimulatedMeter):
     def reading(self, now):
-        hours = now.timestamp() / 3600
-        self.imported_wh = {1: 1_000_000.0 + 1000 * hours, 2: 500_000.0}
+        hours = (now.timestamp() - 1_790_000_000) / 3600  # since September 2026
+        self.imported_wh = {1: 1_000_000.0 + 100_000 * hours, 2: 500_000.0}
         self.exported_wh = {1: 100_000.0, 2: 0.0}
         return super().reading(now)
 
