@@ -24,6 +24,7 @@ from .config import Config, ConfigError, MeterConfig, load_config
 from .outputs import OUTPUTS
 from .outputs.base import Output
 from .outputs.prometheus import ConfigReloads, ExporterCollector, Exposition, registry
+from .pipeline.calendar import Calendar
 from .pipeline.intake import Intake
 from .pipeline.state import State
 from .receivers.build import build_receiver
@@ -87,16 +88,19 @@ class Exporter:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.started_at = time.time()
-        self.state = State(config.stale_after, config.timezone)
+        self.state = State(config.stale_after)
+        self.calendar = Calendar(config.timezone, config.prices, config.state_directory)
         self.history = PageHistory()
         self.outputs: dict[str, Output] = {}
-        self.intake = Intake(config, self.state)
+        self.intake = Intake(config, self.state, calendar=self.calendar)
         self.receivers: dict[ReceiverSpec, Receiver] = {}
         self.reloads = ConfigReloads(True, self.started_at)
         for meter in config.meters:
-            self.state.meter(meter.meter_id, meter.name, meter.site)
+            self.state.configure(meter.meter_id, meter.name, meter.site, meter.contracted_power)
+        self.calendar.know(meter.meter_id for meter in config.meters)
 
     def start(self) -> None:
+        self.calendar.start()
         self._start_outputs(self.config)
         self._start_receivers(self.config.receivers)
 
@@ -129,10 +133,12 @@ class Exporter:
         self.config = self.intake.config = config
         self.state.stale_after_seconds = config.stale_after
         self.intake.dedupe.window = config.dedupe_window
-        with self.state.lock:
-            for meter in config.meters:
-                self.state.meter(meter.meter_id, meter.name, meter.site)
+        for meter in config.meters:
+            self.state.configure(meter.meter_id, meter.name, meter.site, meter.contracted_power)
         self.state.forget_except({m.meter_id for m in config.meters})
+        self.calendar.zone, self.calendar.prices = config.timezone, config.prices
+        self.calendar.forget_except(m.meter_id for m in config.meters)
+        self.calendar.know(m.meter_id for m in config.meters)
         meters = {m.meter_id: m.name for m in config.meters}
         for output in self.intake.outputs:
             output.meters_changed(meters)
@@ -152,6 +158,7 @@ class Exporter:
     def stop(self) -> None:
         for receiver in self.receivers.values():
             receiver.stop()
+        self.calendar.stop()
         for output in self.outputs.values():
             output.stop()
 
@@ -170,7 +177,7 @@ class Exporter:
     def receiver_stats(self) -> list[ReceiverStats]:
         return [r.stats for r in self.receivers.values()]
 
-    def status(self, with_history: bool = False) -> dict[str, Any]:
+    def status(self, histories: frozenset[str] = frozenset()) -> dict[str, Any]:
         return status(
             self.config,
             self.state,
@@ -178,15 +185,21 @@ class Exporter:
             heard=self.intake.heard.snapshot(),
             started_at=self.started_at,
             outputs=self.outputs.values(),
-            history=self.history if with_history else None,
+            history=self.history,
+            histories=histories,
+            calendar=self.calendar,
             extra={"version": __version__},
         )
 
     def exposition(self) -> Exposition:
         collector = ExporterCollector(
-            self.state, self.receiver_stats, lambda: list(self.outputs.values()), self.reloads
+            self.state,
+            self.receiver_stats,
+            lambda: list(self.outputs.values()),
+            self.reloads,
+            self.calendar,
         )
-        return Exposition(self.state, registry(collector))
+        return Exposition(self.state, registry(collector), calendar=self.calendar)
 
 
 def run(config: Config, config_path: Path | None, listen: str | None) -> int:

@@ -140,6 +140,7 @@ meters:
   - id: "{METER_ID}"
     key: "{SIMULATED_KEY}"
     name: home
+    contracted_power: 14000
 receivers:
   - type: lines
     name: radio

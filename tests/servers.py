@@ -75,8 +75,10 @@ class ExporterProcess:
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:
+            # the calendar's default state directory, as systemd's StateDirectory= gives it
+            env = {**os.environ, "STATE_DIRECTORY": str(self.directory / "state")}
             self.process = subprocess.Popen(
-                self.command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}
+                self.command, stdout=log, stderr=subprocess.STDOUT, env=env
             )
         assert wait_until(self.healthy, 20), f"the exporter did not start:\n{self.log()}"
 

@@ -168,7 +168,7 @@ def test_the_summary_comes_every_15_minutes_while_the_failure_goes_on(
         f'meters:\n  - id: "12345678"\n    key: "{"F0" * 16}"\n    name: home\n{RECEIVER}'
     )
     now = [0.0]
-    taken = Intake(config, State(600.0, config.timezone), clock=lambda: now[0])
+    taken = Intake(config, State(600.0), clock=lambda: now[0])
     meter = SimulatedMeter(FAMILIES_BY_NAME["otus"], meter_id="12345678")
     start = datetime(2026, 7, 1, 12, tzinfo=UTC)
 

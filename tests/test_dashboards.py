@@ -10,7 +10,9 @@ import json
 import re
 import shlex
 import sys
+import time
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,16 +20,20 @@ from typing import Any
 import pytest
 
 from exporter.amiplus import fields
+from exporter.amiplus.clock import WARSAW
 from exporter.amiplus.fields import Shape
 from exporter.amiplus.reading import MeterReading
 from exporter.config import InfluxConfig
+from exporter.config.prices import PriceEntry, Prices, TariffPrice
 from exporter.outputs.base import MeterUpdate
 from exporter.outputs.influx import InfluxOutput
 from exporter.outputs.prometheus import ConfigReloads, ExporterCollector, Exposition, registry
+from exporter.pipeline.calendar import Calendar
 from exporter.pipeline.state import State
 from exporter.receivers.receiver import ReceiverStats
 
 from .conftest import free_port, wait_until
+from .grafana import query_range, seconds, utc_offset
 from .servers import SIMULATED_KEY, InfluxDB, Prometheus, Start, job
 
 ROOT = Path(__file__).parent.parent
@@ -44,14 +50,16 @@ EXPECTED = {
     "amiplus-voltages-influxdb.json": "influxdb",
     "amiplus-fleet.json": "prometheus",
 }
-#: The meter variable of a dashboard that also has a site variable offers that site's meters.
+#: The meter variable of a dashboard that also has a site variable offers that site's meters;
+#: Prometheus pickers show each meter's name (amiplus_meter_info) and select its ID.
 METER_VARIABLE = {
-    "prometheus": "label_values(amiplus_meter_info, meter_id)",
-    "prometheus with sites": 'label_values(amiplus_meter_info{site=~"$site"}, meter_id)',
+    "prometheus": "query_result(amiplus_meter_info)",
+    "prometheus with sites": 'query_result(amiplus_meter_info{site=~"$site"})',
     "influxdb": 'SHOW TAG VALUES FROM "amiplus" WITH KEY = "meter_id"',
 }
+PICKER_REGEX = '/meter_id="(?<value>[^"]+)".*name="(?<text>[^"]*)"/'
 DATASOURCE_REFERENCES = ("${datasource}", "$datasource")
-VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]")
+VARIABLE = re.compile(r"\$\{(\w+)(?::[\w:]+)?\}|\$(\w+)|\[\[(\w+)\]\]")
 
 
 def words(text: str) -> frozenset[str]:
@@ -151,18 +159,24 @@ def exposed_metrics(tmp_path: Path) -> set[str]:
     """The sample names of every family a fully featured exporter exposes: a meter that sent
     every field, a receiver, and an InfluxDB output."""
     state = State()
+    state.configure("12345678", "home", "", 14000.0)
     values = {row.key: {"L1": 1.0} if row.shape is Shape.PHASES else 1.0 for row in fields.FIELDS}
     values["meter_time"] = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
     values["energy_imported_tariff_kwh"] = values["energy_exported_tariff_kwh"] = {1: 1.0}
     reading = MeterReading("12345678", "APA", 1, 2, values=values)
     state.record("12345678", "home", reading, 1.0, "r")
+    price = PriceEntry(datetime.date(1970, 1, 1), ((1, TariffPrice(1.0)),), 0.5)
+    calendar = Calendar(prices=Prices((price,)))
+    calendar.record("12345678", values, 0.5)
+    calendar.record("12345678", {**values, "energy_imported_tariff_kwh": {1: 2.0}}, 1.0)
     config = InfluxConfig("http://127.0.0.1:9", api="v1", database="x", spool=tmp_path)
     influx = InfluxOutput(config)
     influx.submit(MeterUpdate("12345678", "home", reading, values, 1.0, "r"))  # a waiting point
     collector = ExporterCollector(
-        state, lambda: [ReceiverStats("r", "stick")], lambda: [influx], ConfigReloads()
+        state, lambda: [ReceiverStats("r", "stick")], lambda: [influx], ConfigReloads(), calendar
     )
-    text = Exposition(state, registry(collector), clock=lambda: 2.0).body().decode()
+    text = Exposition(state, registry(collector), clock=lambda: 2.0, calendar=calendar)
+    text = text.body().decode()
     return set(re.findall(r"^# TYPE (\S+) ", text, re.MULTILINE))
 
 
@@ -196,6 +210,8 @@ def test_a_dashboard_is_well_formed(path: Path) -> None:
     assert meter["type"] == "query" and meter["multi"] and meter["includeAll"]
     with_sites = " with sites" if "site" in found else ""
     assert meter["definition"] == METER_VARIABLE[kind(dashboard) + with_sites]
+    if kind(dashboard) == "prometheus":
+        assert meter["regex"] == PICKER_REGEX
     shown = list(panels(dashboard))
     ids = [panel["id"] for panel in dashboard["panels"]] + [
         panel["id"] for row in dashboard["panels"] for panel in row.get("panels", [])
@@ -278,7 +294,9 @@ def test_prometheus_dashboards_use_only_metrics_the_exporter_exposes(tmp_path: P
     for path in FILES:
         for variable in variables(load(path)).values():
             if variable["type"] == "query" and kind(load(path)) == "prometheus":
-                selector = re.fullmatch(r"label_values\((\w+)[{,].*", variable["definition"])
+                selector = re.fullmatch(
+                    r"(?:label_values|query_result)\((\w+)[{,)].*", variable["definition"]
+                )
                 assert selector and selector.group(1) in exposed, variable["definition"]
     # the panels cover what a household and its operator look at
     for metric in (
@@ -349,9 +367,19 @@ meters:
   - id: "12345678"
     key: "{KEY}"
     name: home
+    contracted_power: 14000
   - id: "12345679"
     key: "{KEY}"
     name: garage
+    contracted_power: 14000
+prices:
+  - from: 2020-01-01
+    tariffs:
+      1: {{energy: 0.62, distribution: 0.31}}
+      2: {{energy: 0.45, distribution: 0.12}}
+    export: 0.3
+state:
+  directory: {directory / "state"}
 receivers:
   - type: simulator
     interval: 0.2
@@ -379,23 +407,40 @@ PROMQL_VALUES = {
     "meter": "|".join(METERS),  # the "=~" form of two selected meters
     "site": ".*",  # All: also the series of an exporter scraped without a site label
     "tariff": "1",
-    "contracted_power": "14000",
     "__rate_interval": "10s",
     "__interval": "5s",
     "__range": "1m",
 }
 
 
-def promql(expression: str) -> str:
-    """A panel's expression as Grafana would send it, with a minute of history in mind."""
+def promql(expression: str, span: int | None = None) -> str:
+    """A panel's expression as Grafana would send it, with a minute of history in mind (or
+    the `span` seconds of a panel's relative time)."""
     # Subqueries sample once a minute (`[1d:1m]`); a minute of data may hold no such sample,
     # so the test samples every second instead.
     expression = expression.replace(":1m]", ":1s]")
-    return only_this_job(substitute(expression, PROMQL_VALUES), "dashboards")
+    values = {**PROMQL_VALUES, "__to": str(int(time.time()) + 1)}  # ${__to:date:seconds}
+    if span is not None:
+        values["__range"] = f"{span}s"
+    return only_this_job(substitute(expression, values), "dashboards")
+
+
+def bars(prometheus: Prometheus, panel: dict[str, Any], expression: str) -> list[float]:
+    """Every bar of a calendar-bar panel (a step a day over its relative time), queried as
+    Grafana does for a dashboard in Polish time."""
+    span = seconds(panel["timeFrom"])
+    now = time.time()
+    offset = utc_offset(WARSAW, now)
+    expression = promql(expression, span)
+    found = query_range(prometheus.url, expression, now - span, now, step=86400, offset=offset)
+    return [float(value) for series in found for _, value in series["values"]]
 
 
 def label_values(prometheus: Prometheus, definition: str) -> set[str]:
-    """What Grafana's `label_values(selector, label)` gives, through Prometheus's label API."""
+    """What Grafana's `label_values(selector, label)` gives, through Prometheus's label API; for
+    `query_result(selector)` the IDs of the meter picker (names checked in `meter_names`)."""
+    if definition.startswith("query_result("):
+        return set(meter_names(prometheus, definition).values())
     match = re.fullmatch(r"label_values\((.+), (\w+)\)", definition)
     assert match, definition
     selector = promql(match.group(1))
@@ -405,6 +450,23 @@ def label_values(prometheus: Prometheus, definition: str) -> set[str]:
     assert code == 200, body
     values: list[str] = json.loads(body)["data"]
     return set(values)
+
+
+def meter_names(prometheus: Prometheus, definition: str) -> dict[str, str]:
+    """The meter picker as Grafana fills it: `query_result` lines (`name{labels} value time`,
+    labels in Prometheus's order) through the variable's regex, its `text` shown and its
+    `value` used; text -> value."""
+    match = re.fullmatch(r"query_result\((.+)\)", definition)
+    assert match, definition
+    pattern = re.compile(PICKER_REGEX.strip("/").replace("(?<", "(?P<"))
+    out = {}
+    for series in prometheus.query(promql(match.group(1))):
+        labels = series["metric"]
+        inner = ", ".join(f'{k}="{v}"' for k, v in labels.items() if k != "__name__")
+        found = pattern.search(f"{labels.get('__name__', '')}{{{inner}}} {series['value'][1]}")
+        assert found, (labels, PICKER_REGEX)
+        out[found.group("text")] = found.group("value")
+    return out
 
 
 def test_every_promql_query_returns_data(
@@ -425,20 +487,26 @@ def test_every_promql_query_returns_data(
     )
     prometheus.scrape(job("dashboards", exporter.port))
     queries = [
-        (f"{name}, {panel['title']} ({target['refId']})", panel, promql(target["expr"]))
+        (f"{name}, {panel['title']} ({target['refId']})", panel, target["expr"])
         for name, panel, target in targets("prometheus")
     ]
     assert len(queries) > 40
 
+    def answer(panel: dict[str, Any], expression: str) -> list[float]:
+        """The values a panel shows: a calendar-bar panel's bars, else an instant query's."""
+        if panel.get("interval") == "1d" and "timeFrom" in panel:
+            return bars(prometheus, panel, expression)
+        return list(prometheus.values(promql(expression)).values())
+
     def without_data() -> list[str]:
         """The queries that answer with nothing (a failing query fails the test at once)."""
-        return [where for where, _, query in queries if not prometheus.query(query)]
+        return [where for where, panel, query in queries if not answer(panel, query)]
 
     assert wait_until(lambda: not without_data(), 30, every=1), (
         f"no data: {without_data()}\n{exporter.log()[-3000:]}"
     )
     for where, panel, query in queries:
-        values = prometheus.values(query).values()
+        values = answer(panel, query)
         unit = panel["fieldConfig"]["defaults"]["unit"]
         if unit == "kwatth":  # energy of a household in a few seconds
             assert all(0 <= value < 1 for value in values), (where, query, values)
@@ -453,6 +521,8 @@ def test_every_promql_query_returns_data(
         if kind(dashboard) == "prometheus":
             found = variables(dashboard)
             assert label_values(prometheus, found["meter"]["definition"]) == set(METERS)
+            picker = meter_names(prometheus, found["meter"]["definition"])
+            assert picker == {"home": "12345678", "garage": "12345679"}
             if "tariff" in found:
                 assert label_values(prometheus, found["tariff"]["definition"]) >= {"1", "2"}
 
@@ -474,7 +544,11 @@ def test_every_promql_query_returns_data(
         ("12345678", "L3"),
     }, minutes
     contracted = by_title["Maximum demand and contracted power"]["targets"][1]["expr"]
-    assert prometheus.value(promql(contracted)) == 14000
+    shown = prometheus.values(promql(contracted))
+    assert {dict(labels)["name"]: value for labels, value in shown.items()} == {
+        "home": 14000,
+        "garage": 14000,
+    }
     register = by_title["1.8.0 Imported, total"]["targets"][0]["expr"]
     registers = {
         dict(labels)["meter_id"]: v for labels, v in prometheus.values(promql(register)).items()
@@ -486,9 +560,8 @@ def test_every_promql_query_returns_data(
 
 INFLUXQL_VALUES = {
     "meter": "(" + "|".join(METERS) + ")",  # how Grafana puts two meters into /^$meter$/
-    "timeFilter": "time > now() - 1h",
+    "timeFilter": "time > now() - 3d",
     "__interval": "5s",
-    "contracted_power": "14000",
 }
 
 
@@ -496,6 +569,20 @@ def test_every_influxql_query_returns_data(start_exporter: Start, tmp_path: Path
     server = InfluxDB(tmp_path / "influx")
     try:
         server.query('CREATE DATABASE "amiplus"')
+        # a reading of each meter the day before, so that the daily bars have a day to
+        # compare with (the registers and running cost were lower then)
+        yesterday = int(time.time()) - 86400
+        lines = "".join(
+            f"amiplus,meter_id={meter},name={name} energy_imported_kwh=1.0,"
+            f"energy_exported_kwh=0.5,cost_t1_pln=0.0,cost_t2_pln=0.0,export_value_pln=0.0 "
+            f"{yesterday}\n"
+            for meter, name in zip(METERS, ("home", "garage"), strict=True)
+        )
+        write = urllib.request.Request(
+            f"{server.url}/write?db=amiplus&precision=s", data=lines.encode(), method="POST"
+        )
+        with urllib.request.urlopen(write, timeout=10) as response:
+            assert response.status == 204
         exporter = start_exporter(
             config(
                 tmp_path,
@@ -539,6 +626,11 @@ def test_every_influxql_query_returns_data(start_exporter: Start, tmp_path: Path
                 (series,) = server.query(definition, "amiplus")
                 assert {value for _, value in series["values"]} == set(METERS)
 
+        # legends carry the meters' names
+        for where, query in queries:
+            for series in server.query(query, "amiplus"):
+                if "meter_id" in series.get("tags", {}):
+                    assert series["tags"]["name"] in ("home", "garage"), (where, series["tags"])
         # readings outside the band: only the radio's meter, on every phase
         for where, query in queries:
             if "Readings outside" in where:

@@ -10,14 +10,17 @@ import datetime
 import os
 import re
 from collections.abc import Iterator
+from datetime import date
 
 from prometheus_client import CollectorRegistry, Metric, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from exporter.amiplus.reading import MeterReading
+from exporter.config.prices import PriceEntry, Prices, TariffPrice
 from exporter.outputs.base import MeterUpdate, Output
 from exporter.outputs.prometheus import ConfigReloads, ExporterCollector, Exposition
+from exporter.pipeline.calendar import Calendar
 from exporter.pipeline.state import State
 from exporter.receivers.receiver import ReceiverStats
 
@@ -40,7 +43,7 @@ class CountingOutput(Output):
 
 def exposition() -> str:
     state = State(stale_after_seconds=600)
-    state.meter("12345678", 'home "main"', "block B, staircase 2")
+    state.configure("12345678", 'home "main"', "block B, staircase 2", 14_000.0)
     home = MeterReading(
         "12345678",
         "APA",
@@ -63,7 +66,17 @@ def exposition() -> str:
             "reactive_power_exported_var": 40.0,
         },
     )
-    state.record("12345678", 'home "main"', home, 1_782_043_190.0, "stick")
+    _, merged = state.record("12345678", 'home "main"', home, 1_782_043_190.0, "stick")
+    # the calendar knew the meter since the day before, a kWh and a zone less
+    prices = Prices((PriceEntry(date(2026, 1, 1), ((1, TariffPrice(0.6, 0.3)),), 0.25),))
+    calendar = Calendar(prices=prices)
+    before = {
+        "energy_imported_kwh": 1233.567,
+        "energy_imported_tariff_kwh": {1: 999.0, 2: 234.567},
+        "energy_exported_kwh": 89.0,
+    }
+    calendar.record("12345678", before, 1_782_043_190.0 - 86400)
+    calendar.record("12345678", merged, 1_782_043_190.0)
     state.record(
         "12345678",
         'home "main"',
@@ -87,10 +100,12 @@ def exposition() -> str:
         lambda: [stick, radio],
         lambda: [CountingOutput()],
         ConfigReloads(True, 1_782_000_000),
+        calendar,
+        clock=lambda: 1_782_043_200.0,
     )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
-    body = Exposition(state, registry, clock=lambda: 1_782_043_200.0).render()
+    body = Exposition(state, registry, clock=lambda: 1_782_043_200.0, calendar=calendar).render()
     body += generate_latest(registry).decode()
     build = r"amiplus_exporter_build_info\{[^}]*\}"  # versions differ between machines
     return re.sub(build, 'amiplus_exporter_build_info{python_version="X",version="X"}', body)

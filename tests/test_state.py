@@ -197,13 +197,32 @@ def test_the_page_history_follows_merged_values_and_forgets_removed_meters() -> 
     assert history.columns("m")["t"] == []
 
 
-def test_today_counts_from_the_last_registers_of_yesterday() -> None:
-    state = State()  # Europe/Warsaw
-    evening = datetime(2026, 6, 20, 21, 50, tzinfo=UTC).timestamp()  # 23:50 local
-    state.record("m", "home", reading(energy_imported_kwh=100.0), evening, "r")
-    assert state.snapshot()[0].today() == {"energy_imported_kwh": 0.0}  # the first day: from now
-    state.record("m", "home", reading(energy_imported_kwh=100.4), evening + 300, "r")
-    assert state.snapshot()[0].today() == {"energy_imported_kwh": 0.4}
-    after_midnight = evening + 1200  # 00:10 local on the 21st
-    state.record("m", "home", reading(energy_imported_kwh=101.0), after_midnight, "r")
-    assert state.snapshot()[0].today() == {"energy_imported_kwh": 0.6}  # from 100.4
+def test_the_day_chart_averages_five_minutes_for_the_first_sixteen_meters_only() -> None:
+    from exporter.outputs.base import MeterUpdate
+    from exporter.web.history import DAY_METERS, DAY_POINTS, DAY_STEP, PageHistory
+
+    history = PageHistory()
+    start = 1_800_000_000.0  # a multiple of five minutes
+    for n, watts in enumerate((100.0, 300.0, 1000.0)):  # two in the first step, one in the next
+        values = {"power_imported_w": watts, "power_exported_w": 0.0}
+        at = start + (0, 60, DAY_STEP)[n]
+        history.submit(MeterUpdate("m", "home", reading(), values, at, "r"))
+    day = history.day_columns("m")
+    assert day == {
+        "t": [start, start + DAY_STEP],
+        "import_w": [200.0, 1000.0],
+        "export_w": [0.0, 0.0],
+    }
+    for n in range(DAY_POINTS + 3):  # a day and a quarter of an hour: the oldest are gone
+        values = {"power_imported_w": float(n)}
+        history.submit(MeterUpdate("m", "home", reading(), values, start + DAY_STEP * n, "r"))
+    day = history.day_columns("m")
+    assert day is not None and len(day["t"]) == DAY_POINTS and day["import_w"][-1] == DAY_POINTS + 2
+    for n in range(DAY_METERS + 4):
+        history.submit(MeterUpdate(f"x{n}", "x", reading(), {"power_imported_w": 1.0}, start, "r"))
+    kept = [n for n in range(DAY_METERS + 4) if history.day_columns(f"x{n}") is not None]
+    assert len(kept) == DAY_METERS - 1  # "m" holds the first place
+    assert history.columns(f"x{DAY_METERS + 3}")["import_w"] == [1.0]  # the hour: for every meter
+    history.meters_changed({"x19": "x"})
+    history.submit(MeterUpdate("x19", "x", reading(), {"power_imported_w": 2.0}, start, "r"))
+    assert history.day_columns("x19") is not None  # a place came free

@@ -22,15 +22,35 @@ Language = Literal["en", "pl"]
 
 #: A register value lower than the one before (a reason of the state, not of the core).
 REGISTER_DECREASED = "register_decreased"
+#: A configured meter that no telegram came from since the start.
+NOT_HEARD = "not_heard"
+#: Why a receiver is not up (`ReceiverStats.down_code`).
+RECEIVER_STARTING = "starting"
+RECEIVER_UNAVAILABLE = "unavailable"
+RECEIVER_NO_ANSWER = "no_answer"
+RECEIVER_SILENT = "silent"
+RECEIVER_FINISHED = "finished"
 
 
 @dataclass(frozen=True, slots=True)
 class Advice:
+    """What to do (`en`, `pl`) and, for pages that show a code rather than a message, what
+    happened (`what_en`, `what_pl`)."""
+
     en: str
     pl: str
+    what_en: str = ""
+    what_pl: str = ""
 
     def text(self, language: Language) -> str:
         return self.pl if language == "pl" else self.en
+
+    def as_json(self) -> dict[str, dict[str, str]]:
+        """Both languages, for the status page's language switch."""
+        return {
+            "what": {"en": self.what_en, "pl": self.what_pl},
+            "advice": {"en": self.en, "pl": self.pl},
+        }
 
 
 ELICZNIK_KEY = Advice(
@@ -45,6 +65,8 @@ ADVICE: dict[str, Advice] = {
     NoKeyError.code: Advice(
         "Give this meter's key. " + ELICZNIK_KEY.en,
         "Podaj klucz tego licznika. " + ELICZNIK_KEY.pl,
+        "The telegram is encrypted and no key is configured for it.",
+        "Telegram jest zaszyfrowany, a dla licznika nie podano klucza.",
     ),
     DecryptionError.code: Advice(
         "Check the key that eLicznik shows as 'Klucz szyfrujący' (tab Licznik / HAN) and that "
@@ -52,31 +74,86 @@ ADVICE: dict[str, Advice] = {
         "Sprawdź klucz, który eLicznik pokazuje jako 'Klucz szyfrujący' (zakładka Licznik / HAN), "
         "i czy należy do tego licznika. Ponowna aktywacja HAN wydaje nowy klucz: stary przestaje "
         "działać.",
+        "The configured key does not decrypt the meter's telegrams.",
+        "Podany klucz nie odszyfrowuje telegramów licznika.",
     ),
     CRCError.code: Advice(
         "Damaged radio frames (weak signal or interference): nothing to fix unless most frames "
         "are damaged; then move the receiver or its antenna closer to the meter.",
         "Uszkodzone ramki radiowe (słaby sygnał lub zakłócenia): nic do zrobienia, chyba że "
         "uszkodzona jest większość ramek; wtedy przysuń odbiornik lub antenę bliżej licznika.",
+        "A radio frame arrived damaged (checksum error).",
+        "Ramka radiowa dotarła uszkodzona (błąd sumy kontrolnej).",
     ),
     TruncatedError.code: Advice(
         "The receiver cut telegrams short: CUL/nanoCUL sticks and small CC1101 buffers cannot "
         "take long AMIplus telegrams.",
         "Odbiornik obcina telegramy: CUL/nanoCUL i małe bufory CC1101 nie mieszczą długich "
         "telegramów AMIplus.",
+        "The telegram is shorter than it says it is.",
+        "Telegram jest krótszy, niż zapowiada.",
     ),
     MalformedError.code: Advice(
         "Telegrams that cannot be read: a damaged frame or a wrong key.",
         "Telegramów nie da się odczytać: uszkodzona ramka albo zły klucz.",
+        "The telegram's records cannot be read.",
+        "Nie da się odczytać rekordów telegramu.",
     ),
     UnsupportedError.code: Advice(
         "TAURON AMIplus meters send CI 0x7A and AES mode 5: this is probably another kind of "
         "device.",
         "Liczniki TAURON AMIplus wysyłają CI 0x7A i AES w trybie 5: to najpewniej inne urządzenie.",
+        "The telegram uses a layout or security mode that is not supported.",
+        "Telegram ma nieobsługiwany układ albo tryb zabezpieczeń.",
     ),
     REGISTER_DECREASED: Advice(
         "A register went backwards and was ignored; if it persists the meter was replaced.",
         "Liczydło się cofnęło i zostało pominięte; jeśli to trwa, licznik wymieniono.",
+        "A register value was lower than before.",
+        "Wartość liczydła była niższa niż poprzednio.",
+    ),
+    NOT_HEARD: Advice(
+        "Check the ID with `amiplus-exporter listen`: it lists every meter the receiver hears "
+        "(eLicznik may show the address byte-reversed; both orders work). HAN must be active.",
+        "Sprawdź adres poleceniem `amiplus-exporter listen`: pokazuje każdy licznik, który słyszy "
+        "odbiornik (eLicznik bywa, że podaje adres w odwrotnej kolejności bajtów; obie działają). "
+        "HAN musi być aktywny.",
+        "Not heard yet.",
+        "Jeszcze nie usłyszany.",
+    ),
+    RECEIVER_STARTING: Advice(
+        "",
+        "",
+        "Starting.",
+        "Uruchamia się.",
+    ),
+    RECEIVER_UNAVAILABLE: Advice(
+        "Check that the stick is plugged in (ls /dev/serial/by-id/), that a network radio is "
+        "powered and reachable, or that the command runs; the exporter keeps trying.",
+        "Sprawdź, czy odbiornik USB jest podłączony (ls /dev/serial/by-id/), czy radio sieciowe "
+        "ma zasilanie i jest osiągalne albo czy polecenie działa; eksporter ponawia próby.",
+        "It cannot be opened or was disconnected.",
+        "Nie da się go otworzyć albo został odłączony.",
+    ),
+    RECEIVER_NO_ANSWER: Advice(
+        "The device does not answer as this receiver type should: check `type:` and the "
+        "baud rate, and that no other program uses the port.",
+        "Urządzenie nie odpowiada tak, jak ten typ odbiornika: sprawdź `type:` i prędkość, i czy "
+        "port nie jest zajęty przez inny program.",
+        "It did not answer its set-up.",
+        "Nie odpowiedział na konfigurację.",
+    ),
+    RECEIVER_SILENT: Advice(
+        "Nothing was heard for a long time: check the antenna and the position (868.95 MHz).",
+        "Długo nic nie odebrano: sprawdź antenę i ustawienie odbiornika (868,95 MHz).",
+        "Silent: reopened.",
+        "Cisza: otwarty ponownie.",
+    ),
+    RECEIVER_FINISHED: Advice(
+        "",
+        "",
+        "Its input ended.",
+        "Jego wejście się skończyło.",
     ),
 }
 

@@ -22,20 +22,42 @@ from ..wmbus.security import shown
 from .influxdb import InfluxConfig, influx_section
 from .meter_table import meters_from_files
 from .meters import MeterConfig, meters_section
+from .prices import Prices, prices_section
 from .reader import ConfigError, Problem, Reader
 from .receivers import receivers_section
 
 if TYPE_CHECKING:
     from yaml import Node
 
-__all__ = ["Config", "ConfigError", "InfluxConfig", "MeterConfig", "Problem", "WebConfig"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "InfluxConfig",
+    "MeterConfig",
+    "Prices",
+    "Problem",
+    "WebConfig",
+]
 
 DEFAULT_LISTEN = ":9264"
+#: Where the calendar periods' starts are kept, unless `state: directory:` says otherwise; a
+#: systemd unit with StateDirectory= says so through $STATE_DIRECTORY.
+DEFAULT_STATE_DIRECTORY = Path("/var/lib/amiplus-exporter")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
-_TOP = ("meters", "meters_file", "receivers", "web", "influxdb", "timezone", "state", "log")
+_TOP = (
+    "meters",
+    "meters_file",
+    "receivers",
+    "web",
+    "influxdb",
+    "timezone",
+    "state",
+    "prices",
+    "log",
+)
 _WEB = ("listen", "config_file")
-_STATE = ("stale_after", "dedupe_window")
+_STATE = ("directory", "stale_after", "dedupe_window")
 _LOG = ("level", "format")
 
 
@@ -53,6 +75,8 @@ class Config:
     influxdb: InfluxConfig | None = None
     timezone: ZoneInfo = WARSAW
     stale_after: float | None = None  # None: derived from each meter's observed interval
+    state_directory: Path | None = None  # None: calendar periods are kept in memory only
+    prices: Prices = field(default_factory=Prices)
     dedupe_window: float = 5.0
     log_level: str = "info"
     log_format: str = "text"
@@ -69,8 +93,10 @@ class Config:
 
 
 def _settings(reader: Reader, top: dict[str, Node]) -> dict[str, Any]:
-    """The optional sections: web, influxdb, timezone, state, log."""
-    options: dict[str, Any] = {}
+    """The optional sections: web, influxdb, timezone, state, prices, log."""
+    options: dict[str, Any] = {
+        "state_directory": Path(reader.env.get("STATE_DIRECTORY") or DEFAULT_STATE_DIRECTORY)
+    }
     if "web" in top:
         web = reader.mapping(top["web"], "web", _WEB)
         listen = reader.optional(web, "listen", reader.text, "web")
@@ -88,6 +114,9 @@ def _settings(reader: Reader, top: dict[str, Node]) -> dict[str, Any]:
             )
     if "state" in top:
         state = reader.mapping(top["state"], "state", _STATE)
+        directory = reader.optional(state, "directory", reader.path, "state")
+        if directory is not None:
+            options["state_directory"] = directory
         stale = state.get("stale_after")
         if stale is not None and reader.text(stale, "state stale_after") != "auto":
             options["stale_after"] = reader.number(stale, "state stale_after", 1, 7 * 86400)
@@ -96,6 +125,8 @@ def _settings(reader: Reader, top: dict[str, Node]) -> dict[str, Any]:
         )
         if window is not None:
             options["dedupe_window"] = window
+    if "prices" in top:
+        options["prices"] = prices_section(reader, top["prices"])
     if "log" in top:
         log = reader.mapping(top["log"], "log", _LOG)
         level = reader.optional(log, "level", partial(reader.choice, choices=LOG_LEVELS), "log")

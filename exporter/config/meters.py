@@ -1,4 +1,5 @@
-"""The `meters:` section: each meter's address (either byte order), key and name."""
+"""The `meters:` section: each meter's address (either byte order), key, name and contracted
+power."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from .reader import Reader
 if TYPE_CHECKING:
     from yaml import Node
 
-_METER = ("id", "key", "key_file", "qr", "qr_file", "name", "site")
+_METER = ("id", "key", "key_file", "qr", "qr_file", "name", "site", "contracted_power")
+#: Contracted power (moc umowna) in watts: households have 2-40 kW; below 1000 it was kW.
+CONTRACTED_POWER = (1000.0, 1_000_000.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +34,14 @@ class MeterConfig:
     key: MeterKey = field(repr=False)
     recognised: str = ""  # what a QR text turned out to hold, for check-config
     site: str = ""  # where the meter is, for people (amiplus_meter_info's meter_site)
+    contracted_power: float | None = None  # watts: the one place alerts and dashboards read
 
 
 def _meter(reader: Reader, node: Node, number: int) -> MeterConfig | None:
     fields = reader.mapping(node, f"meter {number}", _METER)
     name = reader.optional(fields, "name", reader.text, f"meter {number}")
     where = f"meter {name!r}" if name else f"meter {number}"
+    contracted = _contracted_power(reader, fields.get("contracted_power"), where)
     key_node, key_text = reader.secret(fields, "key", where)
     qr_node, qr_text = reader.secret(fields, "qr", where)
     meter_id: str | None = None
@@ -85,7 +90,30 @@ def _meter(reader: Reader, node: Node, number: int) -> MeterConfig | None:
         )
         return None
     site = reader.optional(fields, "site", reader.text, where) or ""
-    return MeterConfig(name or meter_id, meter_id, ids, key, recognised, site)
+    return MeterConfig(
+        name or meter_id, meter_id, ids, key, recognised, site=site, contracted_power=contracted
+    )
+
+
+def _contracted_power(reader: Reader, node: Node | None, where: str) -> float | None:
+    """The contracted power in watts (a number in kW is a problem that says so)."""
+    if node is None:
+        return None
+    text = reader.text(node, f"{where} contracted_power")
+    try:
+        watts = float(text or "")
+    except ValueError:
+        reader.problem(node, f"{where} contracted_power must be watts, e.g. 14000, not {text!r}")
+        return None
+    low, high = CONTRACTED_POWER
+    if not low <= watts <= high:
+        hint = f" ({watts:g} kW is {watts * 1000:g})" if 0 < watts < low else ""
+        reader.problem(
+            node,
+            f"{where} contracted_power is in watts, between {low:g} and {high:g}{hint}",
+        )
+        return None
+    return watts
 
 
 def meters_section(reader: Reader, node: Node | None) -> list[MeterConfig]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..amiplus.reading import MeterReading
@@ -26,6 +26,10 @@ class MeterUpdate:
     values: Mapping[str, Any]  # the meter's latest value of every field, merged (a copy)
     received_at: float
     receiver: str
+    #: The meter's running cost in PLN after this reading, by money key ("energy/1",
+    #: "distribution/1", "export"; pipeline/calendar.py): empty while no price applies.
+    cost: Mapping[str, float] = field(default_factory=dict)
+    contracted_power: float | None = None  # watts, from the meter's configuration
 
 
 class Output(ABC):

@@ -20,7 +20,7 @@ import time
 import urllib.parse
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from ..amiplus import fields
 from ..amiplus.fields import Shape
 from ..amiplus.reading import MeterReading
 from ..config import InfluxConfig
+from ..pipeline.calendar import Cost
 from .base import MeterUpdate, Output
 from .spool import DISK_FULL, SPOOL_ERROR, SPOOL_FULL, Segment, Spool
 
@@ -70,10 +71,32 @@ def _fields(reading: MeterReading) -> Iterator[str]:
                     yield f"{row.influx_tariff.format(tariff)}={float(number)!r}"
 
 
-def point(reading: MeterReading, name: str | None, received_at: float) -> str | None:
+def _cost_fields(money: Mapping[str, float]) -> Iterator[str]:
+    """The meter's running cost (pipeline/calendar.py): a register in PLN per tariff zone
+    (energy and distribution) and for the exported energy; a period's cost is a difference."""
+    cost = Cost.of(money)
+    for zone, (energy, distribution) in cost.zones.items():
+        yield f"cost_t{zone}_pln={float(energy + distribution)!r}"
+    if "export" in money:
+        yield f"export_value_pln={float(cost.export)!r}"
+
+
+def point(
+    reading: MeterReading,
+    name: str | None,
+    received_at: float,
+    money: Mapping[str, float] | None = None,
+    contracted_power: float | None = None,
+) -> str | None:
     """The line-protocol point of one reading: float fields only, millisecond precision, so two
-    readings in one second are two points (None when the telegram named no field at all)."""
-    values = ",".join(_fields(reading))
+    readings in one second are two points (None when the telegram named no field at all);
+    `money`, the running cost, and the configured contracted power add their fields."""
+    found = list(_fields(reading))
+    if found and money:
+        found.extend(_cost_fields(money))
+    if found and contracted_power is not None:
+        found.append(f"contracted_power_w={float(contracted_power)!r}")
+    values = ",".join(found)
     if not values:
         return None
     tags = f"meter_id={_escape_tag(reading.meter_id)}"
@@ -322,7 +345,9 @@ class InfluxOutput(Output):
 
     def submit(self, update: MeterUpdate) -> None:
         """Spool a reading (from a receiver's thread); it is accepted once this returns."""
-        line = point(update.reading, update.name, update.received_at)
+        line = point(
+            update.reading, update.name, update.received_at, update.cost, update.contracted_power
+        )
         if line is None:
             return
         self.spool.append([line], update.received_at)

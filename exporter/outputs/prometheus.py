@@ -34,6 +34,16 @@ from .. import __version__
 from ..amiplus import fields
 from ..amiplus.fields import Metric as FieldMetric
 from ..amiplus.fields import MetricType, Shape
+from ..pipeline.calendar import (
+    ENERGY_ROWS,
+    IMPORTED,
+    PERIODS,
+    Calendar,
+    Figure,
+    local_day,
+    midnight,
+)
+from ..pipeline.calendar import period_start as calendar_period_start
 from ..pipeline.state import MeterState, State
 from ..receivers.base import ErrorReason
 from ..receivers.receiver import ReceiverStats
@@ -99,7 +109,6 @@ REJECTED = counter(
     "amiplus_meter_rejected_telegrams", "Telegrams or register values rejected, by reason."
 )
 STALE = gauge("amiplus_meter_stale", "1 when the meter has been silent longer than stale_after.")
-HEALTH = (INFO, LAST, TELEGRAMS, FAILURES, REJECTED, STALE)
 RECEIVER_RSSI = gauge(
     "amiplus_meter_receiver_rssi_dbm",
     "Signal of the meter's latest telegram at each receiver that heard it recently.",
@@ -108,6 +117,91 @@ BEST_RECEIVER = gauge(
     "amiplus_meter_best_receiver_info", "The receiver that hears the meter with the best signal."
 )
 RECEPTION = (RECEIVER_RSSI, BEST_RECEIVER)
+CONTRACTED = gauge(
+    "amiplus_meter_contracted_power_watts",
+    "The contracted power (moc umowna) of the meter's connection, from the configuration.",
+)
+HEALTH = (INFO, LAST, TELEGRAMS, FAILURES, REJECTED, STALE, CONTRACTED)
+
+
+def _in_a_period(metric: FieldMetric) -> MetricFamily:
+    """A register's family for calendar periods: `..._joules` becomes `..._period_joules`."""
+    stem, _, unit = metric.name.rpartition("_")
+    return gauge(
+        f"{stem}_period_{unit}",
+        f"{metric.help.split(' (')[0]} in a calendar period of the configured zone (period: day, "
+        "week or month; start: its first local day): the current and the previous period.",
+    )
+
+
+#: Per energy register: its family for periods, its tariffs' family (for imported energy only,
+#: the one priced per zone; the page and the API have both ways) and the factor from kWh.
+PERIOD_ENERGY = tuple(
+    (
+        row,
+        _in_a_period(row.metric),
+        _in_a_period(row.tariff_metric) if row is IMPORTED else None,
+        row.metric.scale,
+    )
+    for row in ENERGY_ROWS
+    if row.metric is not None and row.tariff_metric is not None
+)
+PERIOD_COST = gauge(
+    "amiplus_period_cost_pln",
+    "Cost of imported energy in a calendar period per tariff zone (energy and variable "
+    "distribution prices of the configuration), PLN.",
+)
+PERIOD_EXPORT_VALUE = gauge(
+    "amiplus_period_export_value_pln",
+    "Value of exported energy in a calendar period at the configured export price, PLN.",
+)
+PERIOD_PARTIAL = gauge(
+    "amiplus_period_partial",
+    "1 when the period's figures are partial: the meter was not heard across a boundary "
+    "(absent when complete).",
+)
+ACTIVE_TARIFF = gauge(
+    "amiplus_meter_active_tariff", "The tariff zone counting now: the register that advanced last."
+)
+CALENDAR = (
+    *(family for _, total, zones, _ in PERIOD_ENERGY for family in (total, zones) if family),
+    PERIOD_COST,
+    PERIOD_EXPORT_VALUE,
+    PERIOD_PARTIAL,
+    ACTIVE_TARIFF,
+)
+
+
+def period_lines(
+    meter_id: str, figures: list[Figure], active: int | None, priced: bool
+) -> dict[str, str]:
+    """The calendar samples of one meter, by family name."""
+    out: dict[str, list[str]] = {family.name: [] for family in CALENDAR}
+    for figure in figures:
+        ident = (
+            ("meter_id", meter_id),
+            ("period", figure.period.kind),
+            ("start", figure.start.isoformat()),
+        )
+        for row, total, zones, scale in PERIOD_ENERGY:
+            if row.key in figure.energy:
+                out[total.name].append(line(total, ident, figure.energy[row.key] * scale))
+            if zones is not None:
+                for zone, kwh in sorted(figure.tariffs(row).items()):
+                    labels = (*ident, ("tariff", str(zone)))
+                    out[zones.name].append(line(zones, labels, kwh * scale))
+        if priced:
+            cost = figure.cost
+            for zone, (energy, distribution) in cost.zones.items():
+                labels = (*ident, ("tariff", str(zone)))
+                pln = round(energy + distribution, 6)
+                out[PERIOD_COST.name].append(line(PERIOD_COST, labels, pln))
+            out[PERIOD_EXPORT_VALUE.name].append(line(PERIOD_EXPORT_VALUE, ident, cost.export))
+        if figure.partial:
+            out[PERIOD_PARTIAL.name].append(line(PERIOD_PARTIAL, ident, 1))
+    if active is not None:
+        out[ACTIVE_TARIFF.name].append(line(ACTIVE_TARIFF, (("meter_id", meter_id),), active))
+    return {name: "".join(lines) for name, lines in out.items() if lines}
 
 
 def measurement_families() -> list[MetricFamily]:
@@ -181,6 +275,8 @@ def health_lines(meter: MeterState, stale: bool) -> dict[str, str]:
     }
     if meter.last_telegram_at is not None:
         out[LAST.name] = line(LAST, ident, meter.last_telegram_at)
+    if meter.contracted_power is not None:
+        out[CONTRACTED.name] = line(CONTRACTED, ident, meter.contracted_power)
     if meter.rejected:
         out[REJECTED.name] = "".join(
             line(REJECTED, (*ident, ("reason", reason)), count)
@@ -199,7 +295,7 @@ class ConfigReloads:
 
 class ExporterCollector(Collector):
     """The exporter's own metrics at scrape time: receivers, counts of the state, outputs,
-    configuration reloads and the build."""
+    configuration reloads, the build and the calendar periods' starts."""
 
     def __init__(
         self,
@@ -207,11 +303,16 @@ class ExporterCollector(Collector):
         receivers: Callable[[], list[ReceiverStats]],
         outputs: Callable[[], Iterable[Output]],
         reloads: ConfigReloads,
+        calendar: Calendar | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.state = state
         self.receivers = receivers
         self.outputs = outputs
         self.reloads = reloads
+        self.calendar = calendar
+        self.clock = clock
 
     def collect(self) -> Iterator[Metric]:
         yield from receiver_families(self.receivers())
@@ -242,6 +343,8 @@ class ExporterCollector(Collector):
         )
         build.add_metric([__version__, PYTHON_VERSION], 1)
         yield build
+        if self.calendar is not None:
+            yield period_starts(self.calendar, self.clock())
         for output in self.outputs():
             yield from output.collect()
 
@@ -288,6 +391,22 @@ def receiver_families(receivers: list[ReceiverStats]) -> Iterator[Metric]:
         yield closed
 
 
+def period_starts(calendar: Calendar, now: float) -> Metric:
+    """When the current and the previous day, week and month began (local midnight as Unix
+    time), labelled like the periods' samples: what dashboards match a query's step with."""
+    family = GaugeMetricFamily(
+        "amiplus_period_start_timestamp_seconds",
+        "When a calendar period of the configured zone began (the current and the previous "
+        "day, week and month).",
+        labels=["period", "start"],
+    )
+    today = local_day(now, calendar.zone)
+    for period in PERIODS:
+        start = calendar_period_start(period.kind, today, period.back)
+        family.add_metric([period.kind, start.isoformat()], midnight(start, calendar.zone))
+    return family
+
+
 def registry(collector: Collector) -> CollectorRegistry:
     """A private registry: the exporter's collector and the process, platform and GC ones."""
     out = CollectorRegistry(auto_describe=False)
@@ -304,11 +423,14 @@ class Exposition:
         state: State,
         collectors: CollectorRegistry,
         clock: Callable[[], float] = time.time,
+        calendar: Calendar | None = None,
     ) -> None:
         self.state = state
         self.collectors = collectors
         self.clock = clock
+        self.calendar = calendar
         self._measurements: dict[str, tuple[int, dict[str, str]]] = {}
+        self._periods: dict[str, tuple[tuple[int, float, bool], dict[str, str]]] = {}
         self._health: dict[str, tuple[tuple[int, bool], dict[str, str]]] = {}
         self._lock = threading.Lock()
         self._rendered_at = -MAX_AGE
@@ -332,8 +454,12 @@ class Exposition:
     def render(self) -> str:
         """The per-meter families (the registry's follow them in `body`)."""
         now = self.clock()
-        measurements: dict[str, list[str]] = {f.name: [] for f in measurement_families()}
+        measurements: dict[str, list[str]] = {
+            f.name: [] for f in (*measurement_families(), *CALENDAR)
+        }
         health: dict[str, list[str]] = {family.name: [] for family in HEALTH}
+        calendar = self.calendar
+        day = midnight(local_day(now, calendar.zone), calendar.zone) if calendar else 0.0
         with self.state.lock:
             meters = sorted(self.state.meters.values(), key=lambda m: m.meter_id)
             for meter in meters:
@@ -343,13 +469,16 @@ class Exposition:
                 if not stale:
                     for name, text in self._meter_measurements(meter).items():
                         measurements[name].append(text)
+                    for name, text in self._meter_periods(meter, now, day).items():
+                        measurements[name].append(text)
                 for name, text in self._meter_health(meter, stale).items():
                     health[name].append(text)
         if len(self._health) > len(meters):  # meters removed by a reload
             current = {meter.key for meter in meters}
             self._measurements = {k: v for k, v in self._measurements.items() if k in current}
             self._health = {k: v for k, v in self._health.items() if k in current}
-        headers = {f.name: f.header() for f in (*measurement_families(), *HEALTH)}
+            self._periods = {k: v for k, v in self._periods.items() if k in current}
+        headers = {f.name: f.header() for f in (*measurement_families(), *CALENDAR, *HEALTH)}
         return "".join(
             headers[name] + "".join(lines)
             for name, lines in (*measurements.items(), *health.items())
@@ -360,6 +489,21 @@ class Exposition:
         cached = self._measurements.get(meter.key)
         if cached is None or cached[0] != meter.revision:
             cached = self._measurements[meter.key] = (meter.revision, measurement_lines(meter))
+        return cached[1]
+
+    def _meter_periods(self, meter: MeterState, now: float, day: float) -> dict[str, str]:
+        """The meter's calendar samples, again when its calendar changed or a day (`day`, its
+        midnight) began."""
+        calendar = self.calendar
+        if calendar is None:
+            return {}
+        priced = bool(calendar.prices.entries)
+        stamp = (calendar.revision(meter.key), day, priced)
+        cached = self._periods.get(meter.key)
+        if cached is None or cached[0] != stamp:
+            figures = calendar.figures(meter.key, now)
+            lines = period_lines(meter.meter_id, figures, calendar.active_tariff(meter.key), priced)
+            cached = self._periods[meter.key] = (stamp, lines)
         return cached[1]
 
     def _meter_health(self, meter: MeterState, stale: bool) -> dict[str, str]:

@@ -4,8 +4,8 @@ Called from the receivers' threads. The same telegram heard by several receivers
 dedupe window is one reading; each receiver's signal is kept, so the best receiver of a meter is
 known. A failure is counted against the meter that sent it (or as undecodable) every time, but
 logged only the first time and then as a summary every `REPEAT_SUMMARY` seconds while it goes on
-(a wrong key fails every telegram, thousands a day); an accepted reading goes to the state and
-then to every output.
+(a wrong key fails every telegram, thousands a day); an accepted reading goes to the state, then
+to the calendar (its periods and running cost), then to every output.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from ..config import Config, MeterConfig
 from ..outputs.base import MeterUpdate, Output
 from ..receivers.base import Frame
 from ..wmbus import Address, MeterKey, Peek, WMBusError, decode, peek
+from .calendar import Calendar
 from .dedupe import Deduplicator
 from .heard import HeardMeters
 from .state import State
@@ -48,9 +49,11 @@ class Intake:
         state: State,
         outputs: Sequence[Output] = (),
         clock: Callable[[], float] = time.monotonic,
+        calendar: Calendar | None = None,
     ) -> None:
         self.config = config
         self.state = state
+        self.calendar = calendar
         self.outputs: Sequence[Output] = outputs
         self.heard = HeardMeters()
         self.dedupe = Deduplicator(config.dedupe_window)
@@ -102,12 +105,16 @@ class Intake:
             received_at=datetime.fromtimestamp(frame.received_at, UTC),
             rssi_dbm=frame.rssi_dbm,
         )
-        accepted, values = self.state.record(
-            meter.meter_id, meter.name, reading, frame.received_at, receiver
+        at = frame.received_at
+        accepted, values = self.state.record(meter.meter_id, meter.name, reading, at, receiver)
+        cost: dict[str, float] = {}
+        if self.calendar is not None:
+            silent = self.state.silent_after(meter.meter_id)
+            cost = self.calendar.record(meter.meter_id, values, at, silent)
+        update = MeterUpdate(
+            meter.meter_id, meter.name, accepted, values, at, receiver, cost, meter.contracted_power
         )
-        self._hand_on(
-            MeterUpdate(meter.meter_id, meter.name, accepted, values, frame.received_at, receiver)
-        )
+        self._hand_on(update)
 
     def _hand_on(self, update: MeterUpdate) -> None:
         for output in self.outputs:

@@ -11,12 +11,9 @@ import threading
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from ..amiplus import fields
-from ..amiplus.clock import WARSAW
 from ..amiplus.explain import REGISTER_DECREASED
 from ..amiplus.fields import RSSI
 from ..amiplus.reading import MeterReading
@@ -24,7 +21,6 @@ from ..wmbus.errors import DecryptionError
 
 REPLACED_AFTER = 3  # telegrams in a row below the old register value: the meter was replaced
 INTERVALS_KEPT = 16
-DAY_REGISTERS = ("energy_imported_kwh", "energy_exported_kwh")
 STALE_FACTOR = 5  # stale after five missed telegrams...
 STALE_MIN, STALE_MAX, STALE_DEFAULT = 60.0, 3600.0, 600.0  # ...within sane bounds
 
@@ -76,6 +72,7 @@ class MeterState:
     meter_id: str
     name: str
     site: str = ""
+    contracted_power: float | None = None  # watts, from the configuration
     manufacturer: str = ""
     version: int = 0
     values: dict[str, Any] = field(default_factory=dict)
@@ -91,8 +88,6 @@ class MeterState:
     intervals: deque[float] = field(default_factory=lambda: deque(maxlen=INTERVALS_KEPT))
     backwards: dict[str, tuple[float, int]] = field(default_factory=dict)
     revision: int = 0
-    day: date | None = None  # the local day `day_start` belongs to
-    day_start: dict[str, float] = field(default_factory=dict)  # registers when the day began
 
     @property
     def rssi_dbm(self) -> float | None:
@@ -119,16 +114,7 @@ class MeterState:
             intervals=deque(self.intervals, maxlen=INTERVALS_KEPT),
             backwards=dict(self.backwards),
             receptions=dict(self.receptions),
-            day_start=dict(self.day_start),
         )
-
-    def today(self) -> dict[str, float]:
-        """Energy of the current local day, from register differences (kWh)."""
-        return {
-            name: round(self.values[name] - start, 3)
-            for name, start in self.day_start.items()
-            if name in self.values
-        }
 
 
 def copy_values(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -139,25 +125,31 @@ def copy_values(values: Mapping[str, Any]) -> dict[str, Any]:
 class State:
     """All meters, the receivers' duplicate count and the unconfigured-telegram count."""
 
-    def __init__(self, stale_after_seconds: float | None = None, zone: ZoneInfo = WARSAW) -> None:
+    def __init__(self, stale_after_seconds: float | None = None) -> None:
         self.stale_after_seconds = stale_after_seconds
-        self.zone = zone
         self.lock = threading.Lock()
         self.meters: dict[str, MeterState] = {}
         self.unconfigured_telegrams = 0
         self.duplicates = 0
         self.undecodable = Counter[str]()  # failures from meters not configured, by code
 
-    def meter(self, key: str, name: str, site: str | None = None) -> MeterState:
+    def meter(self, key: str, name: str) -> MeterState:
         """The state of a configured meter (created on first use; renamed on reload)."""
         state = self.meters.get(key)
         if state is None:
             state = self.meters[key] = MeterState(key, key, name)
-        if state.name != name or (site is not None and state.site != site):
+        if state.name != name:
             state.name = name
-            state.site = state.site if site is None else site
             state.revision += 1
         return state
+
+    def configure(self, key: str, name: str, site: str, contracted_power: float | None) -> None:
+        """What the configuration says of a meter besides its name (at start and reload)."""
+        with self.lock:
+            state = self.meter(key, name)
+            if (state.site, state.contracted_power) != (site, contracted_power):
+                state.site, state.contracted_power = site, contracted_power
+                state.revision += 1
 
     def forget_except(self, meter_ids: set[str]) -> None:
         """Drop meters no longer configured (after a reload)."""
@@ -187,22 +179,8 @@ class State:
             state.key_variant = reading.key_variant
             state.last_failure = None
             accepted = _without(reading, rejected) if rejected else reading
-            values = state.values
-            before = {name: values.get(name) for name in DAY_REGISTERS}
-            _merge(values, accepted.values)
-            self._day(state, received_at, before)
-            return accepted, copy_values(values)
-
-    def _day(self, state: MeterState, received_at: float, before: dict[str, Any]) -> None:
-        """The day's starting registers, after a merge."""
-        values = state.values
-        day = datetime.fromtimestamp(received_at, self.zone).date()
-        if state.day != day:
-            # The registers at the end of the previous day start the new one; on the first
-            # day heard, the first registers.
-            start = before if state.day is not None else values
-            state.day = day
-            state.day_start = {n: start[n] for n in DAY_REGISTERS if start.get(n) is not None}
+            _merge(state.values, accepted.values)
+            return accepted, copy_values(state.values)
 
     @staticmethod
     def _guard(state: MeterState, reading: MeterReading) -> set[Rejected]:
@@ -270,6 +248,13 @@ class State:
 
     def stale_after_for(self, meter: MeterState) -> float:
         return stale_after(meter.intervals, self.stale_after_seconds)
+
+    def silent_after(self, key: str) -> float:
+        """A configured meter's `stale_after` (how long a silence is a gap)."""
+        with self.lock:
+            meter = self.meters.get(key)
+            intervals = meter.intervals if meter else deque[float]()
+            return stale_after(intervals, self.stale_after_seconds)
 
 
 def _merge(values: dict[str, Any], update: Mapping[str, Any]) -> None:

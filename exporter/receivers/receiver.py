@@ -15,8 +15,15 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from ..amiplus.explain import (
+    RECEIVER_FINISHED,
+    RECEIVER_NO_ANSWER,
+    RECEIVER_SILENT,
+    RECEIVER_STARTING,
+    RECEIVER_UNAVAILABLE,
+)
 from .base import Dialect, Frame, FrameError, Framer, LinkMode, Reply, SessionStep
 from .sources import READ_WAIT, Source, SourceFinished, SourceGone
 
@@ -25,6 +32,20 @@ log = logging.getLogger(__name__)
 
 class SessionFailed(Exception):
     """A stick did not accept its set-up; the message says which step and why."""
+
+
+class Silent(SourceGone):
+    """The watchdog's verdict: nothing heard for `silence_timeout`."""
+
+
+#: Why a receiver is down, by what stopped it (the codes of `amiplus.explain`).
+DOWN_CODES: tuple[tuple[type[BaseException], str], ...] = (
+    (SourceFinished, RECEIVER_FINISHED),
+    (Silent, RECEIVER_SILENT),
+    (SessionFailed, RECEIVER_NO_ANSWER),
+    (OSError, RECEIVER_UNAVAILABLE),
+    (SourceGone, RECEIVER_UNAVAILABLE),
+)
 
 
 @dataclass
@@ -40,18 +61,14 @@ class ReceiverStats:
     up: bool = False
     down_reason: str | None = "starting"
     closed_connections: Counter[str] | None = None  # a listener's closed senders, by reason
+    down_code: str | None = RECEIVER_STARTING  # the kind of `down_reason`, for advice
 
     def copy(self) -> ReceiverStats:
-        return ReceiverStats(
-            self.name,
-            self.description,
-            self.frames,
-            Counter(self.errors),
-            self.reconnects,
-            self.last_frame_at,
-            self.up,
-            self.down_reason,
-            None if self.closed_connections is None else Counter(self.closed_connections),
+        closed = self.closed_connections
+        return replace(
+            self,
+            errors=Counter(self.errors),
+            closed_connections=None if closed is None else Counter(closed),
         )
 
 
@@ -129,14 +146,14 @@ class Receiver:
                     self._open_and_receive()
                     return
                 except SourceFinished as end:
-                    self._down(str(end))
+                    self._down(end)
                     log.info(
                         "receiver %s finished: %s (%d frames)", self.name, end, self._stats.frames
                     )
                     return
                 except (SourceGone, SessionFailed, OSError) as error:
                     reason = str(error)
-                    self._down(reason)
+                    self._down(error)
                 finally:
                     self.source.close()
                 if self._stats.frames > frames:
@@ -151,10 +168,12 @@ class Receiver:
         finally:
             self.finished.set()
 
-    def _down(self, reason: str) -> None:
+    def _down(self, error: BaseException) -> None:
+        code = next(code for kind, code in DOWN_CODES if isinstance(error, kind))
         with self._lock:
             self._stats.up = False
-            self._stats.down_reason = reason
+            self._stats.down_reason = str(error)
+            self._stats.down_code = code
 
     def _open_and_receive(self) -> None:
         self._framers = {}
@@ -162,7 +181,7 @@ class Receiver:
         self._run_session()
         with self._lock:
             self._stats.up = True
-            self._stats.down_reason = None
+            self._stats.down_reason = self._stats.down_code = None
         log.info("receiver %s up: %s", self.name, self.source.description)
         heard = time.monotonic()
         while not self._stop.is_set():
@@ -171,7 +190,7 @@ class Receiver:
             elif self.silence_timeout is not None:
                 silent = time.monotonic() - heard
                 if silent > self.silence_timeout:
-                    raise SourceGone(
+                    raise Silent(
                         f"heard nothing for {silent:.0f} s (watchdog at "
                         f"{self.silence_timeout:.0f} s); reopening"
                     )

@@ -1,8 +1,11 @@
-"""The status page's charts: a compact ring of each meter's recent power and voltages.
+"""The status page's charts: a compact ring of each meter's recent power and voltages, and a
+day of power for the first few meters.
 
 Doubles in fixed arrays (NaN for "no value"): about 12 KB per meter for an hour at 15-second
-steps, whatever the number of telegrams, so thousands of meters stay affordable. It is fed like
-an output, with every accepted reading.
+steps, whatever the number of telegrams, so thousands of meters stay affordable. The 24-hour
+power chart (5-minute averages, about 7 KB more) is kept for the first `DAY_METERS` meters
+heard only, so a large fleet costs no more per meter than before. It is fed like an output,
+with every accepted reading.
 """
 
 from __future__ import annotations
@@ -18,6 +21,11 @@ HISTORY_STEP = 15.0  # seconds: at most one point per step and meter...
 HISTORY_POINTS = 240  # ...and one hour of them
 #: What the history keeps: time, power both ways, voltage per phase.
 HISTORY_FIELDS = ("t", "import_w", "export_w", "L1", "L2", "L3")
+DAY_STEP = 300.0  # seconds: the 24-hour chart holds the average power of each 5 minutes...
+DAY_POINTS = 288  # ...for a day...
+DAY_METERS = 16  # ...of the first 16 meters heard
+#: What the day history keeps: the start of each step and the average power both ways.
+DAY_FIELDS = ("t", "import_w", "export_w")
 
 
 class History:
@@ -47,11 +55,46 @@ class History:
         for column, value in zip(self._columns, point, strict=True):
             column[slot] = math.nan if value is None else value
 
+    def latest(self) -> list[float]:
+        """The latest point's values (NaN for none)."""
+        last = (self._next - 1) % self.capacity
+        return [column[last] for column in self._columns]
+
     def columns(self) -> list[list[float | None]]:
         """Every field, oldest point first, None where there was no value."""
         start = (self._next - self._count) % self.capacity
         order = [(start + n) % self.capacity for n in range(self._count)]
         return [[None if math.isnan(c[i]) else c[i] for i in order] for c in self._columns]
+
+
+class Averages:
+    """The average of each `step` seconds over the last `capacity` steps (time: the step's
+    start), NaN where a value never came."""
+
+    __slots__ = ("_counts", "_history", "_sums")
+
+    def __init__(self, fields: int, capacity: int, step: float) -> None:
+        self._history = History(fields, capacity, step)
+        self._sums = [0.0] * (fields - 1)
+        self._counts = [0] * (fields - 1)
+
+    def add(self, at: float, values: tuple[float | None, ...]) -> None:
+        step = self._history.step
+        start = at // step * step
+        columns = self._history.latest()
+        if not len(self._history) or columns[0] != start:
+            self._sums = [0.0] * len(values)
+            self._counts = [0] * len(values)
+        for n, value in enumerate(values):
+            if value is not None:
+                self._sums[n] += value
+                self._counts[n] += 1
+        self._history.add(
+            (start, *(s / c if c else None for s, c in zip(self._sums, self._counts, strict=True)))
+        )
+
+    def columns(self) -> list[list[float | None]]:
+        return self._history.columns()
 
 
 class PageHistory(Output):
@@ -61,6 +104,7 @@ class PageHistory(Output):
 
     def __init__(self) -> None:
         self._meters: dict[str, History] = {}
+        self._days: dict[str, Averages] = {}
         self._lock = threading.Lock()
 
     def submit(self, update: MeterUpdate) -> None:
@@ -80,11 +124,18 @@ class PageHistory(Output):
                 history = History(len(HISTORY_FIELDS), HISTORY_POINTS, HISTORY_STEP)
                 self._meters[update.meter_id] = history
             history.add(point)
+            day = self._days.get(update.meter_id)
+            if day is None and len(self._days) < DAY_METERS:
+                day = self._days[update.meter_id] = Averages(len(DAY_FIELDS), DAY_POINTS, DAY_STEP)
+            if day is not None:
+                day.add(update.received_at, point[1:3])
 
     def meters_changed(self, meters: Mapping[str, str]) -> None:
         with self._lock:
             for meter_id in self._meters.keys() - meters.keys():
                 del self._meters[meter_id]
+            for meter_id in self._days.keys() - meters.keys():
+                del self._days[meter_id]
 
     def columns(self, meter_id: str) -> dict[str, list[float | None]]:
         """A meter's history by column, oldest first (empty columns if none)."""
@@ -92,3 +143,11 @@ class PageHistory(Output):
             history = self._meters.get(meter_id)
             columns = history.columns() if history else [[] for _ in HISTORY_FIELDS]
         return dict(zip(HISTORY_FIELDS, columns, strict=True))
+
+    def day_columns(self, meter_id: str) -> dict[str, list[float | None]] | None:
+        """A meter's last 24 hours of power, oldest first (None: not one of the first
+        `DAY_METERS` meters)."""
+        with self._lock:
+            day = self._days.get(meter_id)
+            columns = day.columns() if day else None
+        return None if columns is None else dict(zip(DAY_FIELDS, columns, strict=True))

@@ -1,8 +1,9 @@
 """The status page at `/`: self-contained HTML, CSS, SVG and a little JavaScript.
 
 No CDN and no build step: the page (`static/status.html`) carries the current status, so it
-renders at once, then asks `/api/status?history=1` every few seconds. Polish or English,
-following the browser's language.
+renders at once, then asks `/api/status?history=1` every few seconds (and once a minute with
+the 24-hour history, `history=1,day`). Polish or English, following the browser's language
+until the page's switch says otherwise. Each card is one function of the page's `CARDS`.
 """
 
 from __future__ import annotations

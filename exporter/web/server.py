@@ -257,7 +257,7 @@ class Routes:
     """What the server serves; each callable builds its answer at request time."""
 
     metrics: Callable[[bool], bytes]  # the exposition, gzip-compressed when asked
-    status: Callable[[bool], dict[str, Any]]  # with the meters' history when asked
+    status: Callable[[frozenset[str]], dict[str, Any]]  # with the histories asked for
     page: Callable[[dict[str, Any]], str]
     ready: Callable[[], tuple[bool, str]]
 
@@ -272,11 +272,13 @@ class Routes:
             ready, reason = self.ready()
             return Page(200 if ready else 503, "text/plain; charset=utf-8", f"{reason}\n".encode())
         if route == "/api/status":
-            with_history = "history=1" in query.split("&")
-            body = json.dumps(self.status(with_history), ensure_ascii=False, default=str)
+            asked = [p.removeprefix("history=") for p in query.split("&") if "history=" in p]
+            histories = frozenset(kind for value in asked for kind in value.split(","))
+            body = json.dumps(self.status(histories), ensure_ascii=False, default=str)
             return Page(200, "application/json", body.encode())
         if route in ("/", "/index.html"):
-            return Page(200, "text/html; charset=utf-8", self.page(self.status(True)).encode())
+            page = self.page(self.status(frozenset({"1"})))  # the hour's charts at once
+            return Page(200, "text/html; charset=utf-8", page.encode())
         return Page(404, "text/plain; charset=utf-8", b"not found\n")
 
 

@@ -10,15 +10,20 @@ import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from ..amiplus import fields
-from ..amiplus.explain import advice
+from ..amiplus.explain import ADVICE, NOT_HEARD, advice
 from ..config import Config
 from ..outputs.base import Output
+from ..pipeline.calendar import ENERGY_ROWS, Calendar, Figure
 from ..pipeline.heard import HeardMeter
 from ..pipeline.state import MeterState, State
 from ..receivers.receiver import ReceiverStats
 from .history import PageHistory
+
+#: Which histories `/api/status?history=...` may ask for: the last hour, the last 24 hours.
+HOUR, DAY = "1", "day"
 
 
 def fields_for_page() -> list[dict[str, Any]]:
@@ -36,8 +41,48 @@ def fields_for_page() -> list[dict[str, Any]]:
     ]
 
 
+def _period(figure: Figure, zone: ZoneInfo, priced: bool) -> dict[str, Any]:
+    """One calendar period of a meter: its bounds, kWh per register (field keys) and cost."""
+    out: dict[str, Any] = {
+        "start": datetime.fromtimestamp(figure.begins_at, zone).isoformat(),
+        "end": datetime.fromtimestamp(figure.ends_at, zone).isoformat(),
+        "current": figure.current,
+        "partial": figure.partial,
+    }
+    for row in ENERGY_ROWS:
+        if row.key in figure.energy:
+            out[row.key] = round(figure.energy[row.key], 3)
+        zones = figure.tariffs(row)
+        if zones:
+            out[row.tariff_key] = {str(t): round(kwh, 3) for t, kwh in zones.items()}
+    if priced:
+        cost = figure.cost
+        out["cost_pln"] = {
+            "tariffs": {
+                str(zone): {
+                    "energy": round(energy, 2),
+                    "distribution": round(distribution, 2),
+                    "total": round(energy + distribution, 2),
+                }
+                for zone, (energy, distribution) in cost.zones.items()
+            },
+            "imported": round(cost.imported, 2),
+            "exported": round(cost.export, 2),
+            "net": round(cost.net, 2),
+            "unpriced_kwh": round(cost.unpriced_kwh, 3),
+        }
+    return out
+
+
 def _meter(
-    meter: MeterState, state: State, now: float, history: PageHistory | None
+    meter: MeterState,
+    state: State,
+    now: float,
+    *,
+    config: Config,
+    calendar: Calendar | None,
+    history: PageHistory | None,
+    day: PageHistory | None,
 ) -> dict[str, Any]:
     values = dict(meter.values)
     meter_time = values.pop("meter_time", None)
@@ -67,10 +112,23 @@ def _meter(
         "decrypt_failures": meter.decrypt_failures,
         "rejected": dict(meter.rejected),
         "key_variant": meter.key_variant,
-        "today": meter.today(),
+        "contracted_power_w": meter.contracted_power,
+        "periods": {},
+        "active_tariff": None,
     }
+    if calendar is not None:
+        priced = bool(config.prices.entries)
+        out["periods"] = {
+            figure.period.name: _period(figure, config.timezone, priced)
+            for figure in calendar.figures(meter.key, now)
+        }
+        out["active_tariff"] = calendar.active_tariff(meter.key)
+    if meter.telegrams == 0 and meter.last_failure is None:
+        out["not_heard"] = ADVICE[NOT_HEARD].as_json()
     if history is not None:
         out["history"] = history.columns(meter.key)
+    if day is not None:
+        out["day"] = day.day_columns(meter.key)
     if isinstance(meter_time, datetime):
         out["meter_time"] = meter_time.isoformat()
         if meter.last_telegram_at is not None:
@@ -81,16 +139,20 @@ def _meter(
             "message": meter.last_failure.message,
             "at": meter.last_failure.at,
             "likely_cause": advice(meter.last_failure.code),
+            **(ADVICE[failure].as_json() if (failure := meter.last_failure.code) in ADVICE else {}),
         }
     return out
 
 
 def _receiver(stats: ReceiverStats) -> dict[str, Any]:
+    known = ADVICE.get(stats.down_code or "")
     out: dict[str, Any] = {
         "name": stats.name,
         "description": stats.description,
         "up": stats.up,
         "down_reason": stats.down_reason,
+        "down_code": stats.down_code,
+        **(known.as_json() if known and not stats.up else {}),
         "frames": stats.frames,
         "errors": dict(stats.errors),
         "reconnects": stats.reconnects,
@@ -137,19 +199,29 @@ def status(
     started_at: float,
     outputs: Iterable[Output] = (),
     history: PageHistory | None = None,
+    histories: frozenset[str] = frozenset(),
+    calendar: Calendar | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything the status page shows."""
+    """Everything the status page shows; `histories` says which of the page's charts'
+    histories go in (HOUR, DAY)."""
     now = time.time()
     meters = sorted(state.snapshot(), key=lambda m: m.name)
+    hour = history if HOUR in histories else None
+    day = history if DAY in histories else None
     return {
         "exporter": {
             "started_at": started_at,
             "uptime_seconds": round(now - started_at),
             "config": config.source,
             "now": now,
+            "timezone": config.timezone.key,
+            "prices": bool(config.prices.entries),
         },
-        "meters": [_meter(meter, state, now, history) for meter in meters],
+        "meters": [
+            _meter(meter, state, now, config=config, calendar=calendar, history=hour, day=day)
+            for meter in meters
+        ],
         "receivers": [_receiver(stats) for stats in receivers],
         "heard": [_heard(meter, config) for meter in heard],
         "unconfigured_telegrams": state.unconfigured_telegrams,

@@ -1,0 +1,545 @@
+"""Calendar periods of every meter: today, yesterday, this and last week (from Monday), this and
+last month, each as the difference of the meter's own registers, per tariff and in total, both
+ways, and what it cost (docs/contracts.md, section 8).
+
+Periods are calendar periods of the configured zone (Europe/Warsaw): a day is 23 or 25 hours
+long when the clocks change. A period starts at the last reading before its boundary, which is
+also where the period before it ends; the first reading ever starts the current periods. When
+the meter was not heard across a boundary for longer than its `stale_after`, or was first heard
+after it, the periods on both sides are marked partial.
+
+Cost is counted like energy: running totals in PLN that grow with every reading by the energy
+since the one before times the price of the reading's local day (`prices:`), so a period that
+spans a price change is split at it and its cost is again a difference of two snapshots.
+
+The calendar is fed from the state: the intake hands it each reading right after the state
+accepted it (the meter's merged values), so it sees readings in the state's order and the
+outputs get the running cost with the same reading (InfluxDB writes it). It survives restarts:
+the snapshots of each meter live in one small JSON file in the state directory, replaced
+atomically when a boundary passes, every few minutes while readings arrive, and at stop.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from datetime import time as clock_time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ..amiplus import fields
+from ..amiplus.clock import WARSAW
+from ..amiplus.fields import Field, Shape
+from ..config.prices import Prices
+
+log = logging.getLogger("amiplus_exporter")
+
+#: The energy registers periods are counted from: the field table's tariffed registers.
+ENERGY_ROWS: tuple[Field, ...] = tuple(
+    row for row in fields.FIELDS if row.register and row.shape is Shape.TARIFFS
+)
+
+
+def _backward(row: Field) -> bool:
+    return bool(row.records and row.records[2])
+
+
+IMPORTED = next(row for row in ENERGY_ROWS if not _backward(row))  # priced per tariff zone
+EXPORTED = next(row for row in ENERGY_ROWS if _backward(row))  # priced at the export price
+
+SAVE_EVERY = 300.0  # seconds between saves of a meter whose only change is its latest reading
+FLUSH_POLL = 1.0  # seconds between the flusher's looks at what changed
+SEPARATOR = "/"  # in flat keys: "energy_imported_tariff_kwh/2", "energy/2"
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """One period the calendar keeps: its name in the API, its kind (the `period` label of the
+    metrics) and how many periods of that kind back it is (0: the current one)."""
+
+    name: str
+    kind: str
+    back: int
+
+
+PERIODS: tuple[Period, ...] = (
+    Period("today", "day", 0),
+    Period("yesterday", "day", 1),
+    Period("this_week", "week", 0),
+    Period("last_week", "week", 1),
+    Period("this_month", "month", 0),
+    Period("last_month", "month", 1),
+)
+KINDS = ("day", "week", "month")
+
+
+def period_start(kind: str, day: date, back: int = 0) -> date:
+    """The first local day of the period of `kind` that is `back` periods before the one
+    holding `day` (negative: after it)."""
+    if kind == "day":
+        return day - timedelta(days=back)
+    if kind == "week":
+        return day - timedelta(days=day.weekday() + 7 * back)
+    months = day.year * 12 + day.month - 1 - back
+    return date(months // 12, months % 12 + 1, 1)
+
+
+def midnight(day: date, zone: ZoneInfo) -> float:
+    """When a local day begins, as Unix time (its length follows the zone's rules)."""
+    return datetime.combine(day, clock_time(), zone).timestamp()
+
+
+def local_day(moment: float, zone: ZoneInfo) -> date:
+    return datetime.fromtimestamp(moment, zone).date()
+
+
+def boundaries(day: date) -> set[date]:
+    """The days on which the kept periods around `day` begin (and so end)."""
+    return {period_start(p.kind, day, p.back) for p in PERIODS}
+
+
+@functools.cache
+def flat_key(stem: str, part: object) -> str:
+    """`stem/part`, one string object for all meters and marks (they hold thousands)."""
+    return sys.intern(f"{stem}{SEPARATOR}{part}")
+
+
+def registers_of(values: Mapping[str, Any]) -> dict[str, float]:
+    """The energy registers of a meter's values as flat keys: the total under the field's key,
+    each tariff under `tariff_key/N`."""
+    out: dict[str, float] = {}
+    for row in ENERGY_ROWS:
+        total = values.get(row.key)
+        if total is not None:
+            out[row.key] = float(total)
+        for tariff, number in values.get(row.tariff_key, {}).items():
+            out[flat_key(row.tariff_key, tariff)] = float(number)
+    return out
+
+
+def _tariffs(registers: Mapping[str, float], row: Field) -> dict[int, float]:
+    prefix = row.tariff_key + SEPARATOR
+    return {int(k[len(prefix) :]): v for k, v in registers.items() if k.startswith(prefix)}
+
+
+@dataclass(slots=True)
+class Mark:
+    """A reading's registers and running cost: where periods begin and end."""
+
+    at: float  # when it was received
+    registers: dict[str, float]
+    money: dict[str, float] = field(default_factory=dict)
+    partial: bool = False  # the meter was not heard across the boundary (or first heard after)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "registers": self.registers,
+            "money": self.money,
+            "partial": self.partial,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Mark:
+        return cls(
+            float(data["at"]),
+            {sys.intern(str(k)): float(v) for k, v in data["registers"].items()},
+            {sys.intern(str(k)): float(v) for k, v in data.get("money", {}).items()},
+            bool(data.get("partial", False)),
+        )
+
+
+@dataclass(slots=True)
+class MeterCalendar:
+    """One meter: its latest reading, the marks at the boundaries of the kept periods (by the
+    local day they begin) and the tariff zone counting now."""
+
+    latest: Mark | None = None
+    marks: dict[date, Mark] = field(default_factory=dict)
+    active_tariff: int | None = None
+    silent_after: float = 600.0  # the state's stale_after for the meter: a longer gap is one
+    revision: int = 0
+    saved_at: float = 0.0
+    unsaved: bool = False  # the latest reading changed
+    boundary_unsaved: bool = False  # a mark changed: save soon
+
+    def as_json(self, meter: str) -> dict[str, Any]:
+        return {
+            "format": 1,
+            "meter": meter,
+            "latest": self.latest.as_json() if self.latest else None,
+            "marks": {day.isoformat(): mark.as_json() for day, mark in sorted(self.marks.items())},
+            "active_tariff": self.active_tariff,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MeterCalendar:
+        latest = data.get("latest")
+        return cls(
+            Mark.from_json(latest) if latest else None,
+            {date.fromisoformat(k): Mark.from_json(v) for k, v in data.get("marks", {}).items()},
+            data.get("active_tariff"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What a period cost, from the difference of two running totals: per tariff zone the
+    energy and distribution parts, the value of exported energy, and the kWh no price
+    applied to."""
+
+    zones: dict[int, tuple[float, float]]  # zone -> (energy, distribution) in PLN
+    export: float
+    unpriced_kwh: float
+
+    @property
+    def imported(self) -> float:
+        return sum(energy + distribution for energy, distribution in self.zones.values())
+
+    @property
+    def net(self) -> float:
+        return self.imported - self.export
+
+    @classmethod
+    def of(cls, money: Mapping[str, float]) -> Cost:
+        zones: dict[int, tuple[float, float]] = {}
+        for name, value in money.items():
+            part, _, zone = name.partition(SEPARATOR)
+            if zone:
+                energy, distribution = zones.get(int(zone), (0.0, 0.0))
+                zones[int(zone)] = (
+                    (energy + value, distribution) if part == "energy" else (energy, value)
+                )
+        return cls(
+            dict(sorted(zones.items())), money.get("export", 0.0), money.get("unpriced", 0.0)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One period of one meter: register and cost differences between two marks."""
+
+    period: Period
+    start: date
+    end: date
+    begins_at: float
+    ends_at: float
+    current: bool
+    partial: bool
+    energy: dict[str, float]  # flat register keys -> kWh
+    money: dict[str, float]  # flat money keys -> PLN (and unpriced kWh)
+
+    @property
+    def cost(self) -> Cost:
+        return Cost.of(self.money)
+
+    def tariffs(self, row: Field) -> dict[int, float]:
+        """kWh per tariff zone of a register (zones the meter never counted in are left out)."""
+        return _tariffs(self.energy, row)
+
+
+class Store:
+    """The calendar's files: one JSON file per meter, replaced atomically (write, fsync,
+    rename). A directory that cannot be written is reported once and the calendar carries on
+    in memory."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory / "calendar" if directory else None
+        self._failing = False
+
+    def path(self, meter: str) -> Path | None:
+        return self.directory / f"{meter}.json" if self.directory else None
+
+    def load(self, meter: str) -> MeterCalendar | None:
+        path = self.path(meter)
+        if path is None or not path.exists():
+            return None
+        try:
+            return MeterCalendar.from_json(json.loads(path.read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            log.warning(
+                "calendar of meter %s not read (%s): its periods start again from now", meter, error
+            )
+            return None
+
+    def save(self, meter: str, data: dict[str, Any], durable: bool) -> bool:
+        """Replace the meter's file; `durable` also syncs the directory (marks changed)."""
+        path = self.path(meter)
+        if path is None:
+            return True
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(".tmp")
+            with temporary.open("w") as file:
+                json.dump(data, file, separators=(",", ":"))
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+            if durable:
+                descriptor = os.open(path.parent, os.O_RDONLY)
+                try:
+                    os.fsync(descriptor)
+                finally:
+                    os.close(descriptor)
+        except OSError as error:
+            if not self._failing:
+                log.warning(
+                    "cannot keep calendar periods in %s (%s): they start again when the exporter "
+                    "restarts; set state: directory: to a writable place",
+                    path.parent,
+                    error.strerror or error,
+                )
+            self._failing = True
+            return False
+        if self._failing:
+            log.info("calendar periods are kept in %s again", path.parent)
+        self._failing = False
+        return True
+
+
+class Calendar:
+    """The calendar periods of every meter, by configured address."""
+
+    def __init__(
+        self,
+        zone: ZoneInfo = WARSAW,
+        prices: Prices | None = None,
+        directory: Path | None = None,
+        clock: Any = time.time,
+    ) -> None:
+        self.zone = zone
+        self.prices = prices or Prices()
+        self.store = Store(directory)
+        self.clock = clock
+        self.lock = threading.Lock()
+        self._meters: dict[str, MeterCalendar] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Save what changed in the background until `stop`."""
+        self._thread = threading.Thread(target=self._flusher, name="calendar", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.flush(everything=True)
+
+    def _flusher(self) -> None:
+        while not self._stop.wait(FLUSH_POLL):
+            self.flush()
+
+    def flush(self, everything: bool = False) -> None:
+        """Save meters whose marks changed, and those with a newer reading every few minutes
+        (or all of them, at stop)."""
+        now = time.monotonic()
+        with self.lock:
+            due = [
+                (meter, calendar.as_json(meter), calendar.boundary_unsaved)
+                for meter, calendar in self._meters.items()
+                if calendar.boundary_unsaved
+                or (calendar.unsaved and (everything or now - calendar.saved_at >= SAVE_EVERY))
+            ]
+            for meter, _, _ in due:
+                calendar = self._meters[meter]
+                calendar.unsaved = calendar.boundary_unsaved = False
+                calendar.saved_at = now
+        for meter, data, durable in due:
+            if not self.store.save(meter, data, durable):
+                break
+
+    def meter(self, key: str) -> MeterCalendar:
+        """A meter's calendar, from its file on first use."""
+        calendar = self._meters.get(key)
+        if calendar is None:
+            calendar = self.store.load(key) or MeterCalendar()
+            calendar.saved_at = time.monotonic()
+            self._meters[key] = calendar
+        return calendar
+
+    def know(self, keys: Iterable[str]) -> None:
+        """Load the configured meters' calendars, so their periods show before they are heard."""
+        with self.lock:
+            for key in keys:
+                self.meter(key)
+
+    def forget_except(self, keys: Iterable[str]) -> None:
+        """Drop meters no longer configured (their files stay for when they come back)."""
+        kept = set(keys)
+        self.flush(everything=True)
+        with self.lock:
+            for key in set(self._meters) - kept:
+                del self._meters[key]
+
+    # --- readings ---------------------------------------------------------------------------
+
+    def record(
+        self, key: str, values: Mapping[str, Any], at: float, silent_after: float = 600.0
+    ) -> dict[str, float]:
+        """Take a meter's merged values after an accepted reading; returns its running cost
+        (PLN per money key, empty while no price applies)."""
+        registers = registers_of(values)
+        with self.lock:
+            calendar = self.meter(key)
+            calendar.silent_after = silent_after
+            latest = calendar.latest
+            if not registers or (latest is not None and at < latest.at):
+                return dict(latest.money) if latest else {}  # nothing to count, or out of order
+            if latest is not None and any(
+                registers[k] < v - 1e-9 for k, v in latest.registers.items() if k in registers
+            ):
+                log.info("meter %s: registers went back (a new meter?): periods start again", key)
+                calendar.marks.clear()
+                latest = calendar.latest = None
+            day = local_day(at, self.zone)
+            if latest is None:
+                money: dict[str, float] = {}
+                for start in {period_start(kind, day) for kind in KINDS}:
+                    calendar.marks[start] = Mark(at, registers, {}, partial=True)
+            else:
+                money = self._priced(calendar, latest, registers, self._day_ending(at))
+                gap = at - latest.at > silent_after
+            reading = Mark(at, registers, money)
+            if latest is not None:
+                for start in boundaries(day):
+                    boundary = midnight(start, self.zone)
+                    if start not in calendar.marks and latest.at < boundary <= at:
+                        # a reading right at the boundary is the register there
+                        before = reading if boundary == at else latest
+                        calendar.marks[start] = Mark(before.at, before.registers, before.money, gap)
+            calendar.latest = reading
+            kept = boundaries(day)
+            for start in [start for start in calendar.marks if start not in kept]:
+                del calendar.marks[start]
+            calendar.revision += 1
+            calendar.unsaved = True
+            calendar.boundary_unsaved |= latest is None or local_day(latest.at, self.zone) != day
+            return dict(money)
+
+    def _day_ending(self, at: float) -> date:
+        """The local day the energy up to `at` counts to: a reading right at midnight closes
+        the day before (as it does for the periods)."""
+        day = local_day(at, self.zone)
+        return day - timedelta(days=1) if midnight(day, self.zone) == at else day
+
+    def _priced(
+        self, calendar: MeterCalendar, latest: Mark, registers: dict[str, float], day: date
+    ) -> dict[str, float]:
+        """The running cost after the energy since `latest`, at the prices of `day`; also
+        notes the tariff zone whose register advanced."""
+        money = dict(latest.money)
+        entry = self.prices.at(day)
+        old_zones = _tariffs(latest.registers, IMPORTED)
+        new_zones = _tariffs(registers, IMPORTED)
+        if not new_zones and IMPORTED.key in registers:  # no zones: all of it counts as zone 1
+            new_zones = {1: registers[IMPORTED.key]}
+            old_zones = {1: latest.registers.get(IMPORTED.key, registers[IMPORTED.key])}
+        advanced: dict[int, float] = {}
+        for zone, value in new_zones.items():
+            used = value - old_zones.get(zone, value)
+            if used <= 0:
+                continue
+            advanced[zone] = used
+            price = entry.tariff(zone) if entry else None
+            if price is None:
+                money["unpriced"] = money.get("unpriced", 0.0) + used
+                continue
+            for part, rate in (("energy", price.energy), ("distribution", price.distribution)):
+                name = flat_key(part, zone)
+                money[name] = money.get(name, 0.0) + used * rate
+        exported = registers.get(EXPORTED.key, 0.0) - latest.registers.get(
+            EXPORTED.key, registers.get(EXPORTED.key, 0.0)
+        )
+        if exported > 0:
+            if entry is None or entry.export is None:
+                money["unpriced"] = money.get("unpriced", 0.0) + exported
+            else:
+                money["export"] = money.get("export", 0.0) + exported * entry.export
+        for zone, value in _tariffs(registers, EXPORTED).items():
+            if value > _tariffs(latest.registers, EXPORTED).get(zone, value):
+                advanced.setdefault(zone, 0.0)
+        if advanced:
+            switched = [z for z in advanced if z != calendar.active_tariff]
+            if len(advanced) == 1 or not switched:
+                calendar.active_tariff = next(iter(advanced))
+            else:  # the zone changed between two readings: the new one counts now
+                calendar.active_tariff = max(switched, key=lambda z: advanced[z])
+        return money
+
+    # --- periods ------------------------------------------------------------------------------
+
+    def active_tariff(self, key: str) -> int | None:
+        with self.lock:
+            calendar = self._meters.get(key)
+            return calendar.active_tariff if calendar else None
+
+    def revision(self, key: str) -> int:
+        with self.lock:
+            calendar = self._meters.get(key)
+            return calendar.revision if calendar else -1
+
+    def figures(self, key: str, now: float | None = None) -> list[Figure]:
+        """The kept periods of a meter that can be told, as of `now`."""
+        now = self.clock() if now is None else now
+        with self.lock:
+            calendar = self._meters.get(key)
+            if calendar is None or calendar.latest is None:
+                return []
+            return list(self._figures(calendar, now))
+
+    def _figures(self, calendar: MeterCalendar, now: float) -> Iterator[Figure]:
+        today = local_day(now, self.zone)
+        for period in PERIODS:
+            start = period_start(period.kind, today, period.back)
+            end = period_start(period.kind, today, period.back - 1)
+            first = self._mark(calendar, start, now)
+            current = period.back == 0
+            last = calendar.latest if current else self._mark(calendar, end, now)
+            if first is None or last is None or (not current and first.at >= last.at):
+                continue  # not heard before the period ended
+            energy = {
+                k: round(v - first.registers[k], 6)
+                for k, v in last.registers.items()
+                if k in first.registers and v > 0  # zones the meter never counted in: left out
+            }
+            money = {
+                k: round(v - first.money.get(k, 0.0), 6)
+                for k, v in last.money.items()
+                if v != first.money.get(k, 0.0)
+            }
+            yield Figure(
+                period,
+                start,
+                end,
+                midnight(start, self.zone),
+                midnight(end, self.zone),
+                current,
+                first.partial or (not current and last.partial),
+                energy,
+                money,
+            )
+
+    def _mark(self, calendar: MeterCalendar, day: date, now: float) -> Mark | None:
+        """Where a period beginning on `day` starts: its mark, or the latest reading when no
+        reading came after the boundary yet (partial once the meter is silent too long)."""
+        mark = calendar.marks.get(day)
+        if mark is not None:
+            return mark
+        latest = calendar.latest
+        if latest is None or latest.at >= midnight(day, self.zone):
+            return None
+        silent = now - latest.at > calendar.silent_after
+        return Mark(latest.at, latest.registers, latest.money, silent)
