@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Servers the integration tests start themselves (Debian packages).
-DEBIAN_PACKAGES := prometheus influxdb chromium chromium-driver systemd victoria-metrics
+DEBIAN_PACKAGES := prometheus influxdb chromium chromium-driver systemd victoria-metrics mosquitto
 
 .PHONY: run test system-packages lint typecheck pytest bench clean
 
@@ -16,7 +16,7 @@ $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,influx]'
+	$(BIN)/python -m pip install --quiet -e '.[test,influx,mqtt]'
 	touch $@ $(VENV)/.run-installed
 
 ## run: the exporter on its built-in simulated meter; open the status page it prints

@@ -20,6 +20,7 @@ from ..amiplus.clock import WARSAW
 from ..receivers.grammar import ReceiverSpec
 from .influxdb import InfluxConfig, influx_section
 from .meters import MeterConfig, meters_section
+from .mqtt import MqttConfig, mqtt_section
 from .reader import ConfigError, Problem, Reader
 from .receivers import receivers_section
 
@@ -31,7 +32,7 @@ __all__ = ["Config", "ConfigError", "InfluxConfig", "MeterConfig", "Problem", "W
 DEFAULT_LISTEN = ":9264"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
-_TOP = ("meters", "receivers", "web", "influxdb", "timezone", "state", "log")
+_TOP = ("meters", "receivers", "web", "influxdb", "mqtt", "timezone", "state", "log")
 _WEB = ("listen", "config_file")
 _STATE = ("stale_after", "dedupe_window")
 _LOG = ("level", "format")
@@ -49,6 +50,7 @@ class Config:
     receivers: tuple[ReceiverSpec, ...]
     web: WebConfig = WebConfig()
     influxdb: InfluxConfig | None = None
+    mqtt: MqttConfig | None = None
     timezone: ZoneInfo = WARSAW
     stale_after: float | None = None  # None: derived from each meter's observed interval
     dedupe_window: float = 5.0
@@ -67,7 +69,7 @@ class Config:
 
 
 def _settings(reader: Reader, top: dict[str, Node]) -> dict[str, Any]:
-    """The optional sections: web, influxdb, timezone, state, log."""
+    """The optional sections: web, influxdb, mqtt, timezone, state, log."""
     options: dict[str, Any] = {}
     if "web" in top:
         web = reader.mapping(top["web"], "web", _WEB)
@@ -76,6 +78,8 @@ def _settings(reader: Reader, top: dict[str, Node]) -> dict[str, Any]:
         options["web"] = WebConfig(listen or DEFAULT_LISTEN, config_file)
     if "influxdb" in top:
         options["influxdb"] = influx_section(reader, top["influxdb"])
+    if "mqtt" in top:
+        options["mqtt"] = mqtt_section(reader, top["mqtt"])
     zone = reader.optional(top, "timezone", reader.text, "the configuration")
     if zone is not None:
         try:
