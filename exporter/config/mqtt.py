@@ -171,8 +171,7 @@ def mqtt_section(reader: Reader, node: Node) -> MqttConfig | None:
     retain = reader.optional(fields, "retain", reader.boolean, where)
     if retain is not None:
         options["retain"] = retain
-    if options.get("discovery_prefix") and options["discovery_prefix"] == options.get(
-        "base_topic", DEFAULT_BASE_TOPIC
-    ):
+    config = MqttConfig(**options)
+    if config.discovery_prefix == config.base_topic:
         reader.problem(node, "mqtt: base_topic and discovery_prefix must differ")
-    return MqttConfig(**options)
+    return config

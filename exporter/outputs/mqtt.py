@@ -119,13 +119,22 @@ LAST_TELEGRAM = Entity(
     f"{{{{ value_json.{RECEIVED_AT} }}}}",
     HomeAssistant("timestamp", None, None, diagnostic=True),
 )
-#: Every entity a meter can have, by key, in the order of the field table.
-ENTITIES: dict[str, Entity] = {
-    entity.key: entity
-    for row in fields.FIELDS
-    if row.home_assistant is not None
-    for entity in _row_entities(row, row.home_assistant)
-} | {LAST_TELEGRAM.key: LAST_TELEGRAM}
+_ENTITIES: list[tuple[tuple[Field, ...], dict[str, Entity]]] = []
+
+
+def entities() -> dict[str, Entity]:
+    """Every entity a meter can have, by key, in the order of the field table (worked out
+    once per table)."""
+    table = fields.FIELDS
+    if not _ENTITIES or _ENTITIES[0][0] is not table:
+        every = {
+            entity.key: entity
+            for row in table
+            if row.home_assistant is not None
+            for entity in _row_entities(row, row.home_assistant)
+        }
+        _ENTITIES[:] = [(table, every | {LAST_TELEGRAM.key: LAST_TELEGRAM})]
+    return _ENTITIES[0][1]
 
 
 def entity_keys(values: Mapping[str, Any]) -> tuple[str, ...]:
@@ -475,7 +484,11 @@ class MqttOutput(Output):
         self.problem = problem
         if problem != self._logged:
             log.warning(
-                "MQTT: %s; retrying in %.0f s (and quietly after that)", problem.message, delay
+                "MQTT: %s; retrying in %.0f s, then at growing intervals up to %.0f s (said "
+                "again when the reason changes)",
+                problem.message,
+                delay,
+                BACKOFF_CAP,
             )
             self._logged = problem
 
@@ -542,7 +555,8 @@ class MqttOutput(Output):
             if kind == "stop":
                 self._goodbye(client)
                 return None, True
-            return Problem("connection_lost", f"the connection to {where} was lost ({code})"), True
+            said = "" if code is None or str(code) == "Unspecified error" else f" ({code})"
+            return Problem("connection_lost", f"the connection to {where} was lost{said}"), True
         finally:
             self._connected.clear()
             client.loop_stop()
@@ -683,7 +697,7 @@ class MqttOutput(Output):
         for key in meter.entities:
             if key in meter.announced:
                 continue
-            document = self.topics.sensor(meter.key, meter.identity, ENTITIES[key])
+            document = self.topics.sensor(meter.key, meter.identity, entities()[key])
             if self._publish(self.topics.discovery(meter.key, key), document, patient=patient):
                 meter.announced.add(key)
 
@@ -755,7 +769,7 @@ class MqttOutput(Output):
         for key in sorted(self._removed):
             cleared = [self.topics.state(key), self.topics.availability(key)]
             if self.topics.prefix:
-                cleared += [self.topics.discovery(key, entity) for entity in ENTITIES]
+                cleared += [self.topics.discovery(key, entity) for entity in entities()]
             if not all(self._publish(topic, b"", retain=True, patient=True) for topic in cleared):
                 return
             self._removed.discard(key)
