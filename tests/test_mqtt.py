@@ -5,25 +5,31 @@ and a client certificate, and a meter removed by a reload."""
 
 from __future__ import annotations
 
+import getpass
 import re
 import signal
 import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from itertools import takewhile
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 from selenium.webdriver.common.by import By
 
 import exporter
 from exporter.amiplus.families import FAMILIES_BY_NAME
 from exporter.amiplus.simulated import SimulatedMeter
+from exporter.config import load_config
 
-from .conftest import wait_until
+from .conftest import free_port, require, wait_until
 from .mosquitto import PASSWORD, USER, BrokerTls, Mosquitto, Subscriber
 from .servers import SIMULATED_KEY, ExporterProcess, Start
 from .test_daemon import _certificates
+from .test_deploy import DEPLOY, host_path, services
 from .test_mqtt_discovery import check_discovery
 from .test_status_page import browser
 
@@ -427,3 +433,72 @@ def test_a_meter_removed_by_a_reload_leaves_the_broker(
         assert not [t for t in after.topics_under("") if "12345679" in t]
     finally:
         after.close()
+
+
+def test_the_compose_broker_wants_a_password_and_the_example_points_at_it(
+    tmp_path: Path,
+) -> None:
+    """deploy/: the `mosquitto` service (profile mqtt) runs its mosquitto.conf, which Debian's
+    mosquitto accepts and which lets nobody in without a password; the commented `mqtt:` of
+    amiplus.example.yml, uncommented, passes check-config and names that service."""
+    service = services("docker-compose.yml")["mosquitto"]
+    assert service["profiles"] == ["mqtt"]
+    folder = host_path(service, "/mosquitto/config")
+    text = (folder / "mosquitto.conf").read_text()
+    settings = dict(
+        line.split(None, 1) for line in text.splitlines() if line and not line.startswith("#")
+    )
+    assert settings["allow_anonymous"] == "false"
+    assert host_path(service, settings["password_file"]).parent == folder
+    assert "1883:1883" in service["ports"] and settings["listener"] == "1883"
+
+    port = free_port()
+    passwords = tmp_path / "passwd"
+    subprocess.run(
+        [require("mosquitto_passwd", "mosquitto"), "-c", "-b", str(passwords), USER, PASSWORD],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    local = (
+        text.replace("listener 1883", f"listener {port} 127.0.0.1")
+        .replace(settings["password_file"], str(passwords))
+        .replace(settings["persistence_location"], f"{tmp_path}/")
+    ) + f"user {getpass.getuser()}\n"
+    (tmp_path / "mosquitto.conf").write_text(local)
+    server = subprocess.Popen(
+        [require("mosquitto", "mosquitto"), "-c", str(tmp_path / "mosquitto.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert [answer(port, None), answer(port, (USER, PASSWORD))] == ["Not authorized", "Success"]
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+    lines = (DEPLOY / "amiplus.example.yml").read_text().splitlines()
+    start = lines.index("# mqtt:")
+    block = [lines[start], *takewhile(lambda line: line.startswith("#   "), lines[start + 1 :])]
+    assert len(block) >= 3  # host and credentials
+    section = "\n".join(line.removeprefix("# ") for line in block)
+    copy = tmp_path / "amiplus.yml"
+    copy.write_text("\n".join(lines) + "\n" + section + "\n")
+    config = load_config(copy, env={"MQTT_PASSWORD": "x"}).mqtt
+    assert config is not None and (config.host, config.port) == ("mosquitto", 1883)
+    assert config.host in services("docker-compose.yml")
+
+
+def answer(port: int, credentials: tuple[str, str] | None) -> str:
+    """What a broker on 127.0.0.1 answers to a client with these credentials."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    if credentials:
+        client.username_pw_set(*credentials)
+    answers: list[str] = []
+    client.on_connect = lambda c, userdata, flags, code, properties: answers.append(str(code))
+    assert wait_until(lambda: client.connect("127.0.0.1", port) == 0)
+    deadline = time.monotonic() + 10
+    while not answers and time.monotonic() < deadline:
+        client.loop(0.1)
+    client.disconnect()
+    return answers[0] if answers else "no answer"
