@@ -161,7 +161,9 @@ def simulator_config(mqtt: str, meters: int = 1, interval: float = 1.0) -> str:
 
 
 def mqtt_status(process: ExporterProcess) -> dict[str, object]:
-    found: dict[str, object] = process.status()["mqtt"]
+    """The MQTT output's status (the web server answers a moment before the outputs start)."""
+    found: dict[str, object] = {}
+    assert wait_until(lambda: found.update(process.status().get("mqtt") or {}) or found, 20)
     return found
 
 

@@ -56,6 +56,7 @@ KEEPALIVE = 60
 CONNACK_TIMEOUT = 10.0
 BACKOFF_FIRST, BACKOFF_CAP = 1.0, 60.0
 STALE_CHECK = 1.0  # seconds between looks at the meters' silence
+GATHER = 0.02  # seconds the worker waits after a wake-up for more updates (thread switches cost)
 RESYNC_PATIENCE = 30.0  # seconds a republish waits for room among the pending messages
 GOODBYE_TIMEOUT = 2.0
 #: The reasons of `amiplus_mqtt_errors_total`, all shown from the start.
@@ -529,6 +530,9 @@ class MqttOutput(Output):
             client.connect(self.config.host, self.config.port, keepalive=KEEPALIVE)
         except OSError as error:  # ssl.SSLError is an OSError
             return _connect_problem(error, where), False
+        connected = client.socket()
+        if isinstance(connected, socket.socket):  # each message at once, not after an ACK
+            connected.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sent = self._done = 0
         self._client = client
         client.loop_start()
@@ -612,9 +616,11 @@ class MqttOutput(Output):
         next_check = time.monotonic() + STALE_CHECK
         while not self._stopping.is_set():
             try:
-                update = self._queue.get(timeout=max(0.0, next_check - time.monotonic()))
+                first = self._queue.get(timeout=max(0.0, next_check - time.monotonic()))
             except queue.Empty:
-                update = None
+                first = None
+            if first is not None:
+                self._stopping.wait(GATHER)  # let a few come: one wake-up for them all
             try:
                 while self._commands:
                     kind, argument = self._commands.popleft()
@@ -623,7 +629,7 @@ class MqttOutput(Output):
                 if self._resync.is_set() and self._connected.is_set():
                     self._resync.clear()
                     self._republish()
-                if update is not None:
+                for update in self._gathered(first):
                     self._take(update)
                 if time.monotonic() >= next_check:
                     next_check = time.monotonic() + STALE_CHECK
@@ -631,6 +637,17 @@ class MqttOutput(Output):
                     self._retry_dirty()
             except Exception:  # a bug here must not end the output
                 log.exception("MQTT output: unexpected error")
+
+    def _gathered(self, first: MeterUpdate | None) -> Iterator[MeterUpdate]:
+        """`first` and whatever else is queued now."""
+        update = first
+        while True:
+            if update is not None:
+                yield update
+            try:
+                update = self._queue.get_nowait()
+            except queue.Empty:
+                return
 
     def _publish(
         self, topic: str, payload: bytes | str, *, retain: bool | None = None, patient: bool = False
