@@ -524,6 +524,8 @@ class MqttOutput(Output):
         whether the broker had accepted it."""
         while not self._events.empty():
             self._events.get_nowait()
+        if self._stopping.is_set():
+            return None, False
         where = self.config.where
         try:
             client = self._new_client()
@@ -553,9 +555,12 @@ class MqttOutput(Output):
                 reason = "unauthorized" if code.value in (4, 5, 134, 135) else "refused"
                 return Problem(reason, f"{where} refused the connection: {code}"), False
             self._up()
-            kind, code = self._events.get()
+            kind, code = "connack", None
             while kind == "connack":
-                kind, code = self._events.get()
+                try:
+                    kind, code = self._events.get(timeout=1.0)
+                except queue.Empty:
+                    kind = "stop" if self._stopping.is_set() else "connack"
             if kind == "stop":
                 self._goodbye(client)
                 return None, True
