@@ -57,6 +57,7 @@ CONNACK_TIMEOUT = 10.0
 BACKOFF_FIRST, BACKOFF_CAP = 1.0, 60.0
 STALE_CHECK = 1.0  # seconds between looks at the meters' silence
 GATHER = 0.02  # seconds the worker waits after a wake-up for more updates (thread switches cost)
+SERVICE = 0.1  # seconds at most between the worker's looks at the connection
 RESYNC_PATIENCE = 30.0  # seconds a republish waits for room among the pending messages
 GOODBYE_TIMEOUT = 2.0
 #: The reasons of `amiplus_mqtt_errors_total`, all shown from the start.
@@ -368,9 +369,9 @@ class MqttOutput(Output):
         self._client: paho.Client | None = None
         self._lock = threading.Lock()  # guards `errors`
         self.errors: Counter[str] = Counter(dict.fromkeys(ERROR_REASONS, 0))
-        self.published = 0  # written by the paho thread only
-        self._sent = 0  # handed to paho on this connection (worker only)
-        self._done = 0  # of them sent or acknowledged (paho thread only)
+        self.published = 0  # written by the worker only (paho's callback)
+        self._sent = 0  # handed to paho on this connection
+        self._done = 0  # of them sent or acknowledged
         self.problem: Problem | None = None
         self._logged: Problem | None = None
         self.since = time.time()  # of the current state: connected, or failing
@@ -521,7 +522,9 @@ class MqttOutput(Output):
 
     def _session(self) -> tuple[Problem | None, bool]:
         """One connection from connect to its end: why it ended (None: the output stops) and
-        whether the broker had accepted it."""
+        whether the broker had accepted it. This thread connects and reads the broker's
+        answer; from then on the worker alone uses the client (no paho thread: one thread
+        writes and reads, so a message costs no thread switches)."""
         while not self._events.empty():
             self._events.get_nowait()
         if self._stopping.is_set():
@@ -535,40 +538,47 @@ class MqttOutput(Output):
         connected = client.socket()
         if isinstance(connected, socket.socket):  # each message at once, not after an ACK
             connected.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sent = self._done = 0
-        self._client = client
-        client.loop_start()
+        deadline = time.monotonic() + CONNACK_TIMEOUT
+        while self._events.empty() and time.monotonic() < deadline:
+            if self._stopping.is_set() or client.loop(0.1) != self.mqtt.MQTT_ERR_SUCCESS:
+                break
         try:
-            try:
-                kind, code = self._events.get(timeout=CONNACK_TIMEOUT)
-            except queue.Empty:
-                return Problem("timeout", f"{where} did not answer the connection request"), False
+            kind, code = self._events.get_nowait()
+        except queue.Empty:
+            kind, code = ("stop", None) if self._stopping.is_set() else ("timeout", None)
+        if kind != "connack" or code.is_failure:
+            with contextlib.suppress(Exception):  # the socket of a refused attempt
+                client.disconnect()
             if kind == "stop":
                 return None, False
+            if kind == "timeout":
+                return Problem("timeout", f"{where} did not answer the connection request"), False
             if kind == "disconnect":
                 return Problem(
                     "connection",
                     f"{where} closed the connection before accepting it ({code}); a TLS port "
                     "spoken to without tls:, or the client ID used by another client?",
                 ), False
-            if code.is_failure:
-                reason = "unauthorized" if code.value in (4, 5, 134, 135) else "refused"
-                return Problem(reason, f"{where} refused the connection: {code}"), False
-            self._up()
-            kind, code = "connack", None
-            while kind == "connack":
+            reason = "unauthorized" if code.value in (4, 5, 134, 135) else "refused"
+            return Problem(reason, f"{where} refused the connection: {code}"), False
+        self._sent = self._done = 0
+        self._client = client
+        self._up()
+        try:
+            while True:
                 try:
                     kind, code = self._events.get(timeout=1.0)
                 except queue.Empty:
-                    kind = "stop" if self._stopping.is_set() else "connack"
-            if kind == "stop":
-                self._goodbye(client)
-                return None, True
-            said = "" if code is None or str(code) == "Unspecified error" else f" ({code})"
-            return Problem("connection_lost", f"the connection to {where} was lost{said}"), True
+                    kind = "stop" if self._stopping.is_set() else "quiet"
+                if kind == "stop" or (kind == "disconnect" and self._stopping.is_set()):
+                    return None, True
+                if kind == "disconnect":
+                    said = "" if str(code) in ("None", "Unspecified error") else f" ({code})"
+                    return Problem(
+                        "connection_lost", f"the connection to {where} was lost{said}"
+                    ), True
         finally:
             self._connected.clear()
-            client.loop_stop()
 
     def _up(self) -> None:
         if self.problem is not None:
@@ -582,14 +592,7 @@ class MqttOutput(Output):
         self._connected.set()
         self._wake()
 
-    def _goodbye(self, client: paho.Client) -> None:
-        """`offline` on the status topic before a clean disconnect (the will is not sent then)."""
-        info = client.publish(self.topics.status, OFFLINE, qos=1, retain=self.config.retain)
-        with contextlib.suppress(RuntimeError, ValueError):  # if not sent, the will says it
-            info.wait_for_publish(GOODBYE_TIMEOUT)
-        client.disconnect()
-
-    # --- paho's callbacks (its network thread)
+    # --- paho's callbacks (in the thread that calls its loop)
 
     def _on_connect(
         self, client: paho.Client, userdata: Any, flags: Any, code: Any, _: Any
@@ -620,8 +623,11 @@ class MqttOutput(Output):
     def _work(self) -> None:
         next_check = time.monotonic() + STALE_CHECK
         while not self._stopping.is_set():
+            wait = next_check - time.monotonic()
+            if self._connected.is_set():
+                wait = min(wait, SERVICE)
             try:
-                first = self._queue.get(timeout=max(0.0, next_check - time.monotonic()))
+                first = self._queue.get(timeout=max(0.0, wait))
             except queue.Empty:
                 first = None
             if first is not None:
@@ -640,8 +646,28 @@ class MqttOutput(Output):
                     next_check = time.monotonic() + STALE_CHECK
                     self._check_silence()
                     self._retry_dirty()
+                self._service()
             except Exception:  # a bug here must not end the output
                 log.exception("MQTT output: unexpected error")
+        self._goodbye()
+
+    def _service(self, timeout: float = 0.0) -> None:
+        """Let paho read (acknowledgements, Home Assistant's birth), write and keep alive."""
+        client = self._client
+        if client is not None and self._connected.is_set():
+            client.loop(timeout)
+
+    def _goodbye(self) -> None:
+        """`offline` on the status topic before a clean disconnect (the will is not sent then)."""
+        client = self._client
+        if client is None or not self._connected.is_set():
+            return
+        info = client.publish(self.topics.status, OFFLINE, qos=1, retain=self.config.retain)
+        deadline = time.monotonic() + GOODBYE_TIMEOUT
+        while not info.is_published() and time.monotonic() < deadline:
+            if client.loop(0.05) != self.mqtt.MQTT_ERR_SUCCESS:
+                break
+        client.disconnect()
 
     def _gathered(self, first: MeterUpdate | None) -> Iterator[MeterUpdate]:
         """`first` and whatever else is queued now."""
@@ -667,7 +693,7 @@ class MqttOutput(Output):
             if not patient or time.monotonic() > deadline or self._stopping.is_set():
                 self._count("queue_full")
                 return False
-            time.sleep(0.01)
+            client.loop(0.01)
         retained = self.config.retain if retain is None else retain
         info = client.publish(topic, payload, qos=self.config.qos, retain=retained)
         if info.rc == self.mqtt.MQTT_ERR_SUCCESS:

@@ -3,13 +3,16 @@
     .venv/bin/python tests/bench/bench_mqtt.py [--minutes M] [--meters N] [--lead S]
 
 `--meters` (default 1,000) simulated meters (Apator Otus, the documented key) each send a
-telegram once a second, through a `replay` receiver in real time, for `--minutes` (default 5),
-into the exporter (the installed console script, a subprocess), twice: with the MQTT output
-publishing to a local Debian mosquitto (started here on 127.0.0.1 with a password file; QoS 1,
-retained, Home Assistant discovery on) and without any output but Prometheus. The replay file is
-the same for both runs; its first telegrams are due `--lead` seconds after the replay opens, so
-the exporter has started and connected by then. A paho subscriber in this process takes every
-state message. Every `SAMPLE_EVERY` seconds: /metrics, /api/status (MQTT run) and /proc.
+telegram once a second for `--minutes` (default 5), replayed in real time into the exporter (the
+installed console script, a subprocess), twice: with the MQTT output publishing to a local Debian
+mosquitto (started here on 127.0.0.1 with a password file; QoS 1, retained, Home Assistant
+discovery on) and without any output but Prometheus. The telegrams are written to a file first;
+this script, run with `--pace FILE --at T`, is the exporter's `lines: command:` receiver and
+replays the file with each line at its offset from T. (The `replay` receiver reads its whole file
+into memory, 90 MB here, which would swamp the memory figure.) The first telegrams are due
+`--lead` seconds after the exporter is started. A paho subscriber in this process takes every
+state message (QoS 1, as Home Assistant subscribes). Every `SAMPLE_EVERY` seconds: /metrics,
+/api/status (MQTT run) and /proc.
 
 Figure 1, backlog: frames received against the schedule, updates queued for the MQTT worker,
 state messages the subscriber has against telegrams sent; no growth means the exporter keeps up.
@@ -50,7 +53,7 @@ from bench_exporter import (  # tests/bench/bench_exporter.py, beside this scrip
     percentile,
     run_figures,
 )
-from bench_scale import log_time, meter_id
+from bench_scale import meter_id
 from provenance import source_state
 
 sys.path.insert(0, str(REPO))
@@ -75,9 +78,9 @@ METRIC = r"^{name} (\S+)$"
 # --- the replay file ------------------------------------------------------------------------
 
 
-def _meter_lines(job: tuple[int, int, int, float]) -> list[str]:
+def _meter_lines(job: tuple[int, int, int]) -> list[str]:
     """One meter's telegram lines, a second apart, spread over the second by its number."""
-    number, meters, seconds, lead = job
+    number, meters, seconds = job
     meter = SimulatedMeter(
         FAMILIES_BY_NAME[DEFAULT_FAMILY], meter_id=meter_id(number), key=DEFAULT_KEY
     )
@@ -85,14 +88,14 @@ def _meter_lines(job: tuple[int, int, int, float]) -> list[str]:
     lines = []
     for second in range(seconds):
         frame, _ = meter.telegram(start + timedelta(seconds=second))
-        due = lead + second + number / meters
+        due = second + number / meters
         lines.append(f"telegram=|{frame.hex().upper()}|+{due:.3f}\n")
     return lines
 
 
-def write_replay(path: Path, meters: int, seconds: int, lead: float) -> None:
+def write_replay(path: Path, meters: int, seconds: int) -> None:
     """Every meter's lines, in the order they are due, written on every CPU."""
-    jobs = [(n, meters, seconds, lead) for n in range(meters)]
+    jobs = [(n, meters, seconds) for n in range(meters)]
     with multiprocessing.Pool() as pool:
         per_meter = pool.map(_meter_lines, jobs, chunksize=max(1, meters // 64))
     with path.open("w") as out:
@@ -100,12 +103,29 @@ def write_replay(path: Path, meters: int, seconds: int, lead: float) -> None:
             out.writelines(lines[second] for lines in per_meter)
 
 
-def config(meters: int, replay: Path, broker: Mosquitto | None) -> str:
+def pace(path: Path, at: float) -> int:
+    """Write the file's lines to standard output, each at its `+offset` after `at`; then wait
+    to be stopped (the exporter would start an ended command again)."""
+    out = sys.stdout.buffer
+    with path.open("rb") as lines:
+        for line in lines:
+            wait = at + float(line.rsplit(b"+", 1)[1]) - time.time()
+            if wait > 0.001:
+                out.flush()
+                time.sleep(wait)
+            out.write(line)
+    out.flush()
+    while True:
+        time.sleep(3600)
+
+
+def config(meters: int, replay: Path, at: float, broker: Mosquitto | None) -> str:
     key = DEFAULT_KEY.hex().upper()
     lines = ["meters:"]
     for n in range(meters):
         lines += [f'  - id: "{meter_id(n)}"', f'    key: "{key}"', f"    name: m{n:04d}"]
-    lines += ["receivers:", "  - type: replay", f"    file: {replay}", "    realtime: true"]
+    command = shlex.join([sys.executable, str(Path(__file__).resolve()), "--pace", str(replay)])
+    lines += ["receivers:", "  - type: lines", f"    command: '{command} --at {at:.3f}'"]
     if broker is not None:
         lines += [
             "mqtt:",
@@ -203,11 +223,10 @@ def run(
     arrivals: Arrivals | None,
 ) -> Run:
     telegrams = meters * seconds
-    process = ExporterProcess(directory, name, config(meters, replay, broker))
+    first_due = time.time() + lead
+    process = ExporterProcess(directory, name, config(meters, replay, first_due, broker))
     try:
         healthy = process.wait_healthy()
-        opened = log_time(process, r"receiver replay up: ", timeout=60)
-        first_due = opened + lead
         if time.time() > first_due - 1:
             raise BenchError(f"start-up took too long ({healthy:.1f} s): raise --lead")
         print(f"  {name}: {shlex.join(process.command)} (pid {process.pid}), up in {healthy:.1f} s")
@@ -221,7 +240,7 @@ def run(
         while True:
             time.sleep(max(0.0, next_sample - time.time()))
             now = time.time()
-            frames = int(metric(process, 'amiplus_receiver_frames_total{receiver="replay"}') or 0)
+            frames = int(metric(process, 'amiplus_receiver_frames_total{receiver="lines"}') or 0)
             queued = None
             if broker is not None:
                 queued = int(process.status()["mqtt"]["queued_updates"])
@@ -271,10 +290,10 @@ def figures(directory: Path, meters: int, minutes: float, lead: float) -> None:
     telegrams = meters * seconds
     replay = directory / "replay.txt"
     made = time.perf_counter()
-    write_replay(replay, meters, seconds, lead)
+    write_replay(replay, meters, seconds)
     print(
         f"\nSetup: {meters:,} meters x {seconds:,} s = {telegrams:,} telegrams "
-        f"({replay.stat().st_size / 1e6:.0f} MB replay file written in "
+        f"({replay.stat().st_size / 1e6:.0f} MB file of telegram lines written in "
         f"{time.perf_counter() - made:.0f} s)",
         flush=True,
     )
@@ -314,7 +333,7 @@ def figures(directory: Path, meters: int, minutes: float, lead: float) -> None:
     queued = [s.queued or 0 for s in with_mqtt.samples]
     print(
         f"  frames behind schedule : {min(growth):,} to {max(growth):,} (a constant offset is the "
-        "replay's start; growth would be a backlog)"
+        "start; growth would be a backlog)"
     )
     print(f"  MQTT updates queued    : at most {max(queued):,} at the samples, last {queued[-1]:,}")
     delivered = arrivals.count()
@@ -380,7 +399,11 @@ def main(argv: list[str] | None = None) -> int:
         default=15.0,
         help="seconds from the replay's start to its first telegram (default 15)",
     )
+    parser.add_argument("--pace", type=Path, help=argparse.SUPPRESS)  # the receiver's command
+    parser.add_argument("--at", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.pace:
+        return pace(args.pace, args.at)
     if args.minutes <= 0 or args.meters < 1 or args.lead <= 0:
         parser.error("--minutes, --meters and --lead must be positive")
     wall = time.perf_counter()
