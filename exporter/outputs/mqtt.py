@@ -49,8 +49,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ONLINE, OFFLINE = "online", "offline"
-QUEUE_SIZE = 2000  # updates waiting for the worker; beyond it they are dropped and counted
-MAX_PENDING = 2000  # messages handed to paho and not yet sent (QoS 0) or acknowledged
+QUEUE_SIZE = 1000  # updates waiting for the worker; beyond it they are dropped and counted
+MAX_PENDING = 500  # messages handed to paho and not yet sent (QoS 0) or acknowledged
 MAX_INFLIGHT = 100
 KEEPALIVE = 60
 CONNACK_TIMEOUT = 10.0
@@ -121,41 +121,58 @@ LAST_TELEGRAM = Entity(
     f"{{{{ value_json.{RECEIVED_AT} }}}}",
     HomeAssistant("timestamp", None, None, diagnostic=True),
 )
-_ENTITIES: list[tuple[tuple[Field, ...], dict[str, Entity]]] = []
+#: A field's entity keys: its own key if it is one (not for per-phase fields), and where its
+#: parts are (the tariff or phase map) with the key of each part.
+Probe = tuple[str | None, str, dict[Any, str]]
+_TABLE: list[tuple[tuple[Field, ...], dict[str, Entity], tuple[Probe, ...]]] = []
+_SEEN: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple for every meter of one layout
+SHARED_LAYOUTS = 256
+
+
+def _worked_out() -> tuple[dict[str, Entity], tuple[Probe, ...]]:
+    """Entities and probes of the current field table (worked out once per table)."""
+    table = fields.FIELDS
+    if not _TABLE or _TABLE[0][0] is not table:
+        every: dict[str, Entity] = {}
+        probes: list[Probe] = []
+        for row in table:
+            if row.home_assistant is None:
+                continue
+            found = {entity.key: entity for entity in _row_entities(row, row.home_assistant)}
+            every |= found
+            if row.shape is Shape.PHASES:
+                probes.append(
+                    (None, row.key, {p.value: _part_key(row, p.value.lower()) for p in PHASES})
+                )
+            elif row.shape is Shape.TARIFFS:
+                parts = {t: _part_key(row, f"t{t}") for t in TARIFFS}
+                probes.append((row.key, row.tariff_key, parts))
+            else:
+                probes.append((row.key, "", {}))
+        every[LAST_TELEGRAM.key] = LAST_TELEGRAM
+        _TABLE[:] = [(table, every, tuple(probes))]
+        _SEEN.clear()
+    return _TABLE[0][1], _TABLE[0][2]
 
 
 def entities() -> dict[str, Entity]:
-    """Every entity a meter can have, by key, in the order of the field table (worked out
-    once per table)."""
-    table = fields.FIELDS
-    if not _ENTITIES or _ENTITIES[0][0] is not table:
-        every = {
-            entity.key: entity
-            for row in table
-            if row.home_assistant is not None
-            for entity in _row_entities(row, row.home_assistant)
-        }
-        _ENTITIES[:] = [(table, every | {LAST_TELEGRAM.key: LAST_TELEGRAM})]
-    return _ENTITIES[0][1]
+    """Every entity a meter can have, by key, in the order of the field table."""
+    return _worked_out()[0]
 
 
 def entity_keys(values: Mapping[str, Any]) -> tuple[str, ...]:
-    """The entities of the fields a meter has sent (its merged values), in table order."""
+    """The entities of the fields a meter has sent (its merged values), in table order; meters
+    that sent the same fields share the tuple."""
     keys: list[str] = []
-    for row in fields.FIELDS:
-        if row.home_assistant is None:
-            continue
-        value = values.get(row.key)
-        if row.shape is Shape.PHASES:
-            keys.extend(_part_key(row, phase.lower()) for phase in sorted(value or {}))
-            continue
-        if value is not None:
-            keys.append(row.key)
-        if row.shape is Shape.TARIFFS:
-            tariffs = values.get(row.tariff_key) or {}
-            keys.extend(_part_key(row, f"t{tariff}") for tariff in sorted(tariffs))
+    for key, parts_key, parts in _worked_out()[1]:
+        if key is not None and values.get(key) is not None:
+            keys.append(key)
+        present = values.get(parts_key) if parts_key else None
+        if present:
+            keys.extend(parts[part] for part in sorted(present) if part in parts)
     keys.append(LAST_TELEGRAM.key)
-    return tuple(keys)
+    found = tuple(keys)
+    return _SEEN.setdefault(found, found) if len(_SEEN) < SHARED_LAYOUTS else found
 
 
 def received_at_text(moment: float) -> str:
@@ -731,9 +748,12 @@ class MqttOutput(Output):
         was_online, meter.online = meter.online, True
         if not self._connected.is_set():
             return
-        self._announce(meter)
-        sent = was_online is True or self._publish(self.topics.availability(meter.key), ONLINE)
-        if self._publish(self.topics.state(meter.key), meter.state) and sent:
+        # Waiting for room here holds up only this worker: the queue in front of it is the
+        # bound, and what it drops is counted.
+        self._announce(meter, patient=True)
+        availability = self.topics.availability(meter.key)
+        sent = was_online is True or self._publish(availability, ONLINE, patient=True)
+        if self._publish(self.topics.state(meter.key), meter.state, patient=True) and sent:
             self._dirty.discard(meter.key)
         else:
             self._dirty.add(meter.key)

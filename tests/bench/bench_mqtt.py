@@ -12,10 +12,12 @@ replays the file with each line at its offset from T. (The `replay` receiver rea
 into memory, 90 MB here, which would swamp the memory figure.) The first telegrams are due
 `--lead` seconds after the exporter is started. A paho subscriber in this process takes every
 state message (QoS 1, as Home Assistant subscribes). Every `SAMPLE_EVERY` seconds: /metrics,
-/api/status (MQTT run) and /proc.
+and /proc (no /api/status: rendering it for 1,000 meters would
+stall the exporter and show in the latency).
 
-Figure 1, backlog: frames received against the schedule, updates queued for the MQTT worker,
-state messages the subscriber has against telegrams sent; no growth means the exporter keeps up.
+Figure 1, backlog: frames received against the schedule, MQTT messages published against
+frames, state messages the subscriber has against telegrams sent; no growth means the exporter
+keeps up.
 Figure 2, telegram-to-broker latency: the subscriber's receive time minus the state's
 `received_at` (when the receiver read the telegram), so it includes the broker's delivery to
 the subscriber; the first `WARM_UP` seconds of telegrams (every meter's discovery) apart from the
@@ -187,7 +189,6 @@ class Sample:
     at: float  # seconds since the first telegram was due
     frames: int
     due: int
-    queued: int | None
     published: float | None
     delivered: int
     rss_mb: float
@@ -235,20 +236,16 @@ def run(
         published_before = metric(process, "amiplus_mqtt_messages_published_total") or 0.0
         samples: list[Sample] = []
         next_sample = first_due + SAMPLE_EVERY
-        header = f"     {'t s':>6} {'frames':>9} {'due':>9} {'queued':>7} {'published':>10}"
+        header = f"     {'t s':>6} {'frames':>9} {'due':>9} {'published':>10}"
         print(header + f" {'delivered':>10} {'RSS MB':>7}", flush=True)
         while True:
             time.sleep(max(0.0, next_sample - time.time()))
             now = time.time()
             frames = int(metric(process, 'amiplus_receiver_frames_total{receiver="lines"}') or 0)
-            queued = None
-            if broker is not None:
-                queued = int(process.status()["mqtt"]["queued_updates"])
             sample = Sample(
                 now - first_due,
                 frames,
                 min(telegrams, int((now - first_due) * meters)),
-                queued,
                 metric(process, "amiplus_mqtt_messages_published_total"),
                 arrivals.count() if arrivals else 0,
                 process.memory().rss_mb,
@@ -256,7 +253,6 @@ def run(
             samples.append(sample)
             print(
                 f"     {sample.at:6.0f} {sample.frames:9,} {sample.due:9,} "
-                f"{'-' if queued is None else f'{queued:,}':>7} "
                 f"{'-' if sample.published is None else f'{sample.published:,.0f}':>10} "
                 f"{sample.delivered:10,} {sample.rss_mb:7.1f}",
                 flush=True,
@@ -330,12 +326,15 @@ def figures(directory: Path, meters: int, minutes: float, lead: float) -> None:
 
     print("\nFigure 1: backlog")
     growth = [s.frames - s.due for s in with_mqtt.samples]
-    queued = [s.queued or 0 for s in with_mqtt.samples]
     print(
         f"  frames behind schedule : {min(growth):,} to {max(growth):,} (a constant offset is the "
         "start; growth would be a backlog)"
     )
-    print(f"  MQTT updates queued    : at most {max(queued):,} at the samples, last {queued[-1]:,}")
+    sent = [(s.published or 0) - s.frames for s in with_mqtt.samples]
+    print(
+        f"  MQTT messages - frames : {min(sent):,} to {max(sent):,} (discovery and availability "
+        "on top of a state per telegram; a fall would be states not sent)"
+    )
     delivered = arrivals.count()
     print(
         f"  state messages         : {delivered:,} delivered for {telegrams:,} telegrams "
