@@ -5,12 +5,13 @@ topic that turns `offline` while the meter is stale, and Home Assistant discover
 entity the meter has sent, derived from the field table. The exporter's own availability is
 the broker's last will.
 
-Three threads and no waiting in `submit`: receivers put updates into a bounded queue; a worker
-turns them into messages; a connection thread connects, waits for the broker's answer and
-reconnects with capped backoff, saying why (once, then on change). A new paho client serves
-each connection, so nothing queued for a lost one survives it: after a reconnect the worker
-republishes the latest state and discovery of every meter. paho-mqtt is imported only when an
-`mqtt:` section is configured.
+Two threads and no waiting in `submit`: receivers put updates into a bounded queue; a
+connection thread connects, reads the broker's answer and reconnects with capped backoff, saying
+why (once, then on change); once a connection is accepted, the worker alone uses it: it turns
+updates into messages, writes them and reads the acknowledgements (no paho thread, so a message
+costs no thread switches). A new paho client serves each connection, so nothing queued for a
+lost one survives it: after a reconnect the worker republishes the latest state and discovery
+of every meter. paho-mqtt is imported only when an `mqtt:` section is configured.
 """
 
 from __future__ import annotations
