@@ -57,6 +57,7 @@ bench: $(VENV)/.test-installed
 	$(BIN)/python tests/bench/bench_scale.py
 	$(BIN)/python tests/bench/bench_influx.py
 	$(BIN)/python tests/bench/bench_page.py
+	$(BIN)/python tests/bench/bench_mqtt.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

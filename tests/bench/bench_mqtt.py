@@ -297,7 +297,7 @@ def figures(directory: Path, meters: int, minutes: float, lead: float) -> None:
     arrivals = Arrivals()
     subscriber = subscribe(broker, arrivals)
     try:
-        print("\nRun with the MQTT output:")
+        print("\nRun with the MQTT output:", flush=True)
         with_mqtt = run(
             directory,
             "mqtt",
@@ -312,7 +312,7 @@ def figures(directory: Path, meters: int, minutes: float, lead: float) -> None:
         subscriber.disconnect()
         subscriber.loop_stop()
         broker.stop()
-    print("\nRun without it:")
+    print("\nRun without it:", flush=True)
     without = run(
         directory,
         "plain",
