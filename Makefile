@@ -50,7 +50,7 @@ typecheck: $(VENV)/.test-installed
 pytest: $(VENV)/.test-installed
 	$(BIN)/pytest
 
-## bench: the benchmarks of tests/bench (figures printed, nothing asserted; about 30 minutes)
+## bench: the benchmarks of tests/bench (figures printed, nothing asserted; about 45 minutes)
 bench: $(VENV)/.test-installed
 	$(BIN)/python tests/bench/bench_decode.py
 	$(BIN)/python tests/bench/bench_exporter.py
