@@ -107,7 +107,7 @@ def write_replay(path: Path, meters: int, seconds: int) -> None:
 
 def pace(path: Path, at: float) -> int:
     """Write the file's lines to standard output, each at its `+offset` after `at`; then wait
-    to be stopped (the exporter would start an ended command again)."""
+    until the exporter stops it or is gone (it would start an ended command again)."""
     out = sys.stdout.buffer
     with path.open("rb") as lines:
         for line in lines:
@@ -117,8 +117,9 @@ def pace(path: Path, at: float) -> int:
                 time.sleep(wait)
             out.write(line)
     out.flush()
-    while True:
-        time.sleep(3600)
+    while os.getppid() != 1:  # until the exporter that started it is gone
+        time.sleep(1)
+    return 0
 
 
 def config(meters: int, replay: Path, at: float, broker: Mosquitto | None) -> str:
@@ -127,7 +128,7 @@ def config(meters: int, replay: Path, at: float, broker: Mosquitto | None) -> st
     for n in range(meters):
         lines += [f'  - id: "{meter_id(n)}"', f'    key: "{key}"', f"    name: m{n:04d}"]
     command = shlex.join([sys.executable, str(Path(__file__).resolve()), "--pace", str(replay)])
-    lines += ["receivers:", "  - type: lines", f"    command: '{command} --at {at:.3f}'"]
+    lines += ["receivers:", "  - type: lines", f"    command: 'exec {command} --at {at:.3f}'"]
     if broker is not None:
         lines += [
             "mqtt:",
