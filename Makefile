@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # What the integration tests start themselves (Debian packages): servers, a browser, a Docker
 # engine and debootstrap for its stand-in base image; the benchmarks' arm images need qemu.
 DEBIAN_PACKAGES := prometheus prometheus-alertmanager influxdb chromium chromium-driver systemd \
-	docker.io docker-compose debootstrap ca-certificates victoria-metrics
+	docker.io docker-compose debootstrap ca-certificates victoria-metrics mosquitto
 BENCH_PACKAGES := qemu-user-static
 # The image's tag, as deploy/docker-compose.yml runs it; `make images` adds -amd64, -arm64, -armv7.
 IMAGE ?= amiplus-exporter:local
@@ -22,7 +22,7 @@ $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,influx]'
+	$(BIN)/python -m pip install --quiet -e '.[test,influx,mqtt]'
 	touch $@ $(VENV)/.run-installed
 
 ## run: the exporter on its built-in simulated meter; open the status page it prints
@@ -68,6 +68,7 @@ bench: $(VENV)/.test-installed
 	$(BIN)/python tests/bench/bench_http.py
 	$(BIN)/python tests/bench/bench_page.py
 	$(BIN)/python tests/bench/bench_alerts.py
+	$(BIN)/python tests/bench/bench_mqtt.py
 	$(BIN)/python tests/bench/bench_images.py
 
 ## image: the container image for this machine, tagged $(IMAGE) (needs a Docker engine)

@@ -114,8 +114,12 @@ class Exporter:
             if running is not None:
                 running.stop()
             if wanted is not None:
-                output = build(wanted)
-                output.start()
+                try:
+                    output = build(wanted, self.state)
+                    output.start()
+                except Exception as error:  # one output's fault must not stop the others
+                    log.error("output %s not started: %s", section, error)
+                    continue
                 self.outputs[section] = output
         self.intake.outputs = [self.history, *self.outputs.values()]
 

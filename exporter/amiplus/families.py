@@ -39,6 +39,7 @@ class Family:
     record_sets: tuple[tuple[str, ...], ...]
     constant_access_number: int | None = None  # None: counts up by one per telegram
     iv_manufacturer: str | None = None  # Sanxing builds the IV with M = FRC
+    model: str = ""  # what a user calls the meter; the same for families of one identity
 
 
 FAMILIES: tuple[Family, ...] = (
@@ -50,6 +51,7 @@ FAMILIES: tuple[Family, ...] = (
         0x02,
         (("0E03", "0B2B", "066D", "0C78", "0BABC8FC10", "0E833C", "0BAB3C", VOLTAGES_1V[0]),),
         constant_access_number=0,
+        model="APA v2",
     ),
     Family(
         "dev-converter",
@@ -58,6 +60,7 @@ FAMILIES: tuple[Family, ...] = (
         2,
         0x37,
         (("0C78", "066D", "0E03", "0E833C", "0B2B", "0BAB3C", VOLTAGES_1V[0], "0BABC8FC10"),),
+        model="radio converter",
     ),
     Family(
         "dev-v0",
@@ -66,6 +69,7 @@ FAMILIES: tuple[Family, ...] = (
         0,
         0x02,
         (("0C78", "066D", "0E03", "0E833C", "1B2B", "0B2B", "0BAB3C", *VOLTAGES_1V, "0BABC8FC10"),),
+        model="module v0",
     ),
     Family(
         "dev-v1",
@@ -74,6 +78,7 @@ FAMILIES: tuple[Family, ...] = (
         1,
         0x02,
         (("0C78", "066D", "0E03", "0E833C", "0B2B", "0BAB3C"),),
+        model="module v1",
     ),
     Family(
         "kpl",
@@ -83,6 +88,7 @@ FAMILIES: tuple[Family, ...] = (
         0x02,
         (("066D", "0C78", "0E03", "0E833C", "1B2B", "0B2B", "0BAB3C", *VOLTAGES_1V, "0BABC8FC10"),),
         iv_manufacturer="FRC",
+        model="S34U28",
     ),
     Family(
         "apa-v2-tariffs",
@@ -106,6 +112,7 @@ FAMILIES: tuple[Family, ...] = (
             ),
         ),
         constant_access_number=0,
+        model="APA v2",
     ),
     Family(
         "apa-v2-2025",
@@ -127,6 +134,7 @@ FAMILIES: tuple[Family, ...] = (
             ),
         ),
         constant_access_number=0,
+        model="APA v2",
     ),
     Family(
         "otus",
@@ -148,6 +156,7 @@ FAMILIES: tuple[Family, ...] = (
                 "0BAB3C",
             ),
         ),
+        model="Otus 1/3",
     ),
     Family(
         "otus-pge",
@@ -177,6 +186,7 @@ FAMILIES: tuple[Family, ...] = (
                 *CURRENTS_001A,
             ),
         ),
+        model="Otus 1/3",
     ),
     Family(
         "nes",
@@ -186,6 +196,7 @@ FAMILIES: tuple[Family, ...] = (
         0x02,
         (OTUS_SET_1,),
         constant_access_number=9,
+        model="73331",
     ),
     Family(
         "gama",
@@ -213,7 +224,31 @@ FAMILIES: tuple[Family, ...] = (
                 "0BABC8FC10",
             ),
         ),
+        model="Gama 350",
     ),
 )
 
 FAMILIES_BY_NAME = {family.name: family for family in FAMILIES}
+
+#: Makers by the manufacturer code of the link header (docs/amiplus-meters.md, section 2).
+MAKERS = {
+    "APA": "Apator",
+    "APT": "Apator",
+    "DEV": "Develco",
+    "NES": "Networked Energy Services",
+    "KPL": "Sanxing",
+    "FRC": "Sanxing",
+    "EGM": "Elgama-Elektronika",
+}
+
+
+def model_of(manufacturer: str, version: int, device_type: int) -> str | None:
+    """The model of the families with this header identity, or None for a meter of no known
+    family."""
+    models = {
+        family.model
+        for family in FAMILIES
+        if (family.manufacturer, family.version, family.device_type)
+        == (manufacturer, version, device_type)
+    }
+    return models.pop() if len(models) == 1 else None

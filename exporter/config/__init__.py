@@ -22,6 +22,7 @@ from ..wmbus.security import shown
 from .influxdb import InfluxConfig, influx_section
 from .meter_table import meters_from_files
 from .meters import MeterConfig, meters_section
+from .mqtt import MqttConfig, mqtt_section
 from .prices import Prices, prices_section
 from .reader import ConfigError, Problem, Reader
 from .receivers import receivers_section
@@ -51,6 +52,7 @@ _TOP = (
     "receivers",
     "web",
     "influxdb",
+    "mqtt",
     "timezone",
     "state",
     "prices",
@@ -73,6 +75,7 @@ class Config:
     receivers: tuple[ReceiverSpec, ...]
     web: WebConfig = WebConfig()
     influxdb: InfluxConfig | None = None
+    mqtt: MqttConfig | None = None
     timezone: ZoneInfo = WARSAW
     stale_after: float | None = None  # None: derived from each meter's observed interval
     state_directory: Path | None = None  # None: calendar periods are kept in memory only
@@ -93,7 +96,7 @@ class Config:
 
 
 def _settings(reader: Reader, top: dict[str, Node]) -> dict[str, Any]:
-    """The optional sections: web, influxdb, timezone, state, prices, log."""
+    """The optional sections: web, influxdb, mqtt, timezone, state, prices, log."""
     options: dict[str, Any] = {
         "state_directory": Path(reader.env.get("STATE_DIRECTORY") or DEFAULT_STATE_DIRECTORY)
     }
@@ -104,6 +107,8 @@ def _settings(reader: Reader, top: dict[str, Node]) -> dict[str, Any]:
         options["web"] = WebConfig(listen or DEFAULT_LISTEN, config_file)
     if "influxdb" in top:
         options["influxdb"] = influx_section(reader, top["influxdb"])
+    if "mqtt" in top:
+        options["mqtt"] = mqtt_section(reader, top["mqtt"])
     zone = reader.optional(top, "timezone", reader.text, "the configuration")
     if zone is not None:
         try:

@@ -1,0 +1,177 @@
+"""The `mqtt:` section: the broker that Home Assistant and other MQTT consumers read
+(docs/contracts.md, section 7). Every value is checked here, files included, so `check-config`
+lists every problem at once; the password never appears in a message or a repr."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .reader import Reader
+
+if TYPE_CHECKING:
+    from yaml import Node
+
+_MQTT = (
+    "host",
+    "port",
+    "tls",
+    "username",
+    "password",
+    "password_file",
+    "client_id",
+    "base_topic",
+    "discovery_prefix",
+    "qos",
+    "retain",
+)
+_TLS = ("ca_file", "cert_file", "key_file")
+DEFAULT_PORT, DEFAULT_TLS_PORT = 1883, 8883
+DEFAULT_BASE_TOPIC = "amiplus"
+DEFAULT_DISCOVERY_PREFIX = "homeassistant"
+#: A topic: levels of letters, digits, '_', '-' and '.', separated by single '/'.
+TOPIC = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*")
+TOPIC_MAX = 200
+#: A client ID: printable ASCII without spaces (brokers accept longer IDs than MQTT 3.1.1's 23).
+CLIENT_ID = re.compile(r"[!-~]{1,128}")
+HOST = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class MqttTls:
+    """TLS to the broker: the system's roots, or `ca_file`; a client certificate optional."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    """Where the MQTT output publishes (docs/contracts.md, section 7); used by
+    `outputs.mqtt`."""
+
+    host: str
+    port: int = DEFAULT_PORT
+    tls: MqttTls | None = None
+    username: str = ""
+    password: str = field(default="", repr=False)
+    client_id: str = ""  # empty: amiplus-exporter-<base topic>
+    base_topic: str = DEFAULT_BASE_TOPIC
+    discovery_prefix: str | None = DEFAULT_DISCOVERY_PREFIX  # None: no Home Assistant discovery
+    qos: int = 1
+    retain: bool = True
+
+    @property
+    def client_name(self) -> str:
+        """The client ID given, or one derived from the base topic (unique on a broker as long
+        as the topics are)."""
+        return self.client_id or "amiplus-exporter-" + self.base_topic.replace("/", "-")
+
+    @property
+    def where(self) -> str:
+        """The broker's address for logs and the status page (no credentials)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'mqtts' if self.tls else 'mqtt'}://{host}:{self.port}"
+
+
+def _topic(reader: Reader, node: Node, where: str) -> str | None:
+    value = reader.text(node, where)
+    if value is None:
+        return None
+    if len(value) > TOPIC_MAX or not TOPIC.fullmatch(value):
+        reader.problem(
+            node,
+            f"{where} must be letters, digits, '_', '-' and '.' in levels separated by single "
+            f"'/' (no wildcards, no '/' at either end, at most {TOPIC_MAX} characters), "
+            f"not {value!r}",
+        )
+        return None
+    return value
+
+
+def _readable(reader: Reader, node: Node, where: str) -> Path | None:
+    path = reader.path(node, where)
+    if path is None:
+        return None
+    try:
+        with path.open("rb") as opened:
+            opened.read(1)
+    except OSError as error:
+        reader.problem(node, f"{where}: cannot read {path}: {error.strerror}")
+        return None
+    return path
+
+
+def _tls(reader: Reader, node: Node) -> MqttTls | None:
+    """`tls: true` (the system's roots), `false`, or a mapping of files."""
+    if isinstance(node, reader.yaml.ScalarNode):
+        on = reader.boolean(node, "mqtt tls")
+        return MqttTls() if on else None
+    fields = reader.mapping(node, "mqtt tls", _TLS)
+    files = {key: _readable(reader, fields[key], f"mqtt tls {key}") for key in fields}
+    if ("cert_file" in fields) != ("key_file" in fields):
+        reader.problem(node, "mqtt tls: a client certificate needs both cert_file and key_file")
+    return MqttTls(**files)
+
+
+def mqtt_section(reader: Reader, node: Node) -> MqttConfig | None:
+    where = "mqtt"
+    fields = reader.mapping(node, where, _MQTT)
+    if "host" not in fields:
+        reader.problem(node, "mqtt: give the broker's host, e.g. 127.0.0.1 or mosquitto")
+        return None
+    host = reader.text(fields["host"], "mqtt host") or ""
+    if "://" in host or not HOST.fullmatch(host):
+        reader.problem(
+            fields["host"], f"mqtt host must be a host name or address only, not {host!r}"
+        )
+    options: dict[str, Any] = {"host": host}
+    if "tls" in fields:
+        options["tls"] = _tls(reader, fields["tls"])
+    port = reader.optional(fields, "port", partial(reader.number, low=1, high=65535), where)
+    if port is not None and port != int(port):
+        reader.problem(fields["port"], f"mqtt port must be a whole number, not {port:g}")
+    options["port"] = (
+        int(port) if port else DEFAULT_TLS_PORT if options.get("tls") else DEFAULT_PORT
+    )
+    username = reader.optional(fields, "username", reader.text, where)
+    if username is not None:
+        options["username"] = username
+    password_node, password = reader.secret(fields, "password", where)
+    if password is not None:
+        options["password"] = password
+        if username is None:
+            reader.problem(password_node, "mqtt: a password needs a username")
+    client_id = reader.optional(fields, "client_id", reader.text, where)
+    if client_id is not None:
+        if CLIENT_ID.fullmatch(client_id):
+            options["client_id"] = client_id
+        else:
+            reader.problem(
+                fields["client_id"],
+                f"mqtt client_id must be 1-128 printable characters without spaces, "
+                f"not {client_id!r}",
+            )
+    base = reader.optional(fields, "base_topic", partial(_topic, reader), where)
+    if base is not None:
+        options["base_topic"] = base
+    prefix = fields.get("discovery_prefix")
+    if prefix is not None:
+        off = isinstance(prefix, reader.yaml.ScalarNode) and str(prefix.value).lower() == "false"
+        options["discovery_prefix"] = (
+            None if off else _topic(reader, prefix, "mqtt discovery_prefix")
+        )
+    qos = reader.optional(fields, "qos", partial(reader.choice, choices=("0", "1", "2")), where)
+    if qos is not None:
+        options["qos"] = int(qos)
+    retain = reader.optional(fields, "retain", reader.boolean, where)
+    if retain is not None:
+        options["retain"] = retain
+    config = MqttConfig(**options)
+    if config.discovery_prefix == config.base_topic:
+        reader.problem(node, "mqtt: base_topic and discovery_prefix must differ")
+    return config
