@@ -33,7 +33,7 @@ from exporter.amiplus.families import FAMILIES_BY_NAME
 from exporter.amiplus.reading import MeterReading
 from exporter.amiplus.simulated import SimulatedMeter
 
-from .conftest import free_port, http_get, require, wait_until
+from .conftest import free_port, http_get, require, server_process, wait_until
 from .servers import SIMULATED_KEY, ExporterProcess, Prometheus
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
@@ -215,7 +215,7 @@ class Alertmanager:
         self.port = free_port()
         path = directory / "alertmanager.yml"
         path.write_text(yaml.safe_dump(config))
-        self.process = subprocess.Popen(
+        self.process = server_process(
             [
                 binary,
                 f"--config.file={path}",

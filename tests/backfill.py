@@ -13,7 +13,7 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from .conftest import free_port, http_get, require, wait_until
+from .conftest import free_port, http_get, require, server_process, wait_until
 
 SAMPLE = re.compile(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$")
 LABEL = re.compile(r'(\w+)="((?:\\.|[^"\\])*)"')
@@ -78,7 +78,7 @@ class BackfilledPrometheus:
         config.write_text("global:\n  scrape_interval: 1m\n")
         self.port = free_port()
         self.log_path = directory / "prometheus.log"
-        self.process = subprocess.Popen(
+        self.process = server_process(
             [
                 binary,
                 f"--config.file={config}",

@@ -10,6 +10,7 @@ import math
 import os
 import shutil
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -88,6 +89,31 @@ def require(binary: str, package: str) -> str:
             pytrace=False,
         )
     return path
+
+
+#: Every server process the helpers started; the session's end stops any a failing test left.
+SERVER_PROCESSES: list[subprocess.Popen[bytes]] = []
+
+
+def server_process(args: list[str], **options: Any) -> subprocess.Popen[bytes]:
+    """Start a server (Prometheus, InfluxDB, mosquitto...) that the session's end will stop for
+    sure, even when a fixture fails before its own teardown."""
+    process: subprocess.Popen[bytes] = subprocess.Popen(args, **options)
+    SERVER_PROCESSES.append(process)
+    return process
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop what failing tests left running: terminate, then kill after 10 s."""
+    alive = [process for process in SERVER_PROCESSES if process.poll() is None]
+    for process in alive:
+        process.terminate()
+    for process in alive:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 20.0, every: float = 0.05) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from .conftest import free_port, require, wait_until
+from .conftest import free_port, require, server_process, wait_until
 
 USER, PASSWORD = "amiplus", "broker-s3cret"
 
@@ -75,7 +75,7 @@ class Mosquitto:
         self.start()
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
+        self.process = server_process(
             [self.binary, "-c", str(self.config)],
             stdout=subprocess.DEVNULL,
             stderr=(self.directory / "mosquitto.stderr").open("ab"),

@@ -23,7 +23,7 @@ import yaml
 
 from exporter.amiplus.simulated import DEFAULT_KEY
 
-from .conftest import free_port, http_get, require, wait_until
+from .conftest import free_port, http_get, require, server_process, wait_until
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "amiplus-exporter"
 SIMULATED_KEY = DEFAULT_KEY.hex().upper()
@@ -77,7 +77,7 @@ class ExporterProcess:
         with self.log_path.open("ab") as log:
             # the calendar's default state directory, as systemd's StateDirectory= gives it
             env = {**os.environ, "STATE_DIRECTORY": str(self.directory / "state")}
-            self.process = subprocess.Popen(
+            self.process = server_process(
                 self.command, stdout=log, stderr=subprocess.STDOUT, env=env
             )
         assert wait_until(self.healthy, 20), f"the exporter did not start:\n{self.log()}"
@@ -147,7 +147,7 @@ class Prometheus:
         self.config = directory / "prometheus.yml"
         self.port = free_port()
         self.write([])
-        self.process = subprocess.Popen(
+        self.process = server_process(
             [
                 self.binary,
                 f"--config.file={self.config}",
@@ -274,7 +274,7 @@ bind-address = "127.0.0.1:{free_port()}"
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
+        self.process = server_process(
             [self.binary, "-config", str(self.config)],
             stdout=subprocess.DEVNULL,
             stderr=(self.directory / "influxd.log").open("ab"),

@@ -288,22 +288,24 @@ def test_a_period_across_the_price_change_is_split_at_it(history: list[Reading])
 def influx(history: list[Reading], tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB]:
     """A real InfluxDB holding the exporter's points of every reading, running cost included."""
     server = InfluxDB(tmp_path_factory.mktemp("influx"))
-    server.query('CREATE DATABASE "amiplus"')
-    calendar = Calendar(WARSAW, PRICES)
-    lines = []
-    for reading in history:
-        meter = MeterReading(METER, "APA", 1, 2, values=values(reading))
-        money = calendar.record(METER, values(reading), reading.at)
-        lines.append(point(meter, "home", reading.at, money))
-    for start in range(0, len(lines), 5000):
-        body = "\n".join(lines[start : start + 5000]).encode()
-        request = urllib.request.Request(
-            f"{server.url}/write?db=amiplus&precision=ms", data=body, method="POST"
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            assert response.status == 204
-    yield server
-    server.stop()
+    try:
+        server.query('CREATE DATABASE "amiplus"')
+        calendar = Calendar(WARSAW, PRICES)
+        lines = []
+        for reading in history:
+            meter = MeterReading(METER, "APA", 1, 2, values=values(reading))
+            money = calendar.record(METER, values(reading), reading.at)
+            lines.append(point(meter, "home", reading.at, money))
+        for start in range(0, len(lines), 5000):
+            body = "\n".join(lines[start : start + 5000]).encode()
+            request = urllib.request.Request(
+                f"{server.url}/write?db=amiplus&precision=ms", data=body, method="POST"
+            )
+            with urllib.request.urlopen(request, timeout=60) as response:
+                assert response.status == 204
+        yield server
+    finally:
+        server.stop()
 
 
 def influx_bars(server: InfluxDB, panel: dict[str, Any]) -> dict[date, dict[str, float]]:

@@ -220,8 +220,11 @@ def test_retained_discovery_and_state_match_the_contract(
         )
 
         assert metric(process, "amiplus_mqtt_connected") == 1
-        published = metric(process, "amiplus_mqtt_messages_published_total")
-        assert published is not None and published >= len(ENTITIES) + 4
+        assert wait_until(  # /metrics is rendered at most once a second: it may lag a little
+            lambda: (metric(process, "amiplus_mqtt_messages_published_total") or 0)
+            >= len(ENTITIES) + 4,
+            10,
+        )
         assert metric(process, 'amiplus_mqtt_errors_total{reason="queue_full"}') == 0
         status = mqtt_status(process)
         assert (status["connected"], status["broker"]) == (True, f"mqtt://127.0.0.1:{broker.port}")

@@ -9,7 +9,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from .conftest import free_port, http_get, require, wait_until
+from .conftest import free_port, http_get, require, server_process, wait_until
 
 
 class VictoriaMetrics:
@@ -22,7 +22,7 @@ class VictoriaMetrics:
         directory.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.log_path = directory / "victoria-metrics.log"
-        self.process = subprocess.Popen(
+        self.process = server_process(
             [
                 self.binary,
                 f"-storageDataPath={directory / 'data'}",
