@@ -221,8 +221,9 @@ def test_retained_discovery_and_state_match_the_contract(
 
         assert metric(process, "amiplus_mqtt_connected") == 1
         assert wait_until(  # /metrics is rendered at most once a second: it may lag a little
-            lambda: (metric(process, "amiplus_mqtt_messages_published_total") or 0)
-            >= len(ENTITIES) + 4,
+            lambda: (
+                (metric(process, "amiplus_mqtt_messages_published_total") or 0) >= len(ENTITIES) + 4
+            ),
             10,
         )
         assert metric(process, 'amiplus_mqtt_errors_total{reason="queue_full"}') == 0

@@ -194,12 +194,12 @@ def test_the_page_history_follows_merged_values_and_forgets_removed_meters() -> 
     assert columns["t"] == [100.0, 120.0] and columns["import_w"] == [5.0, None]
     assert columns["L2"] == [None, 231.0]
     history.meters_changed({"other": "garage"})
-    assert history.columns("m")["t"] == []
+    assert history.columns("m") is None
 
 
-def test_the_day_chart_averages_five_minutes_for_the_first_sixteen_meters_only() -> None:
+def test_the_charts_average_five_minutes_for_the_first_sixteen_meters_only() -> None:
     from exporter.outputs.base import MeterUpdate
-    from exporter.web.history import DAY_METERS, DAY_POINTS, DAY_STEP, PageHistory
+    from exporter.web.history import CHART_METERS, DAY_POINTS, DAY_STEP, PageHistory
 
     history = PageHistory()
     start = 1_800_000_000.0  # a multiple of five minutes
@@ -218,11 +218,15 @@ def test_the_day_chart_averages_five_minutes_for_the_first_sixteen_meters_only()
         history.submit(MeterUpdate("m", "home", reading(), values, start + DAY_STEP * n, "r"))
     day = history.day_columns("m")
     assert day is not None and len(day["t"]) == DAY_POINTS and day["import_w"][-1] == DAY_POINTS + 2
-    for n in range(DAY_METERS + 4):
+    for n in range(CHART_METERS + 4):
         history.submit(MeterUpdate(f"x{n}", "x", reading(), {"power_imported_w": 1.0}, start, "r"))
-    kept = [n for n in range(DAY_METERS + 4) if history.day_columns(f"x{n}") is not None]
-    assert len(kept) == DAY_METERS - 1  # "m" holds the first place
-    assert history.columns(f"x{DAY_METERS + 3}")["import_w"] == [1.0]  # the hour: for every meter
+    kept = [n for n in range(CHART_METERS + 4) if history.day_columns(f"x{n}") is not None]
+    assert kept == list(range(CHART_METERS - 1))  # "m" holds the first place
+    hours = [n for n in range(CHART_METERS + 4) if history.columns(f"x{n}") is not None]
+    assert hours == kept  # the hour's charts too: a fleet's meters cost no chart memory
+    assert history.columns("x0") == {"t": [start], "import_w": [1.0]} | {
+        name: [None] for name in ("export_w", "L1", "L2", "L3")
+    }
     history.meters_changed({"x19": "x"})
     history.submit(MeterUpdate("x19", "x", reading(), {"power_imported_w": 2.0}, start, "r"))
     assert history.day_columns("x19") is not None  # a place came free

@@ -1,11 +1,11 @@
-"""The status page's charts: a compact ring of each meter's recent power and voltages, and a
-day of power for the first few meters.
+"""The status page's charts: a compact ring of a meter's recent power and voltages, and a day of
+its power, for the first `CHART_METERS` meters heard.
 
 Doubles in fixed arrays (NaN for "no value"): about 12 KB per meter for an hour at 15-second
-steps, whatever the number of telegrams, so thousands of meters stay affordable. The 24-hour
-power chart (5-minute averages, about 7 KB more) is kept for the first `DAY_METERS` meters
-heard only, so a large fleet costs no more per meter than before. It is fed like an output,
-with every accepted reading.
+steps, whatever the number of telegrams, and 7 KB more for the 24-hour chart of 5-minute
+averages. A household has a meter or two; a fleet's thousands of meters get no charts beyond
+the first 16 (their figures are in Prometheus), so memory per meter stays small. It is fed
+like an output, with every accepted reading.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ HISTORY_POINTS = 240  # ...and one hour of them
 HISTORY_FIELDS = ("t", "import_w", "export_w", "L1", "L2", "L3")
 DAY_STEP = 300.0  # seconds: the 24-hour chart holds the average power of each 5 minutes...
 DAY_POINTS = 288  # ...for a day...
-DAY_METERS = 16  # ...of the first 16 meters heard
+CHART_METERS = 16  # the first meters heard have charts; the others none
 #: What the day history keeps: the start of each step and the average power both ways.
 DAY_FIELDS = ("t", "import_w", "export_w")
 
@@ -121,14 +121,13 @@ class PageHistory(Output):
         with self._lock:
             history = self._meters.get(update.meter_id)
             if history is None:
+                if len(self._meters) >= CHART_METERS:
+                    return
                 history = History(len(HISTORY_FIELDS), HISTORY_POINTS, HISTORY_STEP)
                 self._meters[update.meter_id] = history
+                self._days[update.meter_id] = Averages(len(DAY_FIELDS), DAY_POINTS, DAY_STEP)
             history.add(point)
-            day = self._days.get(update.meter_id)
-            if day is None and len(self._days) < DAY_METERS:
-                day = self._days[update.meter_id] = Averages(len(DAY_FIELDS), DAY_POINTS, DAY_STEP)
-            if day is not None:
-                day.add(update.received_at, point[1:3])
+            self._days[update.meter_id].add(update.received_at, point[1:3])
 
     def meters_changed(self, meters: Mapping[str, str]) -> None:
         with self._lock:
@@ -137,16 +136,17 @@ class PageHistory(Output):
             for meter_id in self._days.keys() - meters.keys():
                 del self._days[meter_id]
 
-    def columns(self, meter_id: str) -> dict[str, list[float | None]]:
-        """A meter's history by column, oldest first (empty columns if none)."""
+    def columns(self, meter_id: str) -> dict[str, list[float | None]] | None:
+        """A meter's last hour by column, oldest first (None: not one of the first
+        `CHART_METERS` meters heard)."""
         with self._lock:
             history = self._meters.get(meter_id)
-            columns = history.columns() if history else [[] for _ in HISTORY_FIELDS]
-        return dict(zip(HISTORY_FIELDS, columns, strict=True))
+            columns = history.columns() if history else None
+        return None if columns is None else dict(zip(HISTORY_FIELDS, columns, strict=True))
 
     def day_columns(self, meter_id: str) -> dict[str, list[float | None]] | None:
         """A meter's last 24 hours of power, oldest first (None: not one of the first
-        `DAY_METERS` meters)."""
+        `CHART_METERS` meters heard)."""
         with self._lock:
             day = self._days.get(meter_id)
             columns = day.columns() if day else None

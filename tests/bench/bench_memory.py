@@ -6,8 +6,8 @@ Each meter is fed a reading every hour over `--days` days (default 40, so the ca
 holds every kept period: today back to last month) through the same parts the intake uses:
 the state, the calendar (with prices) and the status page's history, and the Prometheus
 exposition renders it once. Python's allocations are traced (tracemalloc) part by part. The
-first 16 meters get the 24-hour power chart's history; the others do not, so "history on" is
-the average of the first 16 and "history off" of the rest.
+first 16 meters get the status page's charts (the last hour and the last 24 hours); the others
+do not, so "history on" is the average of the first 16 and "history off" of the rest.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from exporter.outputs.prometheus import (  # noqa: E402
 )
 from exporter.pipeline.calendar import Calendar  # noqa: E402
 from exporter.pipeline.state import State  # noqa: E402
-from exporter.web.history import DAY_METERS, PageHistory  # noqa: E402
+from exporter.web.history import CHART_METERS, PageHistory  # noqa: E402
 
 STEP = 3600.0
 END = 1_795_000_000.0  # November 2026
@@ -71,7 +71,7 @@ def traced(work: Callable[[], object]) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--meters", type=int, default=116, help="meters in all (16 with the day)")
+    parser.add_argument("--meters", type=int, default=116, help="meters in all (16 with charts)")
     parser.add_argument("--days", type=int, default=40)
     args = parser.parse_args()
     keys = [f"{30_000_001 + n:08d}" for n in range(args.meters)]
@@ -99,7 +99,7 @@ def main() -> int:
                 else:
                     history.submit(MeterUpdate(key, key, reading, reading.values, at, "r"))
 
-    first, rest = keys[:DAY_METERS], keys[DAY_METERS:]
+    first, rest = keys[:CHART_METERS], keys[CHART_METERS:]
     figures: dict[str, tuple[int, int]] = {}
     for part in ("state", "calendar", "history"):
         on = traced(lambda part=part: feed(first, part))
@@ -111,7 +111,7 @@ def main() -> int:
     without_periods = traced(plain.render)
     kb = 1024
     print(
-        f"meters: {len(first)} with the 24-hour history, {len(rest)} without; {steps} readings each"
+        f"meters: {len(first)} with the page's charts, {len(rest)} without; {steps} readings each"
     )
     for part, (on, off) in figures.items():
         if part == "exposition":
@@ -121,7 +121,7 @@ def main() -> int:
             )
         else:
             print(
-                f"  {part:<11}: {on / len(first) / kb:6.1f} KB per meter with the day, "
+                f"  {part:<11}: {on / len(first) / kb:6.1f} KB per meter with charts, "
                 f"{off / len(rest) / kb:6.1f} KB without"
             )
     rendered = figures["exposition"][1] / len(keys)
@@ -129,8 +129,8 @@ def main() -> int:
     with_day = sum(figures[part][0] / len(first) for part in parts) + rendered
     without = sum(figures[part][1] / len(rest) for part in parts) + rendered
     print(
-        f"  in all     : {with_day / kb:6.1f} KB per meter with the 24-hour history "
-        f"(the first {DAY_METERS}), {without / kb:6.1f} KB without"
+        f"  in all     : {with_day / kb:6.1f} KB per meter with the page's charts "
+        f"(the first {CHART_METERS}), {without / kb:6.1f} KB without"
     )
     return 0
 
