@@ -198,8 +198,8 @@ def test_a_restart_changes_nothing(tmp_path: Path) -> None:
     meter.run(local(2026, 6, 10, 12, 0), every=600)
     before = figures(first, local(2026, 6, 10, 12, 0))
     first.stop()
-    saved = json.loads((tmp_path / "calendar" / f"{METER}.json").read_text())
-    assert saved["meter"] == METER and "2026-06-10" in saved["marks"]
+    saved = json.loads((tmp_path / "calendar.json").read_text())
+    assert saved["format"] == 2 and "2026-06-10" in saved["meters"][METER]["marks"]
     second = Calendar(directory=tmp_path)
     second.know([METER])
     assert figures(second, local(2026, 6, 10, 12, 0)) == before
@@ -379,7 +379,8 @@ state:
     assert wait_until(lambda: heard(4), 30), exporter.log()
     before = meter()
     assert exporter.stop() == 0
-    assert (tmp_path / "state" / "calendar" / "12345678.json").exists()
+    saved = json.loads((tmp_path / "state" / "calendar.json").read_text())
+    assert set(saved["meters"]) == {"12345678"}
     exporter.start()
     at_once = meter()  # before the first telegram after the restart: from the file
     assert at_once["telegrams"] == 0 and set(at_once["periods"]) == set(before["periods"])

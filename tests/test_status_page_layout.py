@@ -82,10 +82,10 @@ def calendar_file(directory: Path) -> None:
         "money": {"energy/1": 101.0, "distribution/1": 51.0, "export": 11.0},
         "partial": False,
     }
-    path = directory / "calendar" / "12345678.json"
+    path = directory / "calendar.json"
     path.parent.mkdir(parents=True)
-    document = {"format": 1, "meter": "12345678", "latest": latest, "marks": marks}
-    path.write_text(json.dumps({**document, "active_tariff": 1}))
+    meter = {"latest": latest, "marks": marks, "active_tariff": 1}
+    path.write_text(json.dumps({"format": 2, "meters": {"12345678": meter}}))
 
 
 def registers(zone_1: float, zone_2: float, out_1: float, out_2: float) -> dict[str, float]:

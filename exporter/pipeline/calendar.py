@@ -15,8 +15,8 @@ spans a price change is split at it and its cost is again a difference of two sn
 The calendar is fed from the state: the intake hands it each reading right after the state
 accepted it (the meter's merged values), so it sees readings in the state's order and the
 outputs get the running cost with the same reading (InfluxDB writes it). It survives restarts:
-the snapshots of each meter live in one small JSON file in the state directory, replaced
-atomically when a boundary passes, every few minutes while readings arrive, and at stop.
+the snapshots of every meter live in one JSON file in the state directory, replaced
+atomically soon after a boundary passes, every few minutes while readings arrive, and at stop.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def _backward(row: Field) -> bool:
 IMPORTED = next(row for row in ENERGY_ROWS if not _backward(row))  # priced per tariff zone
 EXPORTED = next(row for row in ENERGY_ROWS if _backward(row))  # priced at the export price
 
-SAVE_EVERY = 300.0  # seconds between saves of a meter whose only change is its latest reading
+SAVE_EVERY = 300.0  # seconds between saves when only the latest readings changed
+SAVE_SOON = 10.0  # seconds at least between saves when marks changed (a midnight, new meters)
 FLUSH_POLL = 1.0  # seconds between the flusher's looks at what changed
 SEPARATOR = "/"  # in flat keys: "energy_imported_tariff_kwh/2", "energy/2"
 
@@ -168,14 +169,9 @@ class MeterCalendar:
     active_tariff: int | None = None
     silent_after: float = 600.0  # the state's stale_after for the meter: a longer gap is one
     revision: int = 0
-    saved_at: float = 0.0
-    unsaved: bool = False  # the latest reading changed
-    boundary_unsaved: bool = False  # a mark changed: save soon
 
-    def as_json(self, meter: str) -> dict[str, Any]:
+    def as_json(self) -> dict[str, Any]:
         return {
-            "format": 1,
-            "meter": meter,
             "latest": self.latest.as_json() if self.latest else None,
             "marks": {day.isoformat(): mark.as_json() for day, mark in sorted(self.marks.items())},
             "active_tariff": self.active_tariff,
@@ -248,48 +244,52 @@ class Figure:
 
 
 class Store:
-    """The calendar's files: one JSON file per meter, replaced atomically (write, fsync,
-    rename). A directory that cannot be written is reported once and the calendar carries on
-    in memory."""
+    """The calendar's file: every meter's marks in one JSON document, replaced atomically (write,
+    fsync, rename, fsync of the directory). One file, not one per meter: a fleet's thousands of
+    meters cost one write every few minutes and one read at start. A directory that cannot be
+    written is reported once and the calendar carries on in memory."""
+
+    FORMAT = 2
 
     def __init__(self, directory: Path | None) -> None:
-        self.directory = directory / "calendar" if directory else None
+        self.path = directory / "calendar.json" if directory else None
         self._failing = False
 
-    def path(self, meter: str) -> Path | None:
-        return self.directory / f"{meter}.json" if self.directory else None
-
-    def load(self, meter: str) -> MeterCalendar | None:
-        path = self.path(meter)
-        if path is None or not path.exists():
-            return None
+    def load(self) -> dict[str, MeterCalendar]:
+        """Every meter's calendar in the file (none when there is no file or it is unreadable)."""
+        if self.path is None or not self.path.exists():
+            return {}
         try:
-            return MeterCalendar.from_json(json.loads(path.read_text()))
-        except (OSError, ValueError, KeyError, TypeError) as error:
+            document = json.loads(self.path.read_text())
+            if document.get("format") != self.FORMAT:
+                raise ValueError(f"format {document.get('format')!r}, not {self.FORMAT}")
+            return {
+                meter: MeterCalendar.from_json(data) for meter, data in document["meters"].items()
+            }
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             log.warning(
-                "calendar of meter %s not read (%s): its periods start again from now", meter, error
+                "calendar file %s not read (%s): the periods start again from now", self.path, error
             )
-            return None
+            return {}
 
-    def save(self, meter: str, data: dict[str, Any], durable: bool) -> bool:
-        """Replace the meter's file; `durable` also syncs the directory (marks changed)."""
-        path = self.path(meter)
+    def save(self, meters: Mapping[str, dict[str, Any]]) -> bool:
+        """Replace the file with these meters' calendars."""
+        path = self.path
         if path is None:
             return True
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             temporary = path.with_suffix(".tmp")
             with temporary.open("w") as file:
-                json.dump(data, file, separators=(",", ":"))
+                json.dump({"format": self.FORMAT, "meters": meters}, file, separators=(",", ":"))
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, path)
-            if durable:
-                descriptor = os.open(path.parent, os.O_RDONLY)
-                try:
-                    os.fsync(descriptor)
-                finally:
-                    os.close(descriptor)
+            descriptor = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
         except OSError as error:
             if not self._failing:
                 log.warning(
@@ -322,6 +322,11 @@ class Calendar:
         self.clock = clock
         self.lock = threading.Lock()
         self._meters: dict[str, MeterCalendar] = {}
+        self._saved: dict[str, MeterCalendar] = {}  # read from the file, until the meter is known
+        self._loaded = False
+        self._saved_at = time.monotonic()
+        self._changed = False  # a reading since the last save
+        self._marks_changed = False  # a mark since the last save: save soon
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -343,30 +348,33 @@ class Calendar:
             self.flush()
 
     def flush(self, everything: bool = False) -> None:
-        """Save meters whose marks changed, and those with a newer reading every few minutes
-        (or all of them, at stop)."""
+        """Save when a mark changed (at most every `SAVE_SOON` seconds), when a reading came
+        `SAVE_EVERY` seconds after the last save, and at stop (`everything`)."""
         now = time.monotonic()
         with self.lock:
-            due = [
-                (meter, calendar.as_json(meter), calendar.boundary_unsaved)
-                for meter, calendar in self._meters.items()
-                if calendar.boundary_unsaved
-                or (calendar.unsaved and (everything or now - calendar.saved_at >= SAVE_EVERY))
-            ]
-            for meter, _, _ in due:
-                calendar = self._meters[meter]
-                calendar.unsaved = calendar.boundary_unsaved = False
-                calendar.saved_at = now
-        for meter, data, durable in due:
-            if not self.store.save(meter, data, durable):
-                break
+            waited = now - self._saved_at
+            due = (self._marks_changed and waited >= SAVE_SOON) or (
+                self._changed and (everything or waited >= SAVE_EVERY)
+            )
+            if not due:
+                return
+            document = {meter: calendar.as_json() for meter, calendar in self._meters.items()}
+            document.update(
+                (meter, calendar.as_json())
+                for meter, calendar in self._saved.items()
+                if meter not in document
+            )
+            self._changed = self._marks_changed = False
+            self._saved_at = now
+        self.store.save(document)
 
     def meter(self, key: str) -> MeterCalendar:
-        """A meter's calendar, from its file on first use."""
+        """A meter's calendar, from the file on first use."""
         calendar = self._meters.get(key)
         if calendar is None:
-            calendar = self.store.load(key) or MeterCalendar()
-            calendar.saved_at = time.monotonic()
+            if not self._loaded:
+                self._saved, self._loaded = self.store.load(), True
+            calendar = self._saved.pop(key, None) or MeterCalendar()
             self._meters[key] = calendar
         return calendar
 
@@ -377,12 +385,11 @@ class Calendar:
                 self.meter(key)
 
     def forget_except(self, keys: Iterable[str]) -> None:
-        """Drop meters no longer configured (their files stay for when they come back)."""
+        """Set aside meters no longer configured: they stay in the file for when they come back."""
         kept = set(keys)
-        self.flush(everything=True)
         with self.lock:
             for key in set(self._meters) - kept:
-                del self._meters[key]
+                self._saved[key] = self._meters.pop(key)
 
     # --- readings ---------------------------------------------------------------------------
 
@@ -425,8 +432,8 @@ class Calendar:
             for start in [start for start in calendar.marks if start not in kept]:
                 del calendar.marks[start]
             calendar.revision += 1
-            calendar.unsaved = True
-            calendar.boundary_unsaved |= latest is None or local_day(latest.at, self.zone) != day
+            self._changed = True
+            self._marks_changed |= latest is None or local_day(latest.at, self.zone) != day
             return dict(money)
 
     def _day_ending(self, at: float) -> date:

@@ -124,7 +124,9 @@ def plain_body(response: Response) -> bytes:
 class ExporterProcess:
     """`amiplus-exporter [--config FILE] --listen 127.0.0.1:PORT` in the background."""
 
-    def __init__(self, directory: Path, name: str, config: str | None) -> None:
+    def __init__(
+        self, directory: Path, name: str, config: str | None, state: Path | None = None
+    ) -> None:
         self.port = free_port()
         self.log_path = directory / f"{name}.log"
         self.command = [str(CONSOLE_SCRIPT), "--listen", f"127.0.0.1:{self.port}"]
@@ -132,8 +134,10 @@ class ExporterProcess:
             config_path = directory / f"{name}.yml"
             config_path.write_text(config)
             self.command[1:1] = ["--config", str(config_path)]
-        # No configuration must mean the built-in meter, whatever the caller's environment says.
+        # No configuration must mean the built-in meter, whatever the caller's environment says;
+        # the calendar's files go to a directory of the run's (`state`, or one per name).
         environment = {k: v for k, v in os.environ.items() if k != "AMIPLUS_CONFIG"}
+        environment["STATE_DIRECTORY"] = str(state or directory / f"{name}-state")
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 self.command, stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=directory

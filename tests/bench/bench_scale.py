@@ -9,7 +9,12 @@ holds every telegram at the offset `+delay`, so all of them arrive at full speed
 exporter has started and its CPU time has been read; the exporter logs when the replay has
 finished. Per-telegram cost = the exporter's CPU time (utime + stime of all its threads) over
 that span / telegrams. Target: many meters within 20 % of 16 meters. Memory per meter = (RSS
-after the many-meter run - RSS after the 16-meter run) / (meters - 16).
+after the many-meter run - RSS after the 16-meter run) / (meters - 16), and again after one
+scrape of /metrics. Then as many telegrams come again (`STEADY_GAP` seconds later): the steady
+state, where no meter is new, per telegram. `--csv` puts the meters in a CSV file.
+
+Figure 5: start-up with the many meters, in a CSV file and in YAML: seconds until /healthz
+answers, the median of 3. Target: under 2 s.
 
 Figure 4: CPU of an idle exporter with one stick: an iM871A emulator on a pseudo-terminal (the
 one the tests use) that the exporter sets up and then hears nothing from. CPU time over
@@ -24,6 +29,7 @@ import argparse
 import datetime
 import re
 import shlex
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -47,6 +53,8 @@ FEW_METERS = 16
 COST_RATIO_TARGET = 1.20
 IDLE_TARGET_PER_10_MIN = 1.0  # CPU seconds
 FINISH_TIMEOUT = 600.0  # seconds for the replay to finish once it has started
+STARTUP_TARGET = 2.0  # seconds to /healthz with 20,000 meters
+STEADY_GAP = 30.0  # seconds between the first pass and the steady-state telegrams
 LOG_TIME = r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})"
 
 
@@ -58,8 +66,9 @@ def meter_id(n: int) -> str:
 # --- figure 3 ---------------------------------------------------------------------------------
 
 
-def capture(meters: int, telegrams: int, delay: float) -> str:
-    """`telegrams` replay lines, round-robin over `meters` simulated meters, all due at +delay.
+def capture(meters: int, telegrams: int, delay: float, again: float) -> str:
+    """`telegrams` replay lines, round-robin over `meters` simulated meters, all due at +delay,
+    then as many again due at +again (the steady state: every meter is known by then).
     Each meter's telegrams are 5 s apart in meter time, like a real meter's."""
     family = FAMILIES_BY_NAME[DEFAULT_FAMILY]
     simulated = [
@@ -67,10 +76,11 @@ def capture(meters: int, telegrams: int, delay: float) -> str:
     ]
     start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=5 * telegrams)
     lines = []
-    for n in range(telegrams):
+    for n in range(2 * telegrams):
         moment = start + datetime.timedelta(seconds=5 * (n // meters))
         frame, _ = simulated[n % meters].telegram(moment)
-        lines.append(f"telegram=|{frame.hex().upper()}|+{delay:g}\n")
+        due = delay if n < telegrams else again
+        lines.append(f"telegram=|{frame.hex().upper()}|+{due:g}\n")
     return "".join(lines)
 
 
@@ -109,19 +119,25 @@ class ReplayRun:
     telegrams: int
     startup_s: float
     cpu_s: float
-    wall_s: float
     rss_mb: float
     decoded: int
+    steady_cpu_s: float  # as many telegrams again, every meter known by then
+    scraped_rss_mb: float  # after one scrape of /metrics (its per-meter lines are kept)
 
     @property
     def cost_us(self) -> float:
         return self.cpu_s / self.telegrams * 1e6
 
+    @property
+    def steady_us(self) -> float:
+        return self.steady_cpu_s / self.telegrams * 1e6
+
 
 def replay_run(directory: Path, meters: int, telegrams: int, delay: float, csv: bool) -> ReplayRun:
     made = time.perf_counter()
     replay = directory / f"replay-{meters}.txt"
-    replay.write_text(capture(meters, telegrams, delay))
+    again = delay + STEADY_GAP
+    replay.write_text(capture(meters, telegrams, delay, again))
     print(
         f"  {meters:>6,} meters: {telegrams:,} telegrams written in "
         f"{time.perf_counter() - made:.1f} s",
@@ -139,22 +155,30 @@ def replay_run(directory: Path, meters: int, telegrams: int, delay: float, csv: 
                 f"the exporter took {startup:.1f} s to start with {meters:,} meters: "
                 f"--delay {delay:g} leaves no time to read its CPU before the replay; raise it"
             )
-        finished = log_time(
-            process, rf"receiver replay finished: .*\({telegrams} frames\)", FINISH_TIMEOUT + delay
-        )
+        first_pass_end = up + again - 1.0  # the first pass must be over by then
+        time.sleep(max(0.0, first_pass_end - time.time()))
         cpu = process.cpu_seconds() - cpu_before
         rss = process.memory().rss_mb
+        log_time(
+            process,
+            rf"receiver replay finished: .*\({2 * telegrams} frames\)",
+            FINISH_TIMEOUT + again,
+        )
+        steady = process.cpu_seconds() - cpu_before - cpu
         meters_seen = process.status()["meters"]
         decoded = sum(meter["telegrams"] for meter in meters_seen)
-        if len(meters_seen) != meters or decoded != telegrams:
+        if len(meters_seen) != meters or decoded != 2 * telegrams:
             raise BenchError(
-                f"{decoded:,} of {telegrams:,} telegrams decoded, from {len(meters_seen):,} of "
-                f"{meters:,} meters; the log ends:\n{process.log_tail()}"
+                f"{decoded:,} of {2 * telegrams:,} telegrams decoded, from "
+                f"{len(meters_seen):,} of {meters:,} meters; the log ends:\n{process.log_tail()}"
             )
+        if process.get("/metrics").status != 200:
+            raise BenchError(f"/metrics failed; the log ends:\n{process.log_tail()}")
+        scraped = process.memory().rss_mb
         process.stop()
     finally:
         process.kill()
-    return ReplayRun(meters, telegrams, startup, cpu, finished - (up + delay), rss, decoded)
+    return ReplayRun(meters, telegrams, startup, cpu, rss, decoded, steady, scraped)
 
 
 def figure_scale(directory: Path, meters: int, telegrams: int, delay: float, csv: bool) -> None:
@@ -169,16 +193,57 @@ def figure_scale(directory: Path, meters: int, telegrams: int, delay: float, csv
         print(
             f"  {run.meters:>6,} meters: start-up {run.startup_s:5.1f} s, "
             f"CPU {run.cpu_s:6.2f} s ({run.cost_us:6.1f} µs/telegram), "
-            f"wall {run.wall_s:6.2f} s ({run.telegrams / max(run.wall_s, 1e-9):,.0f} "
-            f"telegrams/s), RSS {run.rss_mb:.1f} MB, decoded {run.decoded:,}"
+            f"steady {run.steady_us:6.1f} µs/telegram, RSS {run.rss_mb:.1f} MB "
+            f"({run.scraped_rss_mb:.1f} MB after a scrape), decoded {run.decoded:,}"
         )
     ratio = many.cost_us / few.cost_us
+    steady_ratio = many.steady_us / few.steady_us
     per_meter_kb = (many.rss_mb - few.rss_mb) * 1024 / (many.meters - few.meters)
+    scraped_kb = (many.scraped_rss_mb - few.scraped_rss_mb) * 1024 / (many.meters - few.meters)
     print(
         f"  cost ratio {meters:,}/{FEW_METERS}: {ratio:.3f} (target <= {COST_RATIO_TARGET:.2f}: "
         f"{at_most(ratio, COST_RATIO_TARGET)})"
     )
-    print(f"  memory per meter: {per_meter_kb:.1f} KB (MB = 2**20 bytes)")
+    print(
+        f"  steady state (every meter known): {steady_ratio:.3f}; the first telegram of a meter "
+        "costs more (its state, calendar file and AES context are made then)"
+    )
+    print(
+        f"  memory per meter: {per_meter_kb:.1f} KB, {scraped_kb:.1f} KB once /metrics was "
+        "scraped (MB = 2**20 bytes)"
+    )
+
+
+def figure_startup(directory: Path, meters: int) -> None:
+    print(f"\nFigure 5: start-up with {meters:,} configured meters (to /healthz, 3 runs each)")
+    key = DEFAULT_KEY.hex().upper()
+    table = directory / "startup.csv"
+    table.write_text("id,key\n" + "".join(f"{meter_id(n)},{key}\n" for n in range(meters)))
+    kinds = {
+        "CSV file": f"meters_file: {table}\n",
+        "YAML": "meters:\n"
+        + "".join(f'  - id: "{meter_id(n)}"\n    key: "{key}"\n' for n in range(meters)),
+    }
+    heard = directory / f"replay-{meters}-state"  # figure 3's run: every meter's calendar
+    if (heard / "calendar.json").exists():
+        kinds["CSV file, restarted with every meter's calendar kept"] = kinds["CSV file"]
+    for kind, meters_text in kinds.items():
+        seconds = []
+        for run in range(3):
+            config = f"{meters_text}receivers:\n  - type: simulator\n    interval: 3600\n"
+            state = heard if "restarted" in kind else None
+            process = ExporterProcess(directory, f"startup-{kind[:3]}-{run}", config, state)
+            try:
+                seconds.append(process.wait_healthy())
+                process.stop()
+            finally:
+                process.kill()
+        shown = ", ".join(f"{s:.2f}" for s in seconds)
+        median = statistics.median(seconds)
+        print(
+            f"  meters in a {kind}: {median:.2f} s median ({shown}; "
+            f"target <= {STARTUP_TARGET:g} s: {at_most(median, STARTUP_TARGET)})"
+        )
 
 
 # --- figure 4 ---------------------------------------------------------------------------------
@@ -254,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
                 directory, args.meters, args.telegrams, args.delay, args.csv
             )
         )
+        figures.append(lambda directory: figure_startup(directory, args.meters))
     if not args.scale_only:
         figures.append(lambda directory: figure_idle(directory, args.idle_minutes))
     return run_figures("bench-scale-", figures, wall)
