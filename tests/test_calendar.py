@@ -267,6 +267,18 @@ def test_energy_before_the_first_price_is_unpriced() -> None:
     assert found["today"].money["energy/1"] == pytest.approx((6 + 5 / 60) * 0.6)
 
 
+def test_a_period_costs_zero_in_a_zone_that_has_not_counted_yet() -> None:
+    """A prosumer's day at noon (nothing imported yet) costs 0 PLN per zone, not nothing: the
+    dashboards' and the page's cost exist from the period's start."""
+    calendar = Calendar(prices=PRICES)
+    meter = Meter(calendar, power_w=0.0, export_w=2000.0)
+    meter.start(local(2026, 6, 10, 8, 0))
+    meter.run(local(2026, 6, 10, 12, 0))
+    today = figures(calendar, local(2026, 6, 10, 12, 0))["today"]
+    assert today.cost.zones == {1: (0.0, 0.0), 2: (0.0, 0.0)}
+    assert today.cost.export == pytest.approx(4 * 2 * 0.3)
+
+
 def test_the_tariff_zone_counting_now_is_the_register_that_advanced() -> None:
     calendar = Calendar()
     meter = Meter(calendar)

@@ -206,8 +206,10 @@ class Cost:
         return self.imported - self.export
 
     @classmethod
-    def of(cls, money: Mapping[str, float]) -> Cost:
-        zones: dict[int, tuple[float, float]] = {}
+    def of(cls, money: Mapping[str, float], counted: Iterable[int] = ()) -> Cost:
+        """The cost in `money`; zones in `counted` that cost nothing yet are there at zero, so
+        a period's cost per zone exists from its start (not only once that zone advanced)."""
+        zones: dict[int, tuple[float, float]] = dict.fromkeys(counted, (0.0, 0.0))
         for name, value in money.items():
             part, _, zone = name.partition(SEPARATOR)
             if zone:
@@ -236,7 +238,10 @@ class Figure:
 
     @property
     def cost(self) -> Cost:
-        return Cost.of(self.money)
+        """The period's cost, with every import tariff zone of the meter (zone 1 for a meter
+        without zones, as pricing counts it)."""
+        zones = self.tariffs(IMPORTED) or ({1: 0.0} if IMPORTED.key in self.energy else {})
+        return Cost.of(self.money, zones)
 
     def tariffs(self, row: Field) -> dict[int, float]:
         """kWh per tariff zone of a register (zones the meter never counted in are left out)."""
