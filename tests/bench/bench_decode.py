@@ -47,17 +47,12 @@ from typing import Any
 from provenance import source_state  # tests/bench/provenance.py, beside this script
 
 import exporter
+from exporter.amiplus import fields
+from exporter.amiplus.clock import WARSAW
+from exporter.amiplus.encoding import encode_reading
 from exporter.amiplus.families import FAMILIES, Family
-from exporter.amiplus.reading import (
-    MEANINGS,
-    WARSAW,
-    Field,
-    MeterReading,
-    UnknownRecord,
-    encode_reading,
-    read_meter,
-    slot_for,
-)
+from exporter.amiplus.fields import Field, Shape
+from exporter.amiplus.reading import MeterReading, UnknownRecord, read_meter, slot_for
 from exporter.wmbus import Address, MeterKey, decode
 from exporter.wmbus.encoder import encode_frame
 from exporter.wmbus.link import manufacturer_code
@@ -80,10 +75,10 @@ LIBRARY_TARGET = 30_000
 COMMAND_TARGET = 20_000
 STATELESS_TARGET = 0.80  # the 20,000-meter rate over the 16-meter rate
 
-TARIFF_ATTRIBUTES = {
-    Field.ENERGY_IMPORTED: "energy_imported_tariff_kwh",
-    Field.ENERGY_EXPORTED: "energy_exported_tariff_kwh",
-}
+ROWS = {row.key: row for row in fields.FIELDS}
+ENERGY_IMPORTED = ROWS["energy_imported_kwh"]
+ENERGY_EXPORTED = ROWS["energy_exported_kwh"]
+VOLTAGE = ROWS["voltage_v"]
 PHASE_NAMES = ("L1", "L2", "L3")
 
 
@@ -94,8 +89,8 @@ PHASE_NAMES = ("L1", "L2", "L3")
 class Target:
     """What a named record carries: a field, with its tariff (0: the total) or its phase.
 
-    Worked out here from the header and `MEANINGS`, not from the decoder's own slots, so the
-    correctness check does not lean on the code it checks.
+    Worked out here from the header and the field table's record selectors, not from the
+    decoder's own slots, so the correctness check does not lean on the code it checks.
     """
 
     field: Field
@@ -111,9 +106,10 @@ class Target:
             return None
         data, value = header.data, header.value
         backward = Combinable.BACKWARD in value.combinables
-        meaning = MEANINGS[(value.quantity, data.function, backward)]
+        selector = (value.quantity, data.function, backward)
+        row = next(row for row in fields.FIELDS if row.records == selector)
         phase = value.phase.value if value.phase else None
-        return cls(meaning.field, data.tariff, phase, value.exponent)
+        return cls(row, data.tariff, phase, value.exponent)
 
 
 @dataclass(frozen=True)
@@ -147,10 +143,10 @@ class Layout:
             ),
             record_sets=family.record_sets,
             targets=targets,
-            import_tariffs=tariffs(Field.ENERGY_IMPORTED),
-            export_tariffs=tariffs(Field.ENERGY_EXPORTED),
-            decivolts=any(t.field is Field.VOLTAGE and t.exponent == -1 for t in every),
-            phases=len({t.phase for t in every if t.field is Field.VOLTAGE}) or 1,
+            import_tariffs=tariffs(ENERGY_IMPORTED),
+            export_tariffs=tariffs(ENERGY_EXPORTED),
+            decivolts=any(t.field is VOLTAGE and t.exponent == -1 for t in every),
+            phases=len({t.phase for t in every if t.field is VOLTAGE}) or 1,
         )
 
     def unknown_keys(self, record_set: int) -> tuple[str, ...]:
@@ -289,27 +285,30 @@ class Meter:
             for name, v in volts.items()
         }
         family = self.layout.family
+        values = {
+            "meter_time": self.clock.astimezone(WARSAW),
+            "serial_number": self.serial,
+            "energy_imported_kwh": sum(self.import_wh.values()) / 1000,
+            "energy_imported_tariff_kwh": {t: wh / 1000 for t, wh in self.import_wh.items()},
+            "energy_exported_kwh": sum(self.export_wh.values()) / 1000,
+            "energy_exported_tariff_kwh": {t: wh / 1000 for t, wh in self.export_wh.items()},
+            "power_imported_w": float(self.imported_w),
+            "power_exported_w": float(self.exported_w),
+            "power_imported_max_w": float(self.max_import_w),
+            "voltage_v": volts,
+            "current_a": amps,
+            "reactive_energy_imported_kvarh": self.reactive_import_varh / 1000,
+            "reactive_energy_exported_kvarh": self.reactive_export_varh / 1000,
+            "reactive_power_imported_var": float(round(self.load_w * self.reactive_share)),
+            "reactive_power_exported_var": float(self.rng.randint(0, 40)),
+        }
         return MeterReading(
             meter_id=self.meter_id,
             manufacturer=family.manufacturer,
             version=family.version,
             device_type=family.device_type,
             access_number=access_number,
-            meter_time=self.clock.astimezone(WARSAW),
-            serial_number=self.serial,
-            energy_imported_kwh=sum(self.import_wh.values()) / 1000,
-            energy_imported_tariff_kwh={t: wh / 1000 for t, wh in self.import_wh.items()},
-            energy_exported_kwh=sum(self.export_wh.values()) / 1000,
-            energy_exported_tariff_kwh={t: wh / 1000 for t, wh in self.export_wh.items()},
-            power_imported_w=float(self.imported_w),
-            power_exported_w=float(self.exported_w),
-            power_imported_max_w=float(self.max_import_w),
-            voltage_v=volts,
-            current_a=amps,
-            reactive_energy_imported_kvarh=self.reactive_import_varh / 1000,
-            reactive_energy_exported_kvarh=self.reactive_export_varh / 1000,
-            reactive_power_imported_var=float(round(self.load_w * self.reactive_share)),
-            reactive_power_exported_var=float(self.rng.randint(0, 40)),
+            values=values,
             unknown=tuple(
                 UnknownRecord(key, unknown_values[key])
                 for key in self.layout.unknown_keys(record_set)
@@ -410,31 +409,32 @@ def compare(decoded: MeterReading, wanted: MeterReading, layout: Layout, record_
     for key, target in layout.targets[record_set]:
         if target is None:
             continue
-        attribute = target.field.value
+        row = target.field
+        attribute = row.key
         got: Any
         want: Any
-        if target.field is Field.METER_TIME:
+        if row.shape is Shape.TIME:
             got = decoded.meter_time.isoformat() if decoded.meter_time else None
             want = wanted.meter_time.isoformat() if wanted.meter_time else None
-        elif target.field in TARIFF_ATTRIBUTES:
-            sent.setdefault(target.field, set()).add(target.tariff)
+        elif row.shape is Shape.TARIFFS:
+            sent.setdefault(row, set()).add(target.tariff)
             if target.tariff:
-                attribute = TARIFF_ATTRIBUTES[target.field]
-                got = getattr(decoded, attribute).get(target.tariff)
-                want = getattr(wanted, attribute).get(target.tariff)
+                attribute = row.tariff_key
+                got = decoded.get(attribute, {}).get(target.tariff)
+                want = wanted.get(attribute, {}).get(target.tariff)
             else:
-                got, want = getattr(decoded, attribute), getattr(wanted, attribute)
+                got, want = decoded.get(attribute), wanted.get(attribute)
         elif target.phase is not None:
-            got = getattr(decoded, attribute).get(target.phase)
-            want = getattr(wanted, attribute).get(target.phase)
+            got = decoded.get(attribute, {}).get(target.phase)
+            want = wanted.get(attribute, {}).get(target.phase)
         else:
-            got, want = getattr(decoded, attribute), getattr(wanted, attribute)
+            got, want = decoded.get(attribute), wanted.get(attribute)
         if got != want or type(got) is not type(want):
             problems.append(f"{key} ({attribute}): {got!r} != {want!r}")
     for total, tariffs in sent.items():
-        attribute = total.value
-        got, want = getattr(decoded, attribute), getattr(wanted, attribute)
-        derived = getattr(decoded, attribute.replace("_kwh", "_derived"))
+        attribute = total.key
+        got, want = decoded.get(attribute), wanted.get(attribute)
+        derived = bool(decoded.get(total.derived_key))
         if got != want or derived != (0 not in tariffs):
             problems.append(f"{attribute} (total, derived={derived}): {got!r} != {want!r}")
     if decoded.unknown != wanted.unknown:
