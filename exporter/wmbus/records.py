@@ -415,7 +415,7 @@ class Records(Sequence[Record]):
     @property
     def invalid(self) -> bool:
         """Whether a record's data could not be its value (`InvalidValue`)."""
-        return any(type(value) is InvalidValue for value in self.values)
+        return InvalidValue in map(type, self.values)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
