@@ -11,6 +11,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -394,3 +395,38 @@ log:
     assert entries and all({"time", "level", "logger", "message"} <= set(e) for e in entries)
     assert any("receiver simulator started" in e["message"] for e in entries)
     assert KEY not in exporter.log() and other not in exporter.log()
+
+
+ARENA_PROBE = """
+import ctypes, sys, threading
+from exporter.daemon import limit_malloc_arenas
+if sys.argv[1] == "limited":
+    limit_malloc_arenas()
+barrier = threading.Barrier(8)
+def work():
+    barrier.wait()
+    kept = [bytes(2000) for _ in range(2000)]  # malloc'd, each thread at once
+    barrier.wait()
+threads = [threading.Thread(target=work) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+ctypes.CDLL(None).malloc_stats()  # glibc: one "Arena N:" block per arena, on stderr
+"""
+
+
+@pytest.mark.parametrize("mode", ["limited", "free"])
+def test_the_daemon_keeps_two_malloc_arenas(mode: str) -> None:
+    """Eight threads allocating at once get more arenas from glibc ("free", the control), two
+    in the daemon (each arena keeps the megabytes its thread freed)."""
+    run = subprocess.run(
+        [sys.executable, "-c", ARENA_PROBE, mode],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"},
+        check=True,
+    )
+    arenas = run.stderr.count("Arena ")
+    assert arenas <= 2 if mode == "limited" else arenas > 2, run.stderr[-500:]
