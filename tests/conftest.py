@@ -21,6 +21,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from hypothesis import HealthCheck, settings
 
+from exporter.receivers.receiver import Receiver
+
+from .emulators.pty_device import PtyDevice
+
 if TYPE_CHECKING:
     from .servers import ExporterProcess, Prometheus
 
@@ -33,6 +37,24 @@ settings.register_profile(
 )
 settings.register_profile("thorough", max_examples=5000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def emulators() -> Iterator[list[PtyDevice]]:
+    """Stick emulators a test makes, closed after it."""
+    made: list[PtyDevice] = []
+    yield made
+    for emulator in made:
+        emulator.close()
+
+
+@pytest.fixture
+def receivers() -> Iterator[list[Receiver]]:
+    """Receivers a test starts, stopped after it."""
+    started: list[Receiver] = []
+    yield started
+    for receiver in started:
+        receiver.stop()
 
 
 def load_vectors() -> list[dict[str, Any]]:

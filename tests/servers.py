@@ -136,7 +136,38 @@ class ExporterProcess:
         return process.returncode
 
 
-class Prometheus:
+class InstantQueries:
+    """Instant PromQL queries against a server's /api/v1/query (Prometheus, and
+    VictoriaMetrics, whose MetricsQL accepts PromQL); `get` is the server's."""
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        raise NotImplementedError
+
+    def query(self, expression: str) -> list[dict[str, Any]]:
+        """An instant query: the result vector."""
+        code, body = self.get("/api/v1/query?" + urllib.parse.urlencode({"query": expression}))
+        document = json.loads(body)
+        assert code == 200 and document["status"] == "success", (expression, document)
+        result: list[dict[str, Any]] = document["data"]["result"]
+        return result
+
+    def values(self, expression: str) -> dict[tuple[tuple[str, str], ...], float]:
+        """Instant query results by their labels (without __name__)."""
+        return {
+            tuple(sorted((k, v) for k, v in r["metric"].items() if k != "__name__")): float(
+                r["value"][1]
+            )
+            for r in self.query(expression)
+        }
+
+    def value(self, expression: str) -> float | None:
+        """The value of a query that yields at most one series."""
+        values = list(self.values(expression).values())
+        assert len(values) <= 1, values
+        return values[0] if values else None
+
+
+class Prometheus(InstantQueries):
     """A Prometheus server with a reloadable scrape configuration and 1-second scrapes;
     `extra` holds further top-level sections (rule_files, remote_write)."""
 
@@ -189,29 +220,6 @@ class Prometheus:
         request = urllib.request.Request(f"{self.url}/-/reload", method="POST")
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 200
-
-    def query(self, expression: str) -> list[dict[str, Any]]:
-        """An instant query: the result vector."""
-        code, body = self.get("/api/v1/query?" + urllib.parse.urlencode({"query": expression}))
-        document = json.loads(body)
-        assert code == 200 and document["status"] == "success", document
-        result: list[dict[str, Any]] = document["data"]["result"]
-        return result
-
-    def values(self, expression: str) -> dict[tuple[tuple[str, str], ...], float]:
-        """Instant query results by their labels (without __name__)."""
-        return {
-            tuple(sorted((k, v) for k, v in r["metric"].items() if k != "__name__")): float(
-                r["value"][1]
-            )
-            for r in self.query(expression)
-        }
-
-    def value(self, expression: str) -> float | None:
-        """The value of a query that yields at most one series."""
-        values = list(self.values(expression).values())
-        assert len(values) <= 1, values
-        return values[0] if values else None
 
     def targets(self) -> list[dict[str, Any]]:
         code, body = self.get("/api/v1/targets")

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from exporter.receivers.imst import Im871a
 from exporter.receivers.lines import Lines
@@ -25,22 +22,6 @@ from .test_sources import Collector
 
 FRAME = bytes.fromhex("1844AE4C4455223368077A55000000041389E20100023B0000")
 LINE = b"1844AE4C4455223368077A55000000041389E20100023B0000\n"
-
-
-@pytest.fixture
-def emulators() -> Iterator[list[PtyDevice]]:
-    made: list[PtyDevice] = []
-    yield made
-    for emulator in made:
-        emulator.close()
-
-
-@pytest.fixture
-def receivers() -> Iterator[list[Receiver]]:
-    started: list[Receiver] = []
-    yield started
-    for receiver in started:
-        receiver.stop()
 
 
 def test_the_backoff_starts_again_after_a_session_that_delivered_frames(

@@ -9,7 +9,7 @@ answers is reported down with the reason; a silent stick is reopened by the watc
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,22 +64,6 @@ STICKS = [
     Stick("rc1180", Rc1180, Rc1180Emulator, None, None, has_session=False),
 ]
 WITH_SESSION = [s for s in STICKS if s.has_session]
-
-
-@pytest.fixture
-def emulators() -> Iterator[list[PtyDevice]]:
-    made: list[PtyDevice] = []
-    yield made
-    for emulator in made:
-        emulator.close()
-
-
-@pytest.fixture
-def receivers() -> Iterator[list[Receiver]]:
-    started: list[Receiver] = []
-    yield started
-    for receiver in started:
-        receiver.stop()
 
 
 def start(

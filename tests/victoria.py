@@ -7,12 +7,12 @@ import json
 import subprocess
 import urllib.parse
 from pathlib import Path
-from typing import Any
 
 from .conftest import free_port, http_get, require, server_process, wait_until
+from .servers import InstantQueries
 
 
-class VictoriaMetrics:
+class VictoriaMetrics(InstantQueries):
     """`victoria-metrics` with its own data directory; samples are visible to queries at once
     (no 30-second latency offset, no response cache)."""
 
@@ -52,29 +52,6 @@ class VictoriaMetrics:
         if self.process.poll() is not None:
             raise AssertionError(f"victoria-metrics exited with {self.process.returncode}")
         return http_get(f"{self.url}{path}", timeout=10)
-
-    def query(self, expression: str) -> list[dict[str, Any]]:
-        """An instant query (PromQL, which VictoriaMetrics's MetricsQL accepts): the vector."""
-        code, body = self.get("/api/v1/query?" + urllib.parse.urlencode({"query": expression}))
-        document = json.loads(body)
-        assert code == 200 and document["status"] == "success", (expression, document)
-        result: list[dict[str, Any]] = document["data"]["result"]
-        return result
-
-    def values(self, expression: str) -> dict[tuple[tuple[str, str], ...], float]:
-        """Instant query results by their labels (without __name__)."""
-        return {
-            tuple(sorted((k, v) for k, v in r["metric"].items() if k != "__name__")): float(
-                r["value"][1]
-            )
-            for r in self.query(expression)
-        }
-
-    def value(self, expression: str) -> float | None:
-        """The value of a query that yields at most one series."""
-        found = list(self.values(expression).values())
-        assert len(found) <= 1, (expression, found)
-        return found[0] if found else None
 
     def label_values(self, label: str, selector: str) -> set[str]:
         """The values of `label` on the series `selector` matches (what Grafana's
