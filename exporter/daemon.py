@@ -263,8 +263,8 @@ def run(config: Config, config_path: Path | None, listen: str | None) -> int:
 
     for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(number, on_signal)
+    exporter.start()  # before serving: the first answer already lists every receiver
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
-    exporter.start()
     host = address[0] or "localhost"
     url = f"{server.scheme}://{host}:{server.server_address[1]}/"
     log.info("amiplus-exporter %s serving %s (configuration: %s)", __version__, url, config.source)

@@ -364,6 +364,8 @@ def test_health_readiness_status_page_and_api(start_exporter: Start) -> None:
 
 def test_readyz_fails_while_no_receiver_is_up(start_exporter: Start, tmp_path: Path) -> None:
     exporter = start_exporter(stick_config(str(tmp_path / "no-such-stick")))
+    # receivers start before the server answers: its first status already lists them
+    assert [r["name"] for r in exporter.status()["receivers"]] == ["stick"]
     code, body = exporter.get("/readyz")
     assert code == 503 and b"no receiver is up" in body
     # the reason follows once the receiver thread has tried the device ("starting" before)
