@@ -48,11 +48,19 @@ def test_one_reading_from_three_antennas_and_the_best_of_them(start_exporter: St
         return exporter.get("/metrics")[1]
 
     best = "amiplus_meter_best_receiver_info"
-    assert wait_until(
-        lambda: samples(metrics(), "amiplus_duplicate_frames_total")[()] == 4.0, 20
-    ), exporter.log()
-    body = metrics()
     ident = (("meter_id", "12345678"),)
+
+    def settled() -> bool:
+        """Six frames in: four duplicates, two readings (the receivers' threads race, so a
+        duplicate may be counted while the other antenna's copy is still being decoded)."""
+        body = metrics()
+        return (
+            samples(body, "amiplus_duplicate_frames_total")[()] == 4.0
+            and sum(samples(body, "amiplus_meter_telegrams_total").values()) >= 2
+        )
+
+    assert wait_until(settled, 20), exporter.log()
+    body = metrics()
     assert samples(body, "amiplus_meter_telegrams_total") == {ident: 2.0}  # not six
     assert samples(body, "amiplus_meter_receiver_rssi_dbm") == {
         (("meter_id", "12345678"), ("receiver", name)): rssi for name, rssi in ANTENNAS.items()
