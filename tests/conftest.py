@@ -139,10 +139,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 20.0, every: float = 0.05) -> bool:
-    """Poll `predicate` until it holds (True) or `timeout` seconds pass (its last answer)."""
+    """Poll `predicate` until it holds (True) or `timeout` seconds pass (its last answer).
+    A connection error or a missing entry (not there yet) while polling is another try; the
+    last answer raises it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, LookupError):
             if predicate():
                 return True
         time.sleep(every)
