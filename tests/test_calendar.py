@@ -15,9 +15,11 @@ import pytest
 from exporter.amiplus.clock import WARSAW
 from exporter.config import parse_config
 from exporter.config.prices import PriceEntry, Prices, TariffPrice
+from exporter.pipeline import calendar as calendar_module
 from exporter.pipeline.calendar import (
     EXPORTED,
     IMPORTED,
+    SAVE_SOON,
     Calendar,
     Figure,
     midnight,
@@ -209,6 +211,26 @@ def test_a_restart_changes_nothing(tmp_path: Path) -> None:
     assert kwh(after["today"]) == pytest.approx(18.0)  # 23:59 to 17:59
     assert kwh(after["this_month"]) == pytest.approx(9 * 24 + 18)
     assert not after["today"].partial
+
+
+def test_a_midnight_is_saved_soon_and_a_new_meter_with_the_regular_saves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash must not lose a midnight's marks (the day would start again); a new meter's
+    first periods are partial anyway, so 20,000 new meters do not rewrite the file at once."""
+    now = [1000.0]
+    monkeypatch.setattr(calendar_module.time, "monotonic", lambda: now[0])
+    calendar = Calendar(directory=tmp_path)
+    meter = Meter(calendar)
+    meter.start(local(2026, 6, 10, 23, 0))
+    meter.run(local(2026, 6, 10, 23, 50))
+    now[0] += SAVE_SOON + 1
+    calendar.flush()
+    assert not (tmp_path / "calendar.json").exists()
+    meter.run(local(2026, 6, 11, 0, 10))
+    calendar.flush()
+    saved = json.loads((tmp_path / "calendar.json").read_text())
+    assert "2026-06-11" in saved["meters"][METER]["marks"]
 
 
 def test_an_unwritable_directory_is_reported_once_and_periods_go_on(

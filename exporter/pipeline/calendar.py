@@ -56,8 +56,8 @@ def _backward(row: Field) -> bool:
 IMPORTED = next(row for row in ENERGY_ROWS if not _backward(row))  # priced per tariff zone
 EXPORTED = next(row for row in ENERGY_ROWS if _backward(row))  # priced at the export price
 
-SAVE_EVERY = 300.0  # seconds between saves when only the latest readings changed
-SAVE_SOON = 10.0  # seconds at least between saves when marks changed (a midnight, new meters)
+SAVE_EVERY = 300.0  # seconds between saves when only the latest readings or new meters changed
+SAVE_SOON = 10.0  # seconds at least between saves when a meter crossed midnight
 FLUSH_POLL = 1.0  # seconds between the flusher's looks at what changed
 SEPARATOR = "/"  # in flat keys: "energy_imported_tariff_kwh/2", "energy/2"
 
@@ -356,8 +356,8 @@ class Calendar:
             self.flush()
 
     def flush(self, everything: bool = False) -> None:
-        """Save when a mark changed (at most every `SAVE_SOON` seconds), when a reading came
-        `SAVE_EVERY` seconds after the last save, and at stop (`everything`)."""
+        """Save when a meter crossed midnight (at most every `SAVE_SOON` seconds), when a
+        reading came `SAVE_EVERY` seconds after the last save, and at stop (`everything`)."""
         now = time.monotonic()
         with self.lock:
             waited = now - self._saved_at
@@ -441,7 +441,9 @@ class Calendar:
                 del calendar.marks[start]
             calendar.revision += 1
             self._changed = True
-            self._marks_changed |= latest is None or local_day(latest.at, self.zone) != day
+            # a midnight's marks are what a crash must not lose (the day would start again,
+            # partial); a new meter's periods are partial anyway, and a stop saves them
+            self._marks_changed |= latest is not None and local_day(latest.at, self.zone) != day
             return dict(money)
 
     def _day_ending(self, at: float) -> date:
