@@ -11,7 +11,9 @@ finished. Per-telegram cost = the exporter's CPU time (utime + stime of all its 
 that span / telegrams. Target: many meters within 20 % of 16 meters. Memory per meter = (RSS
 after the many-meter run - RSS after the 16-meter run) / (meters - 16), and again after one
 scrape of /metrics. Then as many telegrams come again (`STEADY_GAP` seconds later): the steady
-state, where no meter is new, per telegram. `--csv` puts the meters in a CSV file.
+state, where no meter is new, per telegram. `--csv` puts the meters in a CSV file. Neither span
+holds a save of the calendar file (every 5 minutes, or soon after a midnight): with 20,000 meters
+a save costs about 0.6 s of CPU, 2 ms a second over its 5 minutes.
 
 Figure 5: start-up with the many meters, in a CSV file and in YAML: seconds until /healthz
 answers, the median of 3. Target: under 2 s.
@@ -206,7 +208,7 @@ def figure_scale(directory: Path, meters: int, telegrams: int, delay: float, csv
     )
     print(
         f"  steady state (every meter known): {steady_ratio:.3f}; the first telegram of a meter "
-        "costs more (its state, calendar file and AES context are made then)"
+        "costs more (its state, calendar entry and AES context are made then)"
     )
     print(
         f"  memory per meter: {per_meter_kb:.1f} KB, {scraped_kb:.1f} KB once /metrics was "
