@@ -147,10 +147,10 @@ class MeterReading:
         moment: datetime | None = self.values.get("meter_time")
         return moment
 
-    def as_json(self, zone: ZoneInfo = WARSAW) -> dict[str, Any]:
-        """The JSON object of a decoded telegram; keys without a value are left out."""
+    def identity(self) -> dict[str, Any]:
+        """Who sent the telegram, as JSON: meter ID, manufacturer, version, device type, and the
+        access number and key variant when known."""
         out: dict[str, Any] = {
-            "ok": True,
             "meter_id": self.meter_id,
             "manufacturer": self.manufacturer,
             "version": self.version,
@@ -160,6 +160,11 @@ class MeterReading:
             out["access_number"] = self.access_number
         if self.key_variant is not None:
             out["key_variant"] = self.key_variant
+        return out
+
+    def as_json(self, zone: ZoneInfo = WARSAW) -> dict[str, Any]:
+        """The JSON object of a decoded telegram; keys without a value are left out."""
+        out: dict[str, Any] = {"ok": True, **self.identity()}
         out.update(values_as_json(self.values))
         if self.unknown:
             out["unknown"] = [u.as_json(self.manufacturer, zone) for u in self.unknown]

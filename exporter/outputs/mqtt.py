@@ -184,17 +184,7 @@ def received_at_text(moment: float) -> str:
 def state_payload(update: MeterUpdate) -> bytes:
     """The state message: the reading's identity, the meter's merged values as `decode` prints
     them, and the receive time; compact JSON."""
-    reading = update.reading
-    out: dict[str, Any] = {
-        "meter_id": reading.meter_id,
-        "manufacturer": reading.manufacturer,
-        "version": reading.version,
-        "device_type": reading.device_type,
-    }
-    if reading.access_number is not None:
-        out["access_number"] = reading.access_number
-    if reading.key_variant is not None:
-        out["key_variant"] = reading.key_variant
+    out = update.reading.identity()
     out.update(values_as_json(update.values))
     out[RECEIVED_AT] = received_at_text(update.received_at)
     return _dumps(out)
