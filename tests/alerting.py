@@ -33,7 +33,7 @@ from exporter.amiplus.families import FAMILIES_BY_NAME
 from exporter.amiplus.reading import MeterReading
 from exporter.amiplus.simulated import SimulatedMeter
 
-from .conftest import free_port, http_get, require, server_process, wait_until
+from .conftest import free_port, http_get, require, server_process, stop_process, wait_until
 from .servers import SIMULATED_KEY, ExporterProcess, Prometheus
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
@@ -237,12 +237,7 @@ class Alertmanager:
         return (self.directory / "alertmanager.log").read_text(errors="replace")
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
+        stop_process(self.process)
 
 
 def alertmanager_config(webhook: str, group_wait: str | None) -> dict[str, Any]:

@@ -125,17 +125,21 @@ def server_process(args: list[str], **options: Any) -> subprocess.Popen[bytes]:
     return process
 
 
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """Terminate a server and wait for it; kill it when it has not gone after `timeout`."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Stop what failing tests left running: terminate, then kill after 10 s."""
-    alive = [process for process in SERVER_PROCESSES if process.poll() is None]
-    for process in alive:
-        process.terminate()
-    for process in alive:
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+    for process in SERVER_PROCESSES:
+        if process.poll() is None:
+            stop_process(process, timeout=10)
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 20.0, every: float = 0.05) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from .conftest import free_port, require, server_process, wait_until
+from .conftest import free_port, require, server_process, stop_process, wait_until
 
 USER, PASSWORD = "amiplus", "broker-s3cret"
 
@@ -97,12 +97,7 @@ class Mosquitto:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+            stop_process(self.process)
             self.process = None
 
 

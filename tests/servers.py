@@ -23,7 +23,7 @@ import yaml
 
 from exporter.amiplus.simulated import DEFAULT_KEY
 
-from .conftest import free_port, http_get, require, server_process, wait_until
+from .conftest import free_port, http_get, require, server_process, stop_process, wait_until
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "amiplus-exporter"
 SIMULATED_KEY = DEFAULT_KEY.hex().upper()
@@ -228,12 +228,7 @@ class Prometheus(InstantQueries):
         return active
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
+        stop_process(self.process)
 
 
 def job(name: str, port: int, **options: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import subprocess
 import urllib.parse
 from pathlib import Path
 
-from .conftest import free_port, http_get, require, server_process, wait_until
+from .conftest import free_port, http_get, require, server_process, stop_process, wait_until
 from .servers import InstantQueries
 
 
@@ -64,9 +64,4 @@ class VictoriaMetrics(InstantQueries):
         return set(found)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
+        stop_process(self.process)
