@@ -142,6 +142,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             stop_process(process, timeout=10)
 
 
+def closed_by_peer(sock: socket.socket, within: float) -> bool:
+    """Whether the other end closes this connection within `within` seconds."""
+    sock.settimeout(within)
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
 def wait_until(predicate: Callable[[], object], timeout: float = 20.0, every: float = 0.05) -> bool:
     """Poll `predicate` until it holds (True) or `timeout` seconds pass (its last answer).
     A connection error or a missing entry (not there yet) while polling is another try; the

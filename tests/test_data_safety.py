@@ -25,7 +25,13 @@ from exporter.outputs.base import MeterUpdate
 from exporter.outputs.influx import InfluxOutput
 
 from .conftest import free_port, require, wait_until
-from .servers import CONSOLE_SCRIPT, SIMULATED_KEY, ExporterProcess, InfluxDB, Start
+from .servers import (
+    CONSOLE_SCRIPT,
+    ExporterProcess,
+    InfluxDB,
+    Start,
+    simulated_config,
+)
 
 FREE_BYTES = 24_000  # what is left on the tmpfs once the filler took the rest
 
@@ -74,15 +80,9 @@ def remount(disk: Path, mode: str) -> bool:
 
 
 def config(influx_url: str, spool: Path, interval: float, extra: str = "") -> str:
-    return f"""
-meters:
-  - id: "12345678"
-    key: "{SIMULATED_KEY}"
-    name: home
-receivers:
-  - type: simulator
-    interval: {interval}
-influxdb:
+    return (
+        simulated_config(interval)
+        + f"""influxdb:
   url: {influx_url}
   api: v1
   database: safety
@@ -91,6 +91,7 @@ influxdb:
   flush_interval: 0.2
   timeout: 10
 {extra}"""
+    )
 
 
 def influx_status(exporter: ExporterProcess) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import pytest
 from exporter.web import server as web
 from exporter.web.server import Routes, SecurityFile, WebServer
 
-from .conftest import wait_until
+from .conftest import closed_by_peer, wait_until
 from .servers import Start
 
 IDLE_CONNECTIONS = 1000
@@ -141,22 +141,11 @@ def serve(
         server.server_close()
 
 
-def closed_by_server(sock: socket.socket, within: float) -> bool:
-    """Whether the server closes this connection within `within` seconds."""
-    sock.settimeout(within)
-    try:
-        return sock.recv(1) == b""
-    except TimeoutError:
-        return False
-    except ConnectionResetError:
-        return True
-
-
 def test_idle_and_slow_connections_time_out(serve: Callable[..., WebServer]) -> None:
     server = serve()
     port = server.server_address[1]
     silent = socket.create_connection(("127.0.0.1", port))
-    assert closed_by_server(silent, 5)  # never sent a request
+    assert closed_by_peer(silent, 5)  # never sent a request
     slowloris = socket.create_connection(("127.0.0.1", port))
     started = time.monotonic()
     closed = False
@@ -165,12 +154,12 @@ def test_idle_and_slow_connections_time_out(serve: Callable[..., WebServer]) -> 
             slowloris.sendall(b"G")  # a byte now and then, never a whole request
         except OSError:
             closed = True
-        closed = closed or closed_by_server(slowloris, 0.2)
+        closed = closed or closed_by_peer(slowloris, 0.2)
     assert closed and time.monotonic() - started < 5
     kept = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     kept.request("GET", "/healthz")
     assert kept.getresponse().read() == b"ok\n"
-    assert kept.sock is not None and closed_by_server(kept.sock, 5)  # idle after its answer
+    assert kept.sock is not None and closed_by_peer(kept.sock, 5)  # idle after its answer
     assert server.open_connections == 0
     for sock in (silent, slowloris):
         sock.close()
@@ -200,7 +189,7 @@ def test_new_connections_close_the_longest_waiting_and_refuse_only_when_all_are_
             5,
         )
         refused = socket.create_connection(("127.0.0.1", port))
-        assert closed_by_server(refused, 5)  # every connection is being answered
+        assert closed_by_peer(refused, 5)  # every connection is being answered
         assert server.refused == 1
         refused.close()
     finally:

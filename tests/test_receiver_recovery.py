@@ -14,7 +14,7 @@ from exporter.receivers.lines import Lines
 from exporter.receivers.receiver import Backoff, Receiver
 from exporter.receivers.sources import SerialSource, TcpServerSource
 
-from .conftest import free_port, wait_until
+from .conftest import closed_by_peer, free_port, wait_until
 from .emulators.imst import Im871aEmulator
 from .emulators.pty_device import PtyDevice
 from .servers import SIMULATED_KEY, Start
@@ -60,16 +60,6 @@ def test_the_backoff_starts_again_after_a_session_that_delivered_frames(
 
 def hold(port: int, count: int) -> list[socket.socket]:
     return [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(count)]
-
-
-def closed_by_peer(sock: socket.socket, within: float) -> bool:
-    sock.settimeout(within)
-    try:
-        return sock.recv(1) == b""
-    except TimeoutError:
-        return False
-    except ConnectionResetError:
-        return True
 
 
 def listener(
