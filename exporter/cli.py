@@ -8,15 +8,18 @@ import sys
 from pathlib import Path
 
 from . import __version__, daemon
-from .amiplus.families import FAMILIES_BY_NAME
-from .amiplus.simulated import DEFAULT_FAMILY, DEFAULT_KEY
-from .commands import EXIT_OK, EXIT_USAGE, UsageError
-from .commands.check_config import run_check_config
-from .commands.decode import run_decode
-from .commands.listen import run_listen_command
-from .commands.simulate import run_simulate
+from .amiplus import DEFAULT_FAMILY, DEFAULT_KEY, FAMILIES_BY_NAME
+from .commands import (
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+    run_check_config,
+    run_decode,
+    run_listen_command,
+    run_simulate,
+)
 from .config import ConfigError, load_config
-from .receivers.grammar import TYPES
+from .receivers import TYPES
 
 
 def build_parser() -> argparse.ArgumentParser:

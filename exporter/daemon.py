@@ -21,22 +21,21 @@ from types import FrameType
 from typing import Any
 
 from . import __version__
-from .amiplus.credentials import id_variants
-from .amiplus.simulated import DEFAULT_KEY, DEFAULT_METER_ID
+from .amiplus import DEFAULT_KEY, DEFAULT_METER_ID, id_variants
 from .config import Config, ConfigError, MeterConfig, load_config
-from .outputs import OUTPUTS
-from .outputs.base import Output
-from .outputs.prometheus import ConfigReloads, ExporterCollector, Exposition, registry
-from .pipeline.calendar import Calendar
-from .pipeline.intake import Intake
-from .pipeline.state import State
-from .receivers.build import build_receiver
-from .receivers.grammar import ReceiverSpec
-from .receivers.receiver import Receiver, ReceiverStats
-from .web.history import PageHistory
-from .web.page import render
-from .web.server import Routes, SecurityFile, WebConfigError, WebServer, parse_listen
-from .web.status import status
+from .outputs import OUTPUTS, ConfigReloads, ExporterCollector, Exposition, registry
+from .pipeline import Calendar, Intake, Output, State
+from .receivers import Receiver, ReceiverSpec, ReceiverStats, build_receiver
+from .web import (
+    PageHistory,
+    Routes,
+    SecurityFile,
+    WebConfigError,
+    WebServer,
+    parse_listen,
+    render,
+    status,
+)
 from .wmbus import MeterKey
 
 log = logging.getLogger("amiplus_exporter")

@@ -18,12 +18,13 @@ from exporter.amiplus.encoding import encode_reading
 from exporter.amiplus.families import FAMILIES_BY_NAME
 from exporter.amiplus.simulated import DEFAULT_KEY, SimulatedMeter
 from exporter.commands.decode import KeyRing, render
+from exporter.plumbing import Backoff
 from exporter.receivers.amber import AmberFramer
 from exporter.receivers.base import ErrorReason, Frame, FrameError
 from exporter.receivers.imst import Im871a, im871a_rssi_dbm
 from exporter.receivers.lines import parse_line
 from exporter.receivers.rc1180 import Rc1180, Rc1180Framer
-from exporter.receivers.receiver import Backoff, Receiver
+from exporter.receivers.receiver import Receiver
 from exporter.receivers.sources import SerialSource
 from exporter.wmbus import MeterKey
 from exporter.wmbus.encoder import encode_data, encode_frame

@@ -25,10 +25,10 @@ from exporter.amiplus.fields import Shape
 from exporter.amiplus.reading import MeterReading
 from exporter.config import InfluxConfig
 from exporter.config.prices import PriceEntry, Prices, TariffPrice
-from exporter.outputs.base import MeterUpdate
 from exporter.outputs.influx import InfluxOutput
 from exporter.outputs.prometheus import ConfigReloads, ExporterCollector, Exposition, registry
 from exporter.pipeline.calendar import Calendar
+from exporter.pipeline.handoff import MeterUpdate
 from exporter.pipeline.state import State
 from exporter.receivers.receiver import ReceiverStats
 

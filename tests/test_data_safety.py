@@ -21,8 +21,9 @@ import pytest
 from exporter.amiplus.reading import MeterReading
 from exporter.config import InfluxConfig
 from exporter.outputs import influx
-from exporter.outputs.base import MeterUpdate
 from exporter.outputs.influx import InfluxOutput
+from exporter.pipeline.handoff import MeterUpdate
+from exporter.plumbing import Backoff
 
 from .conftest import free_port, require, wait_until
 from .servers import (
@@ -274,10 +275,13 @@ def update(received_at: float, power: float) -> MeterUpdate:
     return MeterUpdate("12345678", "home", reading, reading.values, received_at, "test")
 
 
-def output(url: str, spool: Path, database: str, **options: Any) -> InfluxOutput:
-    return InfluxOutput(
-        InfluxConfig(url, api="v1", database=database, spool=spool, flush_interval=0.1, **options)
+def output(
+    url: str, spool: Path, database: str, backoff: Backoff = influx.BACKOFF, **options: Any
+) -> InfluxOutput:
+    config = InfluxConfig(
+        url, api="v1", database=database, spool=spool, flush_interval=0.1, **options
     )
+    return InfluxOutput(config, backoff=backoff)
 
 
 def test_two_readings_of_one_meter_in_one_second_are_two_points(
@@ -338,13 +342,10 @@ def test_a_partial_write_counts_only_the_refused_lines(influxdb: InfluxDB, tmp_p
 # --- 5. the first write soon after InfluxDB answers again ---------------------------------------
 
 
-def test_the_first_write_follows_within_10_s_of_influxdb_answering(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_first_write_follows_within_10_s_of_influxdb_answering(tmp_path: Path) -> None:
     # A long backoff as after a long outage (the cap is 120 s): only the probe can end it early.
-    monkeypatch.setattr(influx, "BACKOFF_FIRST", 100.0)
     server = down_influxdb(tmp_path / "influx", "outage")
-    writer = output(server.url, tmp_path / "spool", "outage")
+    writer = output(server.url, tmp_path / "spool", "outage", Backoff(first=100.0, cap=120.0))
     writer.start()
     try:
         writer.submit(update(time.time(), 300.0))

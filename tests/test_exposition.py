@@ -18,9 +18,9 @@ from prometheus_client.registry import Collector
 
 from exporter.amiplus.reading import MeterReading
 from exporter.config.prices import PriceEntry, Prices, TariffPrice
-from exporter.outputs.base import MeterUpdate, Output
 from exporter.outputs.prometheus import ConfigReloads, ExporterCollector, Exposition
 from exporter.pipeline.calendar import Calendar
+from exporter.pipeline.handoff import MeterUpdate, Output
 from exporter.pipeline.state import State
 from exporter.receivers.receiver import ReceiverStats
 

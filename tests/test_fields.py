@@ -13,9 +13,9 @@ from exporter.amiplus import fields
 from exporter.amiplus.fields import Field, Label, Metric, MetricType, Shape
 from exporter.amiplus.reading import read_meter
 from exporter.config import Config, InfluxConfig
-from exporter.outputs.base import MeterUpdate
 from exporter.outputs.influx import InfluxOutput, point
 from exporter.outputs.prometheus import ConfigReloads, ExporterCollector, Exposition, registry
+from exporter.pipeline.handoff import MeterUpdate
 from exporter.pipeline.state import State
 from exporter.web.status import status
 from exporter.wmbus import Address, MeterKey, decode

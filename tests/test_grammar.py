@@ -14,6 +14,9 @@ from exporter.config import parse_config
 from exporter.receivers.base import LinkMode
 from exporter.receivers.grammar import RECEIVER_TYPES, ReceiverSpec, ReceiverSpecError, parse_spec
 
+from .emulators.imst import Im871aEmulator
+from .emulators.pty_device import PtyDevice
+
 METER = 'meters:\n  - id: "12345678"\n    key: "000102030405060708090A0B0C0D0E0F"\n'
 
 #: The same receiver on the command line and in YAML.
@@ -90,27 +93,35 @@ def test_every_type_has_an_example_in_both_forms() -> None:
 
 
 PROBE = """
-import json, sys
+import gc, json, sys
 from pathlib import Path
+from exporter.amiplus import SimulatedMeter
 from exporter.config import parse_config
 text = sys.stdin.read()
-config = parse_config(text, base=Path("/"))
+opened = []
+sys.addaudithook(lambda event, args: event == "open" and opened.append(str(args[0])))
+config = parse_config(text, base=Path(sys.argv[1]))
 print(json.dumps({
     "meters": config.receivers[0].meters,
-    "modules": sorted(m for m in sys.modules if m.startswith("exporter.receivers.")),
+    "built": sum(isinstance(o, SimulatedMeter) for o in gc.get_objects()),
+    "opened": [path for path in opened if not path.endswith((".py", ".pyc", ".so"))],
 }))
 """
 
 
-def test_reading_a_configuration_builds_and_opens_nothing() -> None:
-    """A 100,000-meter simulator and a stick that does not exist: the configuration is read
-    without building a single simulated meter or touching the device."""
+def test_reading_a_configuration_builds_and_opens_nothing(
+    tmp_path: Path, emulators: list[PtyDevice]
+) -> None:
+    """A 100,000-meter simulator and a stick: the configuration is read without building a
+    single simulated meter or opening anything, the stick included."""
+    stick = Im871aEmulator()
+    emulators.append(stick)
     text = (
         f"{METER}receivers:\n  - type: simulator\n    meters: 100000\n"
-        "  - type: im871a\n    device: /dev/does-not-exist\n"
+        f"  - type: im871a\n    device: {stick.path}\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", PROBE],
+        [sys.executable, "-c", PROBE, str(tmp_path)],
         input=text,
         capture_output=True,
         text=True,
@@ -120,5 +131,6 @@ def test_reading_a_configuration_builds_and_opens_nothing() -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["meters"] == 100_000
-    assert "exporter.receivers.build" not in result["modules"]
-    assert "exporter.receivers.sources" not in result["modules"]
+    assert result["built"] == 0
+    assert result["opened"] == []
+    assert stick.mode is None  # nothing spoke to the stick

@@ -22,7 +22,6 @@ from exporter.amiplus.reading import MeterReading, read_meter
 from exporter.amiplus.simulated import DEFAULT_KEY, SimulatedMeter
 from exporter.config import ConfigError, parse_config
 from exporter.config.mqtt import MqttConfig
-from exporter.outputs.base import MeterUpdate
 from exporter.outputs.mqtt import (
     QUEUE_SIZE,
     Identity,
@@ -32,6 +31,7 @@ from exporter.outputs.mqtt import (
     entity_keys,
     state_payload,
 )
+from exporter.pipeline.handoff import MeterUpdate
 from exporter.pipeline.state import State
 from exporter.wmbus import MeterKey, decode
 from exporter.wmbus.records import Function

@@ -9,9 +9,10 @@ import socket
 import time
 from pathlib import Path
 
+from exporter.plumbing import Backoff
 from exporter.receivers.imst import Im871a
 from exporter.receivers.lines import Lines
-from exporter.receivers.receiver import Backoff, Receiver
+from exporter.receivers.receiver import Receiver
 from exporter.receivers.sources import SerialSource, TcpServerSource
 
 from .conftest import closed_by_peer, free_port, wait_until

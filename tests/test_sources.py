@@ -15,9 +15,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from exporter.plumbing import Backoff
 from exporter.receivers.base import ErrorReason, Frame
 from exporter.receivers.lines import LineFramer, Lines
-from exporter.receivers.receiver import Backoff, Receiver
+from exporter.receivers.receiver import Receiver
 from exporter.receivers.sources import (
     ProcessSource,
     ReplaySource,

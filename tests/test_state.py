@@ -184,7 +184,7 @@ def test_history_keeps_one_point_per_step_and_wraps() -> None:
 
 
 def test_the_page_history_follows_merged_values_and_forgets_removed_meters() -> None:
-    from exporter.outputs.base import MeterUpdate
+    from exporter.pipeline.handoff import MeterUpdate
     from exporter.web.history import PageHistory
 
     history = PageHistory()
@@ -198,7 +198,7 @@ def test_the_page_history_follows_merged_values_and_forgets_removed_meters() -> 
 
 
 def test_the_charts_average_five_minutes_for_the_first_sixteen_meters_only() -> None:
-    from exporter.outputs.base import MeterUpdate
+    from exporter.pipeline.handoff import MeterUpdate
     from exporter.web.history import CHART_METERS, DAY_POINTS, DAY_STEP, PageHistory
 
     history = PageHistory()

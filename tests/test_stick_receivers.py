@@ -16,12 +16,13 @@ from typing import Any
 
 import pytest
 
+from exporter.plumbing import Backoff
 from exporter.receivers.amber import Amber
 from exporter.receivers.base import Dialect, LinkMode
 from exporter.receivers.cul import Cul
 from exporter.receivers.imst import Im871a, Iu891a
 from exporter.receivers.rc1180 import Rc1180
-from exporter.receivers.receiver import Backoff, Receiver
+from exporter.receivers.receiver import Receiver
 from exporter.receivers.sources import SerialSource
 
 from .conftest import vector, wait_until

@@ -11,7 +11,7 @@ import functools
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from ..wmbus.timepoint import TimePoint, TimeType
+from ..wmbus import TimePoint, TimeType
 
 WARSAW = ZoneInfo("Europe/Warsaw")
 

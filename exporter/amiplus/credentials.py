@@ -10,8 +10,7 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 
-from ..wmbus import KeyFormatError, MeterKey
-from ..wmbus.security import shown
+from ..wmbus import KeyFormatError, MeterKey, shown
 from .explain import ELICZNIK_KEY
 
 ADDRESS_DIGITS = 8

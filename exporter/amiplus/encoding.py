@@ -6,8 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from ..wmbus.encoder import encode_data
-from ..wmbus.records import Value, parse_header
+from ..wmbus import Value, encode_data, parse_header
 from .clock import WARSAW, time_point
 from .fields import Shape
 from .reading import MeterReading, Slot, slot_for

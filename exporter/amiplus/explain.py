@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..wmbus.errors import (
+from ..wmbus import (
     CRCError,
     DecryptionError,
     MalformedError,

@@ -11,8 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from ..wmbus.records import Function
-from ..wmbus.vif import Quantity
+from ..wmbus import Function, Quantity
 
 JOULES_PER_KWH = 3_600_000.0
 RSSI = "rssi_dbm"  # the one field a receiver adds, not a record

@@ -13,11 +13,18 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..wmbus import Telegram
-from ..wmbus.cache import BoundedCache
-from ..wmbus.records import Coding, DataInformation, InvalidValue, RecordHeader, Value
-from ..wmbus.timepoint import TimePoint
-from ..wmbus.vif import Combinable, Phase
+from ..wmbus import (
+    BoundedCache,
+    Coding,
+    Combinable,
+    DataInformation,
+    InvalidValue,
+    Phase,
+    RecordHeader,
+    Telegram,
+    TimePoint,
+    Value,
+)
 from . import fields
 from .clock import WARSAW, local_time, time_point_text
 from .fields import RSSI, Field, Shape

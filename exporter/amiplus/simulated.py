@@ -14,10 +14,15 @@ import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ..wmbus.encoder import encode_frame
-from ..wmbus.link import Address, manufacturer_code
-from ..wmbus.records import Coding, parse_header
-from ..wmbus.timepoint import TimePoint, TimeType
+from ..wmbus import (
+    Address,
+    Coding,
+    TimePoint,
+    TimeType,
+    encode_frame,
+    manufacturer_code,
+    parse_header,
+)
 from .clock import WARSAW
 from .encoding import encode_reading
 from .families import FAMILIES_BY_NAME, Family

@@ -1,10 +1,19 @@
 """The command-line commands other than running the exporter: decode, listen, check-config,
 simulate. Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error."""
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
+from .check_config import run_check_config
+from .decode import run_decode
+from .exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
+from .listen import run_listen_command
+from .simulate import run_simulate
 
-
-class UsageError(Exception):
-    """A command-line value that cannot be used; the message says what to give instead."""
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "UsageError",
+    "run_check_config",
+    "run_decode",
+    "run_listen_command",
+    "run_simulate",
+]

@@ -7,8 +7,8 @@ import sys
 from typing import TextIO
 
 from ..config import ConfigError, load_config
-from ..outputs.spool import unusable_entries
-from . import EXIT_OK, EXIT_USAGE
+from ..outputs import unusable_entries
+from .exits import EXIT_OK, EXIT_USAGE
 
 
 def run_check_config(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:

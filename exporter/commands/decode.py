@@ -18,12 +18,17 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
-from ..amiplus.credentials import CredentialsError, id_variants, parse_key, parse_qr
-from ..amiplus.explain import failure_as_json
-from ..amiplus.reading import read_meter
-from ..receivers.lines import LineFrame, parse_line
+from ..amiplus import (
+    CredentialsError,
+    failure_as_json,
+    id_variants,
+    parse_key,
+    parse_qr,
+    read_meter,
+)
+from ..receivers import LineFrame, parse_line
 from ..wmbus import Address, MeterKey, NoKeyError, WMBusError, decode
-from . import EXIT_FAILURE, EXIT_OK, UsageError
+from .exits import EXIT_FAILURE, EXIT_OK, UsageError
 
 PARALLEL_MIN_LINES = 2000  # a batch at least this long is worth the worker processes
 CHUNK_LINES = 1000  # lines per task sent to a worker

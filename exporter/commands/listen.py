@@ -10,14 +10,11 @@ import time
 from datetime import datetime
 from typing import TextIO
 
-from ..amiplus.credentials import CredentialsError, normalise_meter_id, parse_qr
+from ..amiplus import CredentialsError, normalise_meter_id, parse_qr
 from ..config import ConfigError, load_config
-from ..pipeline.heard import HeardMeter, HeardMeters, configured_match, peek_or_none
-from ..receivers.base import Frame
-from ..receivers.build import build_receiver
-from ..receivers.grammar import ReceiverSpec, ReceiverSpecError, parse_spec
-from ..receivers.receiver import Receiver
-from . import UsageError
+from ..pipeline import HeardMeter, HeardMeters, configured_match, peek_or_none
+from ..receivers import Frame, Receiver, ReceiverSpec, ReceiverSpecError, build_receiver, parse_spec
+from .exits import UsageError
 
 REFRESH = 1.0  # seconds between redraws of the live table
 _CLEAR = "\x1b[H\x1b[2J"

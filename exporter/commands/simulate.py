@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
-from ..amiplus.simulated import simulated_meters
-from ..receivers.sources import SimulatorSource, SourceFinished
-from . import EXIT_OK, UsageError
+from ..amiplus import simulated_meters
+from ..receivers import SimulatorSource, SourceFinished
+from .exits import EXIT_OK, UsageError
 
 
 def run_simulate(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:

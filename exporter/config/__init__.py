@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ..amiplus.clock import WARSAW
-from ..receivers.grammar import ReceiverSpec
-from ..wmbus.security import shown
+from ..amiplus import WARSAW
+from ..receivers import ReceiverSpec
+from ..wmbus import shown
 from .influxdb import InfluxConfig, influx_section
 from .meter_table import meters_from_files
 from .meters import MeterConfig, meters_section
-from .mqtt import MqttConfig, mqtt_section
+from .mqtt import DEFAULT_BASE_TOPIC, MqttConfig, mqtt_section
 from .prices import Prices, prices_section
 from .reader import ConfigError, Problem, Reader
 from .receivers import receivers_section
@@ -31,10 +31,12 @@ if TYPE_CHECKING:
     from yaml import Node
 
 __all__ = [
+    "DEFAULT_BASE_TOPIC",
     "Config",
     "ConfigError",
     "InfluxConfig",
     "MeterConfig",
+    "MqttConfig",
     "Prices",
     "Problem",
     "WebConfig",

@@ -9,7 +9,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..wmbus.security import shown
+from ..wmbus import shown
 from .reader import Reader
 
 if TYPE_CHECKING:

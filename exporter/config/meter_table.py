@@ -7,7 +7,7 @@ import csv
 import io
 from typing import TYPE_CHECKING
 
-from ..amiplus.credentials import CredentialsError, id_variants, normalise_meter_id, parse_key
+from ..amiplus import CredentialsError, id_variants, normalise_meter_id, parse_key
 from .meters import MeterConfig
 from .reader import Problem, Reader
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..amiplus.credentials import (
+from ..amiplus import (
     CredentialsError,
     id_variants,
     normalise_meter_id,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
-from ..amiplus.reading import TARIFFS
+from ..amiplus import TARIFFS
 from .reader import Reader
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from ..wmbus.security import shown
+from ..wmbus import shown
 
 if TYPE_CHECKING:
     from yaml import Node

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..receivers.grammar import (
+from ..receivers import (
     COMMON,
     OPTIONS,
     TYPES,

@@ -1,17 +1,28 @@
 """Where readings go: Prometheus (read at scrape time) and the outputs built from configuration
-sections, each behind the interface of `base.py`."""
+sections, each an `Output` (the interface the pipeline hands readings to)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .base import Output
+from ..pipeline import Output
 from .influx import InfluxOutput
 from .mqtt import MqttOutput
+from .prometheus import ConfigReloads, ExporterCollector, Exposition, registry
+from .spool import unusable_entries
 
 if TYPE_CHECKING:
-    from ..pipeline.state import State
+    from ..pipeline import State
+
+__all__ = [
+    "OUTPUTS",
+    "ConfigReloads",
+    "ExporterCollector",
+    "Exposition",
+    "registry",
+    "unusable_entries",
+]
 
 #: Output by configuration section (an attribute of `Config`): how to build it from that section
 #: and the state (which an output may read, never write).

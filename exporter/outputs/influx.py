@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import http.client
 import logging
-import random
 import re
 import ssl
 import threading
@@ -27,18 +26,16 @@ from typing import Any
 from prometheus_client import Metric
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from ..amiplus import fields
-from ..amiplus.fields import Shape
-from ..amiplus.reading import MeterReading
+from ..amiplus import MeterReading, Shape, fields
 from ..config import InfluxConfig
-from ..pipeline.calendar import Cost
-from .base import MeterUpdate, Output
+from ..pipeline import Cost, MeterUpdate, Output
+from ..plumbing import Backoff
 from .spool import DISK_FULL, SPOOL_ERROR, SPOOL_FULL, Segment, Spool
 
 log = logging.getLogger(__name__)
 
 MEASUREMENT = "amiplus"
-BACKOFF_FIRST, BACKOFF_CAP = 1.0, 120.0
+BACKOFF = Backoff(first=1.0, cap=120.0)
 PROBE_EVERY = 2.0  # seconds between `/ping` probes while InfluxDB does not answer
 PROBE_TIMEOUT = 2.0
 #: Seconds `stop` may take in all (the process has 5 s from SIGTERM; receivers stop first).
@@ -317,7 +314,9 @@ class InfluxOutput(Output):
 
     name = "influxdb"
 
-    def __init__(self, config: InfluxConfig, sender: Sender | None = None) -> None:
+    def __init__(
+        self, config: InfluxConfig, sender: Sender | None = None, backoff: Backoff = BACKOFF
+    ) -> None:
         self.config = config
         self.spool = Spool(
             config.spool,
@@ -325,6 +324,7 @@ class InfluxOutput(Output):
             batch_size=config.batch_size,
         )
         self.sender = sender or (V2Sender(config) if config.api == "v2" else V1Sender(config))
+        self.backoff = backoff
         self.written = 0
         self.rejected_points = 0
         self.errors: Counter[str] = Counter()
@@ -381,8 +381,7 @@ class InfluxOutput(Output):
         outcome = self._send(segment)
         if outcome.accepted or outcome.invalid:
             return 0
-        delay = outcome.retry_after or min(BACKOFF_CAP, BACKOFF_FIRST * 2.0**attempt)
-        delay *= random.uniform(0.8, 1.2)
+        delay = outcome.retry_after or self.backoff.delay(attempt)
         self.retry_at = time.time() + delay
         log.warning(
             "InfluxDB write failed (%s): %s; retrying in %.1f s",

@@ -20,7 +20,6 @@ import contextlib
 import json
 import logging
 import queue
-import random
 import socket
 import ssl
 import threading
@@ -35,17 +34,25 @@ from prometheus_client import Metric
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .. import __version__
-from ..amiplus import fields
-from ..amiplus.families import MAKERS, model_of
-from ..amiplus.fields import Field, HomeAssistant, Shape
-from ..amiplus.reading import PHASES, TARIFFS, values_as_json
-from ..config.mqtt import DEFAULT_BASE_TOPIC, MqttConfig
-from .base import MeterUpdate, Output
+from ..amiplus import (
+    MAKERS,
+    PHASES,
+    TARIFFS,
+    Field,
+    HomeAssistant,
+    Shape,
+    fields,
+    model_of,
+    values_as_json,
+)
+from ..config import DEFAULT_BASE_TOPIC, MqttConfig
+from ..pipeline import MeterUpdate, Output
+from ..plumbing import Backoff
 
 if TYPE_CHECKING:
     import paho.mqtt.client as paho
 
-    from ..pipeline.state import State
+    from ..pipeline import State
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +62,7 @@ MAX_PENDING = 500  # messages handed to paho and not yet sent (QoS 0) or acknowl
 MAX_INFLIGHT = 100
 KEEPALIVE = 60
 CONNACK_TIMEOUT = 10.0
-BACKOFF_FIRST, BACKOFF_CAP = 1.0, 60.0
+BACKOFF = Backoff(first=1.0, cap=60.0)
 STALE_CHECK = 1.0  # seconds between looks at the meters' silence
 GATHER = 0.02  # seconds the worker waits after a wake-up for more updates (thread switches cost)
 SERVICE = 0.1  # seconds at most between the worker's looks at the connection
@@ -481,8 +488,7 @@ class MqttOutput(Output):
                 return
             attempt = 0 if accepted else attempt + 1
             self._count(problem.reason)
-            delay = min(BACKOFF_CAP, BACKOFF_FIRST * 2.0 ** max(attempt - 1, 0))
-            delay *= random.uniform(0.8, 1.2)
+            delay = BACKOFF.delay(attempt - 1)
             self.retry_at = time.time() + delay
             self._failed(problem, delay)
             self._stopping.wait(delay)
@@ -498,7 +504,7 @@ class MqttOutput(Output):
                 "again when the reason changes)",
                 problem.message,
                 delay,
-                BACKOFF_CAP,
+                BACKOFF.cap,
             )
             self._logged = problem
 

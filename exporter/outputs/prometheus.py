@@ -31,23 +31,22 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .. import __version__
-from ..amiplus import fields
-from ..amiplus.fields import Metric as FieldMetric
-from ..amiplus.fields import MetricType, Shape
-from ..pipeline.calendar import (
+from ..amiplus import Metric as FieldMetric
+from ..amiplus import MetricType, Shape, fields
+from ..pipeline import (
     ENERGY_ROWS,
     IMPORTED,
     PERIODS,
     Calendar,
     Figure,
+    MeterState,
+    Output,
+    State,
     local_day,
     midnight,
 )
-from ..pipeline.calendar import period_start as calendar_period_start
-from ..pipeline.state import MeterState, State
-from ..receivers.base import ErrorReason
-from ..receivers.receiver import ReceiverStats
-from .base import Output
+from ..pipeline import period_start as calendar_period_start
+from ..receivers import ErrorReason, ReceiverStats
 
 MAX_AGE = 1.0  # seconds a rendered body is served to further scrapes
 PYTHON_VERSION = ".".join(map(str, sys.version_info[:3]))

@@ -1,1 +1,38 @@
 """From frames to state: duplicates, meters heard on the air, and the per-meter state."""
+
+from .calendar import (
+    ENERGY_ROWS,
+    IMPORTED,
+    PERIODS,
+    Calendar,
+    Cost,
+    Figure,
+    local_day,
+    midnight,
+    period_start,
+)
+from .handoff import MeterUpdate, Output
+from .heard import HeardMeter, HeardMeters, configured_match, peek_or_none
+from .intake import Intake
+from .state import MeterState, State
+
+__all__ = [
+    "ENERGY_ROWS",
+    "IMPORTED",
+    "PERIODS",
+    "Calendar",
+    "Cost",
+    "Figure",
+    "HeardMeter",
+    "HeardMeters",
+    "Intake",
+    "MeterState",
+    "MeterUpdate",
+    "Output",
+    "State",
+    "configured_match",
+    "local_day",
+    "midnight",
+    "peek_or_none",
+    "period_start",
+]

@@ -36,10 +36,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..amiplus import fields
-from ..amiplus.clock import WARSAW
-from ..amiplus.fields import Field, Shape
-from ..config.prices import Prices
+from ..amiplus import WARSAW, Field, Shape, fields
+from ..config import Prices
 
 log = logging.getLogger("amiplus_exporter")
 

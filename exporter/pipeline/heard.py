@@ -5,10 +5,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, replace
 
-from ..amiplus.credentials import reversed_meter_id
-from ..receivers.base import Frame
-from ..wmbus import Peek, WMBusError, peek
-from ..wmbus.link import DEVICE_TYPES
+from ..amiplus import reversed_meter_id
+from ..receivers import Frame
+from ..wmbus import DEVICE_TYPES, Peek, WMBusError, peek
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,13 +17,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ..amiplus.reading import read_meter
+from ..amiplus import read_meter
 from ..config import Config, MeterConfig
-from ..outputs.base import MeterUpdate, Output
-from ..receivers.base import Frame
+from ..receivers import Frame
 from ..wmbus import Address, MeterKey, Peek, WMBusError, decode, peek
 from .calendar import Calendar
 from .dedupe import Deduplicator
+from .handoff import MeterUpdate, Output
 from .heard import HeardMeters
 from .state import State
 

@@ -13,11 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..amiplus import fields
-from ..amiplus.explain import REGISTER_DECREASED
-from ..amiplus.fields import RSSI
-from ..amiplus.reading import MeterReading
-from ..wmbus.errors import DecryptionError
+from ..amiplus import REGISTER_DECREASED, RSSI, MeterReading, fields
+from ..wmbus import DecryptionError
 
 REPLACED_AFTER = 3  # telegrams in a row below the old register value: the meter was replaced
 INTERVALS_KEPT = 16

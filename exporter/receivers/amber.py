@@ -19,8 +19,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from exporter.wmbus.link import LINK_HEADER_LENGTH
-
+from ..wmbus import LINK_HEADER_LENGTH
 from .base import (
     Dialect,
     ErrorReason,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..amiplus.simulated import DEFAULT_KEY, simulated_meters
+from ..amiplus import DEFAULT_KEY, simulated_meters
+from ..plumbing import Backoff
 from .base import Dialect
 from .grammar import ReceiverSpec, host_port
 from .lines import Lines
-from .receiver import DEFAULT_BACKOFF, Backoff, FrameSink, Receiver
+from .receiver import DEFAULT_BACKOFF, FrameSink, Receiver
 from .sources import (
     ProcessSource,
     ReplaySource,

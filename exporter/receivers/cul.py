@@ -11,8 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..wmbus.errors import CRCError
-from ..wmbus.frame import format_a_length, strip_format_a, strip_format_b
+from ..wmbus import CRCError, format_a_length, strip_format_a, strip_format_b
 from .amber import MIN_L, rssi_dbm
 from .base import (
     Dialect,

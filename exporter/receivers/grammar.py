@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..amiplus.families import FAMILIES_BY_NAME
-from ..amiplus.simulated import DEFAULT_FAMILY
-from ..wmbus.security import shown
+from ..amiplus import DEFAULT_FAMILY, FAMILIES_BY_NAME
+from ..wmbus import shown
 from .amber import Amber
 from .base import Dialect, LinkMode
 from .cul import Cul

@@ -10,20 +10,20 @@ or reopened by the watchdog, is retried within a second or two.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 
-from ..amiplus.explain import (
+from ..amiplus import (
     RECEIVER_FINISHED,
     RECEIVER_NO_ANSWER,
     RECEIVER_SILENT,
     RECEIVER_STARTING,
     RECEIVER_UNAVAILABLE,
 )
+from ..plumbing import Backoff
 from .base import Dialect, Frame, FrameError, Framer, LinkMode, Reply, SessionStep
 from .sources import READ_WAIT, Source, SourceFinished, SourceGone
 
@@ -75,18 +75,7 @@ class ReceiverStats:
 FrameSink = Callable[[str, Frame], None]
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Capped exponential backoff with jitter: 1, 2, 4 ... seconds, at most `cap`."""
-
-    first: float = 1.0
-    cap: float = 60.0
-
-    def delay(self, attempt: int) -> float:
-        return min(self.cap, self.first * 2.0**attempt) * random.uniform(0.5, 1.0)
-
-
-DEFAULT_BACKOFF = Backoff()
+DEFAULT_BACKOFF = Backoff()  # 1, 2, 4 ... seconds, at most a minute
 
 
 class Receiver:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from ..amiplus.simulated import SimulatedMeter
+from ..amiplus import SimulatedMeter
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import threading
 from array import array
 from collections.abc import Mapping
 
-from ..outputs.base import MeterUpdate, Output
+from ..pipeline import MeterUpdate, Output
 
 HISTORY_STEP = 15.0  # seconds: at most one point per step and meter...
 HISTORY_POINTS = 240  # ...and one hour of them

@@ -12,14 +12,10 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..amiplus import fields
-from ..amiplus.explain import ADVICE, NOT_HEARD, advice
+from ..amiplus import ADVICE, NOT_HEARD, advice, fields
 from ..config import Config
-from ..outputs.base import Output
-from ..pipeline.calendar import ENERGY_ROWS, Calendar, Figure
-from ..pipeline.heard import HeardMeter
-from ..pipeline.state import MeterState, State
-from ..receivers.receiver import ReceiverStats
+from ..pipeline import ENERGY_ROWS, Calendar, Figure, HeardMeter, MeterState, Output, State
+from ..receivers import ReceiverStats
 from .history import PageHistory
 
 #: Which histories `/api/status?history=...` may ask for: the last hour, the last 24 hours.

@@ -3,6 +3,8 @@
 Imports only the standard library and `cryptography`.
 """
 
+from .cache import BoundedCache
+from .encoder import encode_data, encode_frame
 from .errors import (
     CRCError,
     DecryptionError,
@@ -13,16 +15,36 @@ from .errors import (
     UnsupportedError,
     WMBusError,
 )
-from .link import Address, LinkHeader
-from .records import Record
-from .security import KeyVariant, MeterKey
+from .frame import format_a_length, strip_format_a, strip_format_b
+from .link import DEVICE_TYPES, LINK_HEADER_LENGTH, Address, LinkHeader, manufacturer_code
+from .records import (
+    Coding,
+    DataInformation,
+    Function,
+    InvalidValue,
+    Record,
+    RecordHeader,
+    Value,
+    parse_header,
+)
+from .security import KeyVariant, MeterKey, shown
 from .telegram import KeyLookup, Peek, Telegram, decode, peek
+from .timepoint import TimePoint, TimeType
 from .transport import TransportHeader
+from .vif import Combinable, Phase, Quantity
 
 __all__ = [
+    "DEVICE_TYPES",
+    "LINK_HEADER_LENGTH",
     "Address",
+    "BoundedCache",
     "CRCError",
+    "Coding",
+    "Combinable",
+    "DataInformation",
     "DecryptionError",
+    "Function",
+    "InvalidValue",
     "KeyFormatError",
     "KeyLookup",
     "KeyVariant",
@@ -31,12 +53,26 @@ __all__ = [
     "MeterKey",
     "NoKeyError",
     "Peek",
+    "Phase",
+    "Quantity",
     "Record",
+    "RecordHeader",
     "Telegram",
+    "TimePoint",
+    "TimeType",
     "TransportHeader",
     "TruncatedError",
     "UnsupportedError",
+    "Value",
     "WMBusError",
     "decode",
+    "encode_data",
+    "encode_frame",
+    "format_a_length",
+    "manufacturer_code",
+    "parse_header",
     "peek",
+    "shown",
+    "strip_format_a",
+    "strip_format_b",
 ]

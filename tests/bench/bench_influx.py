@@ -28,8 +28,8 @@ sys.path.insert(0, str(REPO))
 from exporter.amiplus.reading import MeterReading, read_meter  # noqa: E402
 from exporter.amiplus.simulated import DEFAULT_KEY, simulated_meters  # noqa: E402
 from exporter.config import InfluxConfig  # noqa: E402
-from exporter.outputs.base import MeterUpdate  # noqa: E402
 from exporter.outputs.influx import InfluxOutput, Outcome, Sender  # noqa: E402
+from exporter.pipeline.handoff import MeterUpdate  # noqa: E402
 from exporter.wmbus import MeterKey, decode  # noqa: E402
 from tests.servers import ExporterProcess, InfluxDB, wait_until  # noqa: E402
 from tests.test_influx import Forwarder  # noqa: E402

@@ -25,7 +25,6 @@ sys.path.insert(0, str(REPO))
 
 from exporter.amiplus.reading import MeterReading  # noqa: E402
 from exporter.config.prices import PriceEntry, Prices, TariffPrice  # noqa: E402
-from exporter.outputs.base import MeterUpdate  # noqa: E402
 from exporter.outputs.prometheus import (  # noqa: E402
     ConfigReloads,
     ExporterCollector,
@@ -33,6 +32,7 @@ from exporter.outputs.prometheus import (  # noqa: E402
     registry,
 )
 from exporter.pipeline.calendar import Calendar  # noqa: E402
+from exporter.pipeline.handoff import MeterUpdate  # noqa: E402
 from exporter.pipeline.state import State  # noqa: E402
 from exporter.web.history import CHART_METERS, PageHistory  # noqa: E402
 

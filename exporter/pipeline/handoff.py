@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..amiplus.reading import MeterReading
+from ..amiplus import MeterReading
 
 if TYPE_CHECKING:
     from prometheus_client import Metric

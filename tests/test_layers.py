@@ -1,0 +1,77 @@
+"""Imports run one way, down the floors of docs/architecture.md, and through each package's face."""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+PACKAGE = ROOT / "exporter"
+
+
+def floors() -> list[str]:
+    """The floors as docs/architecture.md lists them, bottom up (`wmbus/` -> `wmbus`)."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    line = next(line for line in text.splitlines() if line.startswith("Floors, bottom up:"))
+    return [name.rstrip("/").removesuffix(".py") for name in re.findall(r"`([^`]+)`", line)]
+
+
+def room(module: str) -> str:
+    """The floor a module lives on: its package under `exporter`, or its own name at the top."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def imports(path: Path, root: Path = ROOT) -> Iterator[tuple[int, str]]:
+    """Every `exporter` module a file imports (relative imports resolved), with its line."""
+    module = ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, a.name) for a in node.names if a.name.startswith("exporter"))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                target = node.module or ""
+            if target.startswith("exporter"):
+                yield node.lineno, target
+
+
+def offences() -> Iterator[str]:
+    order = {name: floor for floor, name in enumerate(floors())}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        where = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        own = room(where)
+        for line, target in imports(path):
+            other = room(target)
+            if other in ("", own) or own == "__main__":
+                continue
+            if own not in order or other not in order:
+                yield f"{path.relative_to(ROOT)}:{line}: {own or other!r} is on no floor"
+            elif order[other] > order[own]:
+                yield f"{path.relative_to(ROOT)}:{line}: {own} imports {target}, a higher floor"
+            elif target.count(".") > 1 and (PACKAGE / other).is_dir():
+                yield f"{path.relative_to(ROOT)}:{line}: {target} is behind exporter.{other}'s face"
+
+
+def test_every_package_and_top_module_is_on_a_floor() -> None:
+    present = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    present |= {p.stem for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "__main__")}
+    assert present - set(floors()) == set()
+
+
+def test_imports_run_down_the_floors_through_the_faces() -> None:
+    assert list(offences()) == []
+
+
+def test_the_rule_sees_an_import_that_runs_back_up(tmp_path: Path) -> None:
+    """The checker itself: a relative import into a higher floor is resolved and caught."""
+    module = tmp_path / "exporter" / "wmbus" / "bad.py"
+    module.parent.mkdir(parents=True)
+    module.write_text("from ..pipeline.state import State\nfrom . import frame\n")
+    found = [target for _, target in imports(module, tmp_path)]
+    assert found == ["exporter.pipeline.state", "exporter.wmbus"]
