@@ -97,9 +97,8 @@ class Exporter:
         self.intake = Intake(config, self.state, calendar=self.calendar)
         self.receivers: dict[ReceiverSpec, Receiver] = {}
         self.reloads = ConfigReloads(True, self.started_at)
-        for meter in config.meters:
-            self.state.configure(meter.meter_id, meter.name, meter.site, meter.contracted_power)
-        self.calendar.know(meter.meter_id for meter in config.meters)
+        self.state.reconfigure(config.stale_after, config.meters)
+        self.calendar.reconfigure(config.timezone, config.prices, config.meter_ids)
 
     def start(self) -> None:
         self.calendar.start()
@@ -135,16 +134,10 @@ class Exporter:
     def apply(self, config: Config) -> None:
         """Use a new configuration: meters and keys at once; receivers and outputs whose
         configuration changed restart."""
-        old = self.config
-        self.config = self.intake.config = config
-        self.state.stale_after_seconds = config.stale_after
-        self.intake.dedupe.window = config.dedupe_window
-        for meter in config.meters:
-            self.state.configure(meter.meter_id, meter.name, meter.site, meter.contracted_power)
-        self.state.forget_except({m.meter_id for m in config.meters})
-        self.calendar.zone, self.calendar.prices = config.timezone, config.prices
-        self.calendar.forget_except(m.meter_id for m in config.meters)
-        self.calendar.know(m.meter_id for m in config.meters)
+        old, self.config = self.config, config
+        self.intake.reconfigure(config)
+        self.state.reconfigure(config.stale_after, config.meters)
+        self.calendar.reconfigure(config.timezone, config.prices, config.meter_ids)
         meters = {m.meter_id: m.name for m in config.meters}
         for output in self.intake.outputs:
             output.meters_changed(meters)

@@ -21,7 +21,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from hypothesis import HealthCheck, settings
 
+from exporter.amiplus import id_variants
+from exporter.config import MeterConfig
 from exporter.receivers.receiver import Receiver
+from exporter.wmbus import MeterKey
 
 from .emulators.pty_device import PtyDevice
 
@@ -210,3 +213,17 @@ def start_exporter(tmp_path: Path) -> Iterator[Callable[..., ExporterProcess]]:
     yield start
     for process in started:
         assert process.stop() == 0, process.log()
+
+
+def configured_meter(
+    meter_id: str, name: str, site: str = "", contracted_power: float | None = None
+) -> MeterConfig:
+    """A meter as the configuration gives it (the test key), for `State.reconfigure`."""
+    return MeterConfig(
+        name,
+        meter_id,
+        id_variants(meter_id),
+        MeterKey.from_bytes(bytes(range(16))),
+        site=site,
+        contracted_power=contracted_power,
+    )

@@ -203,7 +203,7 @@ def test_a_restart_changes_nothing(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "calendar.json").read_text())
     assert saved["format"] == 2 and "2026-06-10" in saved["meters"][METER]["marks"]
     second = Calendar(directory=tmp_path)
-    second.know([METER])
+    second.reconfigure(second.zone, second.prices, [METER])
     assert figures(second, local(2026, 6, 10, 12, 0)) == before
     meter.calendar = second
     meter.run(local(2026, 6, 10, 18, 0), every=600)

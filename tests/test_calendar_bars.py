@@ -32,6 +32,7 @@ from exporter.pipeline.calendar import Calendar, midnight, period_start
 from exporter.pipeline.state import State
 
 from .backfill import BackfilledPrometheus, Samples, collect
+from .conftest import configured_meter
 from .grafana import query_range, seconds
 from .servers import InfluxDB
 from .test_dashboards import DASHBOARDS, load, substitute
@@ -161,7 +162,7 @@ def scraped(history: list[Reading]) -> Samples:
     """What a Prometheus scraping the exporter every ten minutes (5 minutes after each
     reading) would hold: the exporter's own state, calendar and exposition at work."""
     state = State()
-    state.configure(METER, "home", "", None)
+    state.reconfigure(None, [configured_meter(METER, "home")])
     calendar = Calendar(WARSAW, PRICES)
     clock = [FIRST]
     collector = ExporterCollector(

@@ -32,7 +32,7 @@ from exporter.pipeline.handoff import MeterUpdate
 from exporter.pipeline.state import State
 from exporter.receivers.receiver import ReceiverStats
 
-from .conftest import free_port, wait_until
+from .conftest import configured_meter, free_port, wait_until
 from .grafana import query_range, seconds, utc_offset
 from .servers import SIMULATED_KEY, InfluxDB, Prometheus, Start, job
 
@@ -159,7 +159,7 @@ def exposed_metrics(tmp_path: Path) -> set[str]:
     """The sample names of every family a fully featured exporter exposes: a meter that sent
     every field, a receiver, and an InfluxDB output."""
     state = State()
-    state.configure("12345678", "home", "", 14000.0)
+    state.reconfigure(None, [configured_meter("12345678", "home", "", 14000.0)])
     values = {row.key: {"L1": 1.0} if row.shape is Shape.PHASES else 1.0 for row in fields.FIELDS}
     values["meter_time"] = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
     values["energy_imported_tariff_kwh"] = values["energy_exported_tariff_kwh"] = {1: 1.0}

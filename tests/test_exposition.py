@@ -24,7 +24,7 @@ from exporter.pipeline.handoff import MeterUpdate, Output
 from exporter.pipeline.state import State
 from exporter.receivers.receiver import ReceiverStats
 
-from .conftest import DATA
+from .conftest import DATA, configured_meter
 
 GOLDEN = DATA / "metrics.golden.txt"
 
@@ -43,7 +43,8 @@ class CountingOutput(Output):
 
 def exposition() -> str:
     state = State(stale_after_seconds=600)
-    state.configure("12345678", 'home "main"', "block B, staircase 2", 14_000.0)
+    home_config = configured_meter("12345678", 'home "main"', "block B, staircase 2", 14_000.0)
+    state.reconfigure(600, [home_config, configured_meter("87654321", "garage")])
     home = MeterReading(
         "12345678",
         "APA",
@@ -90,7 +91,10 @@ def exposition() -> str:
     garage = MeterReading("87654321", "NES", 3, 2, values={"power_imported_w": 5.0})
     state.record("87654321", "garage", garage, 1_782_040_000.0, "radio")  # silent since: stale
     state.record_failure("87654321", "garage", "decryption_failed", "wrong key", 1_782_043_100.0)
-    state.unconfigured_telegrams, state.duplicates = 17, 4
+    for _ in range(17):
+        state.count_unconfigured()
+    for _ in range(4):
+        state.count_duplicate()
     stick = ReceiverStats("stick", "/dev/ttyUSB0", 42, up=True, down_reason=None)
     stick.errors["crc"] = 2
     stick.last_frame_at, stick.reconnects = 1_782_043_195.0, 1

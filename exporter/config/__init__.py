@@ -92,6 +92,11 @@ class Config:
         by_id = {meter_id: meter for meter in self.meters for meter_id in meter.ids}
         object.__setattr__(self, "_by_id", by_id)
 
+    @property
+    def meter_ids(self) -> tuple[str, ...]:
+        """The configured meters' addresses (the state's keys)."""
+        return tuple(meter.meter_id for meter in self.meters)
+
     def meter_for(self, meter_id: str) -> MeterConfig | None:
         """The configured meter with this ID in either byte order."""
         return self._by_id.get(meter_id)

@@ -377,7 +377,7 @@ class MqttOutput(Output):
         self._meters: dict[str, _Meter] = {}
         self._dirty: set[str] = set()  # meters whose latest state could not be sent
         self._removed: set[str] = set()  # meters whose retained messages are to be cleared
-        self._configured = set(state.meters)
+        self._configured = state.keys()
         self._stopping = threading.Event()
         self._connected = threading.Event()
         self._resync = threading.Event()
@@ -805,16 +805,12 @@ class MqttOutput(Output):
     def _check_silence(self) -> None:
         """Meters silent longer than the state's `stale_after` turn `offline`; a configured
         meter not heard since the start counts its silence from the start."""
-        state = self.state
-        with state.lock:
-            silence = [
-                (key, meter.last_telegram_at, state.stale_after_for(meter))
-                for key, meter in state.meters.items()
-            ]
         now = time.time()
-        for key, last, limit in silence:
-            if now - (last if last is not None else self.started) <= limit:
+        for silence in self.state.silences():
+            last = silence.last_telegram_at
+            if now - (last if last is not None else self.started) <= silence.stale_after:
                 continue
+            key = silence.key
             meter = self._meter(key)
             if meter.online is False:
                 continue

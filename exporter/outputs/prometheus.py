@@ -315,17 +315,16 @@ class ExporterCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from receiver_families(self.receivers())
-        with self.state.lock:
-            unconfigured, duplicates = self.state.unconfigured_telegrams, self.state.duplicates
+        counts = self.state.counts()
         yield CounterMetricFamily(
             "amiplus_unconfigured_telegrams",
             "Telegrams from meters that are not configured (neighbours' meters).",
-            value=unconfigured,
+            value=counts.unconfigured_telegrams,
         )
         yield CounterMetricFamily(
             "amiplus_duplicate_frames",
             "Frames heard again within the duplicate window.",
-            value=duplicates,
+            value=counts.duplicates,
         )
         yield GaugeMetricFamily(
             "amiplus_config_last_reload_successful",
@@ -428,9 +427,10 @@ class Exposition:
         self.collectors = collectors
         self.clock = clock
         self.calendar = calendar
-        self._measurements: dict[str, tuple[int, dict[str, str]]] = {}
+        self._rendered: dict[str, tuple[int, bool]] = {}  # per meter: (revision, stale)
+        self._measurements: dict[str, dict[str, str]] = {}  # per meter, while it is not stale
+        self._health: dict[str, dict[str, str]] = {}
         self._periods: dict[str, tuple[tuple[int, float, bool], dict[str, str]]] = {}
-        self._health: dict[str, tuple[tuple[int, bool], dict[str, str]]] = {}
         self._lock = threading.Lock()
         self._rendered_at = -MAX_AGE
         self._body = b""
@@ -451,7 +451,8 @@ class Exposition:
             return self._gzipped
 
     def render(self) -> str:
-        """The per-meter families (the registry's follow them in `body`)."""
+        """The per-meter families (the registry's follow them in `body`); a meter's lines are
+        formatted again only when it changed."""
         now = self.clock()
         measurements: dict[str, list[str]] = {
             f.name: [] for f in (*measurement_families(), *CALENDAR)
@@ -459,24 +460,25 @@ class Exposition:
         health: dict[str, list[str]] = {family.name: [] for family in HEALTH}
         calendar = self.calendar
         day = midnight(local_day(now, calendar.zone), calendar.zone) if calendar else 0.0
-        with self.state.lock:
-            meters = sorted(self.state.meters.values(), key=lambda m: m.meter_id)
-            for meter in meters:
-                stale = meter.last_telegram_at is None or (
-                    now - meter.last_telegram_at > self.state.stale_after_for(meter)
-                )
-                if not stale:
-                    for name, text in self._meter_measurements(meter).items():
-                        measurements[name].append(text)
-                    for name, text in self._meter_periods(meter, now, day).items():
-                        measurements[name].append(text)
-                for name, text in self._meter_health(meter, stale).items():
-                    health[name].append(text)
-        if len(self._health) > len(meters):  # meters removed by a reload
-            current = {meter.key for meter in meters}
-            self._measurements = {k: v for k, v in self._measurements.items() if k in current}
-            self._health = {k: v for k, v in self._health.items() if k in current}
-            self._periods = {k: v for k, v in self._periods.items() if k in current}
+        scraped = self.state.scrape(now, self._rendered)
+        for meter in scraped:
+            if meter.changed is not None:
+                self._rendered[meter.key] = (meter.revision, meter.stale)
+                self._health[meter.key] = health_lines(meter.changed, meter.stale)
+                lines = {} if meter.stale else measurement_lines(meter.changed)
+                self._measurements[meter.key] = lines
+            if not meter.stale:
+                for name, text in self._measurements[meter.key].items():
+                    measurements[name].append(text)
+                for name, text in self._meter_periods(meter.key, meter.meter_id, now, day).items():
+                    measurements[name].append(text)
+            for name, text in self._health[meter.key].items():
+                health[name].append(text)
+        if len(self._rendered) > len(scraped):  # meters removed by a reload
+            current = {meter.key for meter in scraped}
+            for cache in (self._rendered, self._measurements, self._health, self._periods):
+                for key in set(cache) - current:
+                    del cache[key]
         headers = {f.name: f.header() for f in (*measurement_families(), *CALENDAR, *HEALTH)}
         return "".join(
             headers[name] + "".join(lines)
@@ -484,30 +486,17 @@ class Exposition:
             if lines
         )
 
-    def _meter_measurements(self, meter: MeterState) -> dict[str, str]:
-        cached = self._measurements.get(meter.key)
-        if cached is None or cached[0] != meter.revision:
-            cached = self._measurements[meter.key] = (meter.revision, measurement_lines(meter))
-        return cached[1]
-
-    def _meter_periods(self, meter: MeterState, now: float, day: float) -> dict[str, str]:
+    def _meter_periods(self, key: str, meter_id: str, now: float, day: float) -> dict[str, str]:
         """The meter's calendar samples, again when its calendar changed or a day (`day`, its
         midnight) began."""
         calendar = self.calendar
         if calendar is None:
             return {}
-        priced = bool(calendar.prices.entries)
-        stamp = (calendar.revision(meter.key), day, priced)
-        cached = self._periods.get(meter.key)
+        priced = calendar.priced
+        stamp = (calendar.revision(key), day, priced)
+        cached = self._periods.get(key)
         if cached is None or cached[0] != stamp:
-            figures = calendar.figures(meter.key, now)
-            lines = period_lines(meter.meter_id, figures, calendar.active_tariff(meter.key), priced)
-            cached = self._periods[meter.key] = (stamp, lines)
-        return cached[1]
-
-    def _meter_health(self, meter: MeterState, stale: bool) -> dict[str, str]:
-        stamp = (meter.revision, stale)
-        cached = self._health.get(meter.key)
-        if cached is None or cached[0] != stamp:
-            cached = self._health[meter.key] = (stamp, health_lines(meter, stale))
+            figures = calendar.figures(key, now)
+            lines = period_lines(meter_id, figures, calendar.active_tariff(key), priced)
+            cached = self._periods[key] = (stamp, lines)
         return cached[1]

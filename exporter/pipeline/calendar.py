@@ -384,18 +384,24 @@ class Calendar:
             self._meters[key] = calendar
         return calendar
 
-    def know(self, keys: Iterable[str]) -> None:
-        """Load the configured meters' calendars, so their periods show before they are heard."""
-        with self.lock:
-            for key in keys:
-                self.meter(key)
-
-    def forget_except(self, keys: Iterable[str]) -> None:
-        """Set aside meters no longer configured: they stay in the file for when they come back."""
+    def reconfigure(self, zone: ZoneInfo, prices: Prices, keys: Iterable[str]) -> None:
+        """Take a configuration (at start and on reload): the zone, the prices, and the
+        configured meters, whose calendars are loaded so their periods show before they are
+        heard; meters no longer configured are set aside (they stay in the file for when they
+        come back)."""
         kept = set(keys)
         with self.lock:
+            self.zone, self.prices = zone, prices
             for key in set(self._meters) - kept:
                 self._saved[key] = self._meters.pop(key)
+            for key in kept:
+                self.meter(key)
+
+    @property
+    def priced(self) -> bool:
+        """Whether any prices are configured."""
+        with self.lock:
+            return bool(self.prices.entries)
 
     # --- readings ---------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ class _Repeated:
 
 
 class Intake:
-    """The frame sink of every receiver; `config` and `outputs` may be replaced at any time."""
+    """The frame sink of every receiver; `reconfigure` and `outputs` may change at any time."""
 
     def __init__(
         self,
@@ -62,6 +62,12 @@ class Intake:
         self._repeated: dict[tuple[str, str], _Repeated] = {}
         self._repeated_lock = threading.Lock()
 
+    def reconfigure(self, config: Config) -> None:
+        """Take a new configuration (meters, keys, the dedupe window) for the next frame."""
+        with self._dedupe_lock:
+            self.dedupe.window = config.dedupe_window
+        self.config = config
+
     def _key(self, address: Address) -> MeterKey | None:
         meter = self.config.meter_for(address.meter_id)
         return meter.key if meter else None
@@ -76,8 +82,7 @@ class Intake:
         with self._dedupe_lock:
             first = self.dedupe.first(peeked.frame if peeked else frame.data, frame.received_at)
         if not first:
-            with self.state.lock:
-                self.state.duplicates += 1
+            self.state.count_duplicate()
             meter = self.config.meter_for(peeked.address.meter_id) if peeked else None
             if meter is not None:  # heard by another receiver too: which hears it best?
                 self.state.heard_again(
@@ -96,8 +101,7 @@ class Intake:
             return
         meter = config.meter_for(telegram.address.meter_id)
         if meter is None:
-            with self.state.lock:
-                self.state.unconfigured_telegrams += 1
+            self.state.count_unconfigured()
             return
         reading = read_meter(
             telegram,
@@ -132,11 +136,10 @@ class Intake:
             )
             self._log_failure(meter, error)
             return
-        with self.state.lock:
-            if address is not None:
-                self.state.unconfigured_telegrams += 1
-            else:
-                self.state.undecodable[error.code] += 1
+        if address is not None:
+            self.state.count_unconfigured()
+        else:
+            self.state.count_undecodable(error.code)
 
     def _log_failure(self, meter: MeterConfig, error: WMBusError) -> None:
         """The first failure of its kind, then a summary every `REPEAT_SUMMARY` seconds."""

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..amiplus import REGISTER_DECREASED, RSSI, MeterReading, fields
+from ..config import MeterConfig
 from ..wmbus import DecryptionError
 
 REPLACED_AFTER = 3  # telegrams in a row below the old register value: the meter was replaced
@@ -114,6 +115,37 @@ class MeterState:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """The exporter-wide counts: neighbours' telegrams, duplicates, undecodable frames."""
+
+    unconfigured_telegrams: int
+    duplicates: int
+    undecodable: Mapping[str, int]  # failures from meters not configured, by error code
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """How long a meter has been silent against how long it may be: last telegram (None:
+    never heard) and its `stale_after` in seconds."""
+
+    key: str
+    last_telegram_at: float | None
+    stale_after: float
+
+
+@dataclass(frozen=True, slots=True)
+class Scraped:
+    """A meter as a scrape sees it: its revision, whether it is stale, and a copy of it when
+    either changed since the scraper rendered it (None otherwise)."""
+
+    key: str
+    meter_id: str
+    revision: int
+    stale: bool
+    changed: MeterState | None
+
+
 def copy_values(values: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of field values whose maps (tariffs, phases) are copies too."""
     return {k: dict(v) if isinstance(v, dict) else v for k, v in values.items()}
@@ -124,35 +156,38 @@ class State:
 
     def __init__(self, stale_after_seconds: float | None = None) -> None:
         self.stale_after_seconds = stale_after_seconds
-        self.lock = threading.Lock()
-        self.meters: dict[str, MeterState] = {}
-        self.unconfigured_telegrams = 0
-        self.duplicates = 0
-        self.undecodable = Counter[str]()  # failures from meters not configured, by code
+        self._lock = threading.Lock()
+        self._meters: dict[str, MeterState] = {}
+        self._unconfigured_telegrams = 0
+        self._duplicates = 0
+        self._undecodable = Counter[str]()  # failures from meters not configured, by code
 
-    def meter(self, key: str, name: str) -> MeterState:
+    # --- what the configuration says ----------------------------------------------------------
+
+    def reconfigure(self, stale_after: float | None, meters: Iterable[MeterConfig]) -> None:
+        """Take a configuration (at start and on reload): `stale_after`, each meter's name,
+        site and contracted power; meters no longer configured are forgotten."""
+        with self._lock:
+            self.stale_after_seconds = stale_after
+            kept = set()
+            for config in meters:
+                kept.add(config.meter_id)
+                state = self._meter(config.meter_id, config.name)
+                if (state.site, state.contracted_power) != (config.site, config.contracted_power):
+                    state.site, state.contracted_power = config.site, config.contracted_power
+                    state.revision += 1
+            for key in set(self._meters) - kept:
+                del self._meters[key]
+
+    def _meter(self, key: str, name: str) -> MeterState:
         """The state of a configured meter (created on first use; renamed on reload)."""
-        state = self.meters.get(key)
+        state = self._meters.get(key)
         if state is None:
-            state = self.meters[key] = MeterState(key, key, name)
+            state = self._meters[key] = MeterState(key, key, name)
         if state.name != name:
             state.name = name
             state.revision += 1
         return state
-
-    def configure(self, key: str, name: str, site: str, contracted_power: float | None) -> None:
-        """What the configuration says of a meter besides its name (at start and reload)."""
-        with self.lock:
-            state = self.meter(key, name)
-            if (state.site, state.contracted_power) != (site, contracted_power):
-                state.site, state.contracted_power = site, contracted_power
-                state.revision += 1
-
-    def forget_except(self, meter_ids: set[str]) -> None:
-        """Drop meters no longer configured (after a reload)."""
-        with self.lock:
-            for meter_id in set(self.meters) - meter_ids:
-                del self.meters[meter_id]
 
     def record(
         self, key: str, name: str, reading: MeterReading, received_at: float, receiver: str
@@ -160,8 +195,8 @@ class State:
         """Merge a decoded reading; registers that step back are rejected (and counted) unless
         the lower value persists, which means the meter was replaced. Returns the reading as
         accepted (rejected registers removed) and a copy of the meter's merged values."""
-        with self.lock:
-            state = self.meter(key, name)
+        with self._lock:
+            state = self._meter(key, name)
             state.revision += 1
             state.meter_id = reading.meter_id
             rejected = self._guard(state, reading)
@@ -218,8 +253,8 @@ class State:
         self, key: str, name: str, receiver: str, rssi_dbm: float | None, at: float
     ) -> None:
         """A duplicate of a telegram already decoded: only how this receiver heard it."""
-        with self.lock:
-            self._heard(self.meter(key, name), receiver, rssi_dbm, at)
+        with self._lock:
+            self._heard(self._meter(key, name), receiver, rssi_dbm, at)
 
     def _heard(self, state: MeterState, receiver: str, rssi_dbm: float | None, at: float) -> None:
         """Remember the reception and forget receivers silent for longer than the meter may be."""
@@ -230,8 +265,8 @@ class State:
             del state.receptions[name]
 
     def record_failure(self, key: str, name: str, code: str, message: str, at: float) -> None:
-        with self.lock:
-            state = self.meter(key, name)
+        with self._lock:
+            state = self._meter(key, name)
             state.revision += 1
             if code == DecryptionError.code:
                 state.decrypt_failures += 1
@@ -239,17 +274,64 @@ class State:
                 state.rejected[code] += 1
             state.last_failure = Failure(code, message, at)
 
+    # --- counts of frames that are no meter's reading -------------------------------------
+
+    def count_duplicate(self) -> None:
+        with self._lock:
+            self._duplicates += 1
+
+    def count_unconfigured(self) -> None:
+        with self._lock:
+            self._unconfigured_telegrams += 1
+
+    def count_undecodable(self, code: str) -> None:
+        with self._lock:
+            self._undecodable[code] += 1
+
+    # --- what readers see -----------------------------------------------------------------
+
+    def counts(self) -> Counts:
+        with self._lock:
+            return Counts(self._unconfigured_telegrams, self._duplicates, dict(self._undecodable))
+
     def snapshot(self) -> list[MeterState]:
-        with self.lock:
-            return [meter.snapshot() for meter in self.meters.values()]
+        """A copy of every meter, to read without the lock."""
+        with self._lock:
+            return [meter.snapshot() for meter in self._meters.values()]
+
+    def keys(self) -> set[str]:
+        """The configured meters' addresses."""
+        with self._lock:
+            return set(self._meters)
+
+    def silences(self) -> list[Silence]:
+        """Every meter's last telegram and how long it may be silent."""
+        with self._lock:
+            return [
+                Silence(key, meter.last_telegram_at, self.stale_after_for(meter))
+                for key, meter in self._meters.items()
+            ]
+
+    def scrape(self, now: float, rendered: Mapping[str, tuple[int, bool]]) -> list[Scraped]:
+        """Every meter in `meter_id` order, copied only when its revision or staleness is not
+        what `rendered` says the scraper already holds: a scrape copies what changed."""
+        with self._lock:
+            out = []
+            for meter in sorted(self._meters.values(), key=lambda m: m.meter_id):
+                last = meter.last_telegram_at
+                stale = last is None or now - last > self.stale_after_for(meter)
+                known = rendered.get(meter.key) == (meter.revision, stale)
+                changed = None if known else meter.snapshot()
+                out.append(Scraped(meter.key, meter.meter_id, meter.revision, stale, changed))
+            return out
 
     def stale_after_for(self, meter: MeterState) -> float:
         return stale_after(meter.intervals, self.stale_after_seconds)
 
     def silent_after(self, key: str) -> float:
         """A configured meter's `stale_after` (how long a silence is a gap)."""
-        with self.lock:
-            meter = self.meters.get(key)
+        with self._lock:
+            meter = self._meters.get(key)
             intervals = meter.intervals if meter else deque[float]()
             return stale_after(intervals, self.stale_after_seconds)
 

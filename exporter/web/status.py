@@ -203,6 +203,7 @@ def status(
     histories go in (HOUR, DAY)."""
     now = time.time()
     meters = sorted(state.snapshot(), key=lambda m: m.name)
+    counts = state.counts()
     hour = history if HOUR in histories else None
     day = history if DAY in histories else None
     return {
@@ -220,9 +221,9 @@ def status(
         ],
         "receivers": [_receiver(stats) for stats in receivers],
         "heard": [_heard(meter, config) for meter in heard],
-        "unconfigured_telegrams": state.unconfigured_telegrams,
-        "duplicates": state.duplicates,
-        "undecodable": dict(state.undecodable),
+        "unconfigured_telegrams": counts.unconfigured_telegrams,
+        "duplicates": counts.duplicates,
+        "undecodable": dict(counts.undecodable),
         "fields": fields_for_page(),
         **{output.name: shown for output in outputs if (shown := output.status()) is not None},
         **(extra or {}),
