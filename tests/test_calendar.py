@@ -12,13 +12,12 @@ from typing import Any
 
 import pytest
 
+from exporter.amiplus import table
 from exporter.amiplus.clock import WARSAW
 from exporter.config import parse_config
 from exporter.config.prices import PriceEntry, Prices, TariffPrice
 from exporter.pipeline import calendar as calendar_module
 from exporter.pipeline.calendar import (
-    EXPORTED,
-    IMPORTED,
     SAVE_SOON,
     Calendar,
     Figure,
@@ -31,6 +30,7 @@ from .servers import CONSOLE_SCRIPT, SIMULATED_KEY, Start
 from .test_config import GOOD
 
 METER = "12345678"
+IMPORTED, EXPORTED = table().imported, table().exported
 
 
 def local(*parts: int) -> float:

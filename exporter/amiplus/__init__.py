@@ -23,7 +23,17 @@ from .explain import (
     failure_as_json,
 )
 from .families import FAMILIES_BY_NAME, MAKERS, model_of
-from .fields import RSSI, Field, HomeAssistant, Metric, MetricType, Shape
+from .fields import (
+    RSSI,
+    Field,
+    FieldTable,
+    HomeAssistant,
+    Metric,
+    MetricType,
+    Shape,
+    backward,
+    table,
+)
 from .reading import PHASES, TARIFFS, MeterReading, read_meter, values_as_json
 from .simulated import (
     DEFAULT_FAMILY,
@@ -53,6 +63,7 @@ __all__ = [
     "WARSAW",
     "CredentialsError",
     "Field",
+    "FieldTable",
     "HomeAssistant",
     "MeterReading",
     "Metric",
@@ -60,6 +71,7 @@ __all__ = [
     "Shape",
     "SimulatedMeter",
     "advice",
+    "backward",
     "failure_as_json",
     "id_variants",
     "model_of",
@@ -69,5 +81,6 @@ __all__ = [
     "read_meter",
     "reversed_meter_id",
     "simulated_meters",
+    "table",
     "values_as_json",
 ]

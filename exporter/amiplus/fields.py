@@ -9,9 +9,13 @@ Home Assistant's classes and the status page's label. A new quantity is one new 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from ..wmbus import Function, Quantity
+from ..wmbus import BoundedCache, Function, Quantity
+
+T = TypeVar("T")
 
 JOULES_PER_KWH = 3_600_000.0
 RSSI = "rssi_dbm"  # the one field a receiver adds, not a record
@@ -254,3 +258,64 @@ FIELDS: tuple[Field, ...] = (
     _reactive_power("imported", False, "+", "Moc bierna pobierana"),
     _reactive_power("exported", True, "-", "Moc bierna oddawana"),
 )
+
+
+@dataclass(frozen=True, eq=False)
+class FieldTable:
+    """The field table as its readers need it: the rows in order, and views of them worked out
+    once (what a row is found by, the registers, the energy registers) or by a reader
+    (`derived`), so no reader copies or caches the table on its own."""
+
+    rows: tuple[Field, ...]
+    by_key: dict[str, Field] = field(init=False)
+    by_records: dict[Selector, Field] = field(init=False)
+    registers: tuple[Field, ...] = field(init=False)
+    energy: tuple[Field, ...] = field(init=False)  # tariffed registers: what periods count
+    _derived: dict[Callable[[FieldTable], Any], Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        rows = self.rows
+        energy = tuple(row for row in rows if row.register and row.shape is Shape.TARIFFS)
+        views = {
+            "by_key": {row.key: row for row in rows},
+            "by_records": {row.records: row for row in reversed(rows) if row.records},
+            "registers": tuple(row for row in rows if row.register),
+            "energy": energy,
+            "_derived": {},
+        }
+        for name, view in views.items():
+            object.__setattr__(self, name, view)
+
+    @property
+    def imported(self) -> Field:
+        """The energy register of the forward flow (priced per tariff zone)."""
+        return next(row for row in self.energy if not backward(row))
+
+    @property
+    def exported(self) -> Field:
+        """The energy register of the backward flow (valued at the export price)."""
+        return next(row for row in self.energy if backward(row))
+
+    def derived(self, build: Callable[[FieldTable], T]) -> T:
+        """`build(self)`, worked out once per table: a reader's own view of the rows."""
+        if build not in self._derived:
+            self._derived[build] = build(self)
+        found: T = self._derived[build]
+        return found
+
+
+def backward(row: Field) -> bool:
+    """Whether the field's records are of the backward flow (export)."""
+    return bool(row.records and row.records[2])
+
+
+_TABLES: BoundedCache[int, FieldTable] = BoundedCache("field table views", 4)
+
+
+def table() -> FieldTable:
+    """The one way to read the field table (tests may swap `FIELDS` and `clear_caches()`)."""
+    rows = FIELDS
+    found = _TABLES.get(id(rows))
+    if found is None or found.rows is not rows:
+        found = _TABLES.put(id(rows), FieldTable(rows))
+    return found

@@ -25,9 +25,8 @@ from ..wmbus import (
     TimePoint,
     Value,
 )
-from . import fields
 from .clock import WARSAW, local_time, time_point_text
-from .fields import RSSI, Field, Shape
+from .fields import RSSI, Field, Shape, table
 
 TARIFFS = range(1, 5)
 PHASES = (Phase.L1, Phase.L2, Phase.L3)
@@ -72,7 +71,7 @@ def slot_for(header: RecordHeader) -> Slot | None:
     if value.combinables - _DIRECTIONS:
         return None
     selector = (value.quantity, data.function, Combinable.BACKWARD in value.combinables)
-    row = next((f for f in fields.FIELDS if f.records == selector), None)
+    row = table().by_records.get(selector)
     if row is None or not _fits(row.shape, data, value.phase):
         return None
     exponent = value.exponent - row.unit_exponent
@@ -181,7 +180,7 @@ class MeterReading:
 def values_as_json(values: Mapping[str, Any]) -> dict[str, Any]:
     """Field values as JSON: table order, maps with text keys, times as ISO 8601."""
     out: dict[str, Any] = {}
-    for row in fields.FIELDS:
+    for row in table().rows:
         value = values.get(row.key)
         if value is not None:
             out[row.key] = value.isoformat() if row.shape is Shape.TIME else value

@@ -26,7 +26,7 @@ from typing import Any
 from prometheus_client import Metric
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from ..amiplus import MeterReading, Shape, fields
+from ..amiplus import MeterReading, Shape, table
 from ..config import InfluxConfig
 from ..pipeline import Cost, MeterUpdate, Output
 from ..plumbing import Backoff
@@ -50,7 +50,7 @@ def _escape_tag(value: str) -> str:
 def _fields(reading: MeterReading) -> Iterator[str]:
     """`name=value` of every field of the table that the reading carries (floats, meter units)."""
     values = reading.values
-    for row in fields.FIELDS:
+    for row in table().rows:
         if row.influx is None:
             continue
         value = values.get(row.key)

@@ -39,10 +39,11 @@ from ..amiplus import (
     PHASES,
     TARIFFS,
     Field,
+    FieldTable,
     HomeAssistant,
     Shape,
-    fields,
     model_of,
+    table,
     values_as_json,
 )
 from ..config import DEFAULT_BASE_TOPIC, MqttConfig
@@ -132,47 +133,50 @@ LAST_TELEGRAM = Entity(
 #: A field's entity keys: its own key if it is one (not for per-phase fields), and where its
 #: parts are (the tariff or phase map) with the key of each part.
 Probe = tuple[str | None, str, dict[Any, str]]
-_TABLE: list[tuple[tuple[Field, ...], dict[str, Entity], tuple[Probe, ...]]] = []
-_SEEN: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple for every meter of one layout
 SHARED_LAYOUTS = 256
 
 
-def _worked_out() -> tuple[dict[str, Entity], tuple[Probe, ...]]:
-    """Entities and probes of the current field table (worked out once per table)."""
-    table = fields.FIELDS
-    if not _TABLE or _TABLE[0][0] is not table:
-        every: dict[str, Entity] = {}
-        probes: list[Probe] = []
-        for row in table:
-            if row.home_assistant is None:
-                continue
-            found = {entity.key: entity for entity in _row_entities(row, row.home_assistant)}
-            every |= found
-            if row.shape is Shape.PHASES:
-                probes.append(
-                    (None, row.key, {p.value: _part_key(row, p.value.lower()) for p in PHASES})
-                )
-            elif row.shape is Shape.TARIFFS:
-                parts = {t: _part_key(row, f"t{t}") for t in TARIFFS}
-                probes.append((row.key, row.tariff_key, parts))
-            else:
-                probes.append((row.key, "", {}))
-        every[LAST_TELEGRAM.key] = LAST_TELEGRAM
-        _TABLE[:] = [(table, every, tuple(probes))]
-        _SEEN.clear()
-    return _TABLE[0][1], _TABLE[0][2]
+@dataclass(frozen=True, slots=True)
+class Entities:
+    """The entities of one field table: every one by key, the probes that find a meter's, and
+    the layouts seen (one tuple for every meter of one layout)."""
+
+    every: dict[str, Entity]
+    probes: tuple[Probe, ...]
+    layouts: dict[tuple[str, ...], tuple[str, ...]]
+
+
+def entities_of(fields: FieldTable) -> Entities:
+    every: dict[str, Entity] = {}
+    probes: list[Probe] = []
+    for row in fields.rows:
+        if row.home_assistant is None:
+            continue
+        every |= {entity.key: entity for entity in _row_entities(row, row.home_assistant)}
+        if row.shape is Shape.PHASES:
+            probes.append(
+                (None, row.key, {p.value: _part_key(row, p.value.lower()) for p in PHASES})
+            )
+        elif row.shape is Shape.TARIFFS:
+            parts = {t: _part_key(row, f"t{t}") for t in TARIFFS}
+            probes.append((row.key, row.tariff_key, parts))
+        else:
+            probes.append((row.key, "", {}))
+    every[LAST_TELEGRAM.key] = LAST_TELEGRAM
+    return Entities(every, tuple(probes), {})
 
 
 def entities() -> dict[str, Entity]:
     """Every entity a meter can have, by key, in the order of the field table."""
-    return _worked_out()[0]
+    return table().derived(entities_of).every
 
 
 def entity_keys(values: Mapping[str, Any]) -> tuple[str, ...]:
     """The entities of the fields a meter has sent (its merged values), in table order; meters
     that sent the same fields share the tuple."""
+    known = table().derived(entities_of)
     keys: list[str] = []
-    for key, parts_key, parts in _worked_out()[1]:
+    for key, parts_key, parts in known.probes:
         if key is not None and values.get(key) is not None:
             keys.append(key)
         present = values.get(parts_key) if parts_key else None
@@ -180,7 +184,8 @@ def entity_keys(values: Mapping[str, Any]) -> tuple[str, ...]:
             keys.extend(parts[part] for part in sorted(present) if part in parts)
     keys.append(LAST_TELEGRAM.key)
     found = tuple(keys)
-    return _SEEN.setdefault(found, found) if len(_SEEN) < SHARED_LAYOUTS else found
+    layouts = known.layouts
+    return layouts.setdefault(found, found) if len(layouts) < SHARED_LAYOUTS else found
 
 
 def received_at_text(moment: float) -> str:

@@ -31,11 +31,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .. import __version__
+from ..amiplus import Field, FieldTable, MetricType, Shape, table
 from ..amiplus import Metric as FieldMetric
-from ..amiplus import MetricType, Shape, fields
 from ..pipeline import (
-    ENERGY_ROWS,
-    IMPORTED,
     PERIODS,
     Calendar,
     Figure,
@@ -133,18 +131,6 @@ def _in_a_period(metric: FieldMetric) -> MetricFamily:
     )
 
 
-#: Per energy register: its family for periods, its tariffs' family (for imported energy only,
-#: the one priced per zone; the page and the API have both ways) and the factor from kWh.
-PERIOD_ENERGY = tuple(
-    (
-        row,
-        _in_a_period(row.metric),
-        _in_a_period(row.tariff_metric) if row is IMPORTED else None,
-        row.metric.scale,
-    )
-    for row in ENERGY_ROWS
-    if row.metric is not None and row.tariff_metric is not None
-)
 PERIOD_COST = gauge(
     "amiplus_period_cost_pln",
     "Cost of imported energy in a calendar period per tariff zone (energy and variable "
@@ -162,27 +148,68 @@ PERIOD_PARTIAL = gauge(
 ACTIVE_TARIFF = gauge(
     "amiplus_meter_active_tariff", "The tariff zone counting now: the register that advanced last."
 )
-CALENDAR = (
-    *(family for _, total, zones, _ in PERIOD_ENERGY for family in (total, zones) if family),
-    PERIOD_COST,
-    PERIOD_EXPORT_VALUE,
-    PERIOD_PARTIAL,
-    ACTIVE_TARIFF,
-)
+CALENDAR_REST = (PERIOD_COST, PERIOD_EXPORT_VALUE, PERIOD_PARTIAL, ACTIVE_TARIFF)
+
+#: An energy register's families for periods: its total's, its tariffs' (imported energy only,
+#: the one priced per zone; the page and the API have both ways) and the factor from kWh.
+PeriodEnergy = tuple[Field, MetricFamily, MetricFamily | None, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Families:
+    """The per-meter families of one field table: measurements (in table order, then
+    reception), each row's own families, and the calendar's."""
+
+    measurements: tuple[MetricFamily, ...]
+    rows: dict[str, tuple[MetricFamily | None, MetricFamily | None]]  # key: (total, tariffs)
+    period_energy: tuple[PeriodEnergy, ...]
+    calendar: tuple[MetricFamily, ...]
+
+
+def _family(metric: FieldMetric | None) -> MetricFamily | None:
+    return None if metric is None else MetricFamily.of(metric)
+
+
+def families_of(fields: FieldTable) -> Families:
+    rows = {row.key: (_family(row.metric), _family(row.tariff_metric)) for row in fields.rows}
+    measurements = tuple(family for pair in rows.values() for family in pair if family)
+    period_energy = tuple(
+        (
+            row,
+            _in_a_period(row.metric),
+            _in_a_period(row.tariff_metric) if row is fields.imported else None,
+            row.metric.scale,
+        )
+        for row in fields.energy
+        if row.metric is not None and row.tariff_metric is not None
+    )
+    calendar = tuple(f for _, total, zones, _ in period_energy for f in (total, zones) if f)
+    return Families(
+        (*measurements, *RECEPTION),
+        rows,
+        period_energy,
+        (*calendar, *CALENDAR_REST),
+    )
+
+
+def families() -> Families:
+    """The families of the current field table (worked out once per table)."""
+    return table().derived(families_of)
 
 
 def period_lines(
     meter_id: str, figures: list[Figure], active: int | None, priced: bool
 ) -> dict[str, str]:
     """The calendar samples of one meter, by family name."""
-    out: dict[str, list[str]] = {family.name: [] for family in CALENDAR}
+    known = families()
+    out: dict[str, list[str]] = {family.name: [] for family in known.calendar}
     for figure in figures:
         ident = (
             ("meter_id", meter_id),
             ("period", figure.period.kind),
             ("start", figure.start.isoformat()),
         )
-        for row, total, zones, scale in PERIOD_ENERGY:
+        for row, total, zones, scale in known.period_energy:
             if row.key in figure.energy:
                 out[total.name].append(line(total, ident, figure.energy[row.key] * scale))
             if zones is not None:
@@ -203,26 +230,17 @@ def period_lines(
     return {name: "".join(lines) for name, lines in out.items() if lines}
 
 
-def measurement_families() -> list[MetricFamily]:
-    """The per-meter measurement families: the field table's, in its order, then reception."""
-    out = []
-    for row in fields.FIELDS:
-        for metric in (row.metric, row.tariff_metric):
-            if metric is not None:
-                out.append(MetricFamily.of(metric))
-    return [*out, *RECEPTION]
-
-
 def measurement_lines(meter: MeterState) -> dict[str, str]:
     """The measurement samples of one meter, by family name."""
     values = meter.values
     ident = (("meter_id", meter.meter_id),)
     out: dict[str, str] = {}
-    for row in fields.FIELDS:
+    own = families().rows
+    for row in table().rows:
         metric = row.metric
-        if metric is None:
+        family, tariff_family = own[row.key]
+        if metric is None or family is None:
             continue
-        family = MetricFamily.of(metric)
         value = values.get(row.key)
         if row.shape is Shape.PHASES:
             if value:
@@ -236,8 +254,7 @@ def measurement_lines(meter: MeterState) -> dict[str, str]:
             out[family.name] = line(family, ident, number)
         tariff_metric = row.tariff_metric
         per_tariff = values.get(row.tariff_key) if tariff_metric is not None else None
-        if per_tariff and tariff_metric is not None:
-            tariff_family = MetricFamily.of(tariff_metric)
+        if per_tariff and tariff_metric is not None and tariff_family is not None:
             out[tariff_family.name] = "".join(
                 line(tariff_family, (*ident, ("tariff", str(tariff))), number * tariff_metric.scale)
                 for tariff, number in sorted(per_tariff.items())
@@ -454,8 +471,9 @@ class Exposition:
         """The per-meter families (the registry's follow them in `body`); a meter's lines are
         formatted again only when it changed."""
         now = self.clock()
+        known = families()
         measurements: dict[str, list[str]] = {
-            f.name: [] for f in (*measurement_families(), *CALENDAR)
+            f.name: [] for f in (*known.measurements, *known.calendar)
         }
         health: dict[str, list[str]] = {family.name: [] for family in HEALTH}
         calendar = self.calendar
@@ -479,7 +497,7 @@ class Exposition:
             for cache in (self._rendered, self._measurements, self._health, self._periods):
                 for key in set(cache) - current:
                     del cache[key]
-        headers = {f.name: f.header() for f in (*measurement_families(), *CALENDAR, *HEALTH)}
+        headers = {f.name: f.header() for f in (*known.measurements, *known.calendar, *HEALTH)}
         return "".join(
             headers[name] + "".join(lines)
             for name, lines in (*measurements.items(), *health.items())

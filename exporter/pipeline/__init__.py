@@ -1,8 +1,6 @@
 """From frames to state: duplicates, meters heard on the air, and the per-meter state."""
 
 from .calendar import (
-    ENERGY_ROWS,
-    IMPORTED,
     PERIODS,
     Calendar,
     Cost,
@@ -17,8 +15,6 @@ from .intake import Intake
 from .state import MeterState, State
 
 __all__ = [
-    "ENERGY_ROWS",
-    "IMPORTED",
     "PERIODS",
     "Calendar",
     "Cost",

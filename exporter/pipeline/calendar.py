@@ -36,23 +36,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..amiplus import WARSAW, Field, Shape, fields
+from ..amiplus import WARSAW, Field, table
 from ..config import Prices
 
 log = logging.getLogger("amiplus_exporter")
-
-#: The energy registers periods are counted from: the field table's tariffed registers.
-ENERGY_ROWS: tuple[Field, ...] = tuple(
-    row for row in fields.FIELDS if row.register and row.shape is Shape.TARIFFS
-)
-
-
-def _backward(row: Field) -> bool:
-    return bool(row.records and row.records[2])
-
-
-IMPORTED = next(row for row in ENERGY_ROWS if not _backward(row))  # priced per tariff zone
-EXPORTED = next(row for row in ENERGY_ROWS if _backward(row))  # priced at the export price
 
 SAVE_EVERY = 300.0  # seconds between saves when only the latest readings or new meters changed
 SAVE_SOON = 10.0  # seconds at least between saves when a meter crossed midnight
@@ -116,7 +103,7 @@ def registers_of(values: Mapping[str, Any]) -> dict[str, float]:
     """The energy registers of a meter's values as flat keys: the total under the field's key,
     each tariff under `tariff_key/N`."""
     out: dict[str, float] = {}
-    for row in ENERGY_ROWS:
+    for row in table().energy:
         total = values.get(row.key)
         if total is not None:
             out[row.key] = float(total)
@@ -238,7 +225,8 @@ class Figure:
     def cost(self) -> Cost:
         """The period's cost, with every import tariff zone of the meter (zone 1 for a meter
         without zones, as pricing counts it)."""
-        zones = self.tariffs(IMPORTED) or ({1: 0.0} if IMPORTED.key in self.energy else {})
+        imported = table().imported
+        zones = self.tariffs(imported) or ({1: 0.0} if imported.key in self.energy else {})
         return Cost.of(self.money, zones)
 
     def tariffs(self, row: Field) -> dict[int, float]:
@@ -463,11 +451,12 @@ class Calendar:
         notes the tariff zone whose register advanced."""
         money = dict(latest.money)
         entry = self.prices.at(day)
-        old_zones = _tariffs(latest.registers, IMPORTED)
-        new_zones = _tariffs(registers, IMPORTED)
-        if not new_zones and IMPORTED.key in registers:  # no zones: all of it counts as zone 1
-            new_zones = {1: registers[IMPORTED.key]}
-            old_zones = {1: latest.registers.get(IMPORTED.key, registers[IMPORTED.key])}
+        imports, exports = table().imported, table().exported
+        old_zones = _tariffs(latest.registers, imports)
+        new_zones = _tariffs(registers, imports)
+        if not new_zones and imports.key in registers:  # no zones: all of it counts as zone 1
+            new_zones = {1: registers[imports.key]}
+            old_zones = {1: latest.registers.get(imports.key, registers[imports.key])}
         advanced: dict[int, float] = {}
         for zone, value in new_zones.items():
             used = value - old_zones.get(zone, value)
@@ -481,16 +470,16 @@ class Calendar:
             for part, rate in (("energy", price.energy), ("distribution", price.distribution)):
                 name = flat_key(part, zone)
                 money[name] = money.get(name, 0.0) + used * rate
-        exported = registers.get(EXPORTED.key, 0.0) - latest.registers.get(
-            EXPORTED.key, registers.get(EXPORTED.key, 0.0)
+        exported = registers.get(exports.key, 0.0) - latest.registers.get(
+            exports.key, registers.get(exports.key, 0.0)
         )
         if exported > 0:
             if entry is None or entry.export is None:
                 money["unpriced"] = money.get("unpriced", 0.0) + exported
             else:
                 money["export"] = money.get("export", 0.0) + exported * entry.export
-        for zone, value in _tariffs(registers, EXPORTED).items():
-            if value > _tariffs(latest.registers, EXPORTED).get(zone, value):
+        for zone, value in _tariffs(registers, exports).items():
+            if value > _tariffs(latest.registers, exports).get(zone, value):
                 advanced.setdefault(zone, 0.0)
         if advanced:
             switched = [z for z in advanced if z != calendar.active_tariff]

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..amiplus import REGISTER_DECREASED, RSSI, MeterReading, fields
+from ..amiplus import REGISTER_DECREASED, RSSI, MeterReading, table
 from ..config import MeterConfig
 from ..wmbus import DecryptionError
 
@@ -218,9 +218,7 @@ class State:
     def _guard(state: MeterState, reading: MeterReading) -> set[Rejected]:
         """The register values of `reading` below what the meter said before."""
         rejected: set[Rejected] = set()
-        for row in fields.FIELDS:
-            if not row.register:
-                continue
+        for row in table().registers:
             candidates: list[tuple[Rejected, str, float | None, float | None]] = [
                 (row.key, row.key, reading.values.get(row.key), state.values.get(row.key))
             ]
@@ -340,7 +338,7 @@ def _merge(values: dict[str, Any], update: Mapping[str, Any]) -> None:
     """A reading's values over the meter's: maps (tariffs, phases) entry by entry, so meters
     that alternate record sets (Apator Otus) show everything. A total sent again drops a
     'derived' flag it no longer deserves."""
-    for row in fields.FIELDS:
+    for row in table().rows:
         if row.derived_key and row.key in update and not update.get(row.derived_key):
             values.pop(row.derived_key, None)
     for key, value in update.items():
@@ -361,7 +359,7 @@ def _without(reading: MeterReading, rejected: set[Rejected]) -> MeterReading:
                 del values[key]
         else:
             values.pop(item, None)
-            for row in fields.FIELDS:
-                if row.key == item and row.derived_key:
-                    values.pop(row.derived_key, None)
+            row = table().by_key.get(item)
+            if row is not None and row.derived_key:
+                values.pop(row.derived_key, None)
     return replace(reading, values=values)

@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..amiplus import ADVICE, NOT_HEARD, advice, fields
+from ..amiplus import ADVICE, NOT_HEARD, advice, table
 from ..config import Config
-from ..pipeline import ENERGY_ROWS, Calendar, Figure, HeardMeter, MeterState, Output, State
+from ..pipeline import Calendar, Figure, HeardMeter, MeterState, Output, State
 from ..receivers import ReceiverStats
 from .history import PageHistory
 
@@ -33,7 +33,7 @@ def fields_for_page() -> list[dict[str, Any]]:
             "shape": row.shape.name.lower(),
             "label": {"en": row.label.en, "pl": row.label.pl},
         }
-        for row in fields.FIELDS
+        for row in table().rows
     ]
 
 
@@ -45,7 +45,7 @@ def _period(figure: Figure, zone: ZoneInfo, priced: bool) -> dict[str, Any]:
         "current": figure.current,
         "partial": figure.partial,
     }
-    for row in ENERGY_ROWS:
+    for row in table().energy:
         if row.key in figure.energy:
             out[row.key] = round(figure.energy[row.key], 3)
         zones = figure.tariffs(row)

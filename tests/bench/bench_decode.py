@@ -47,7 +47,7 @@ from typing import Any
 from provenance import source_state  # tests/bench/provenance.py, beside this script
 
 import exporter
-from exporter.amiplus import fields
+from exporter.amiplus import table
 from exporter.amiplus.clock import WARSAW
 from exporter.amiplus.encoding import encode_reading
 from exporter.amiplus.families import FAMILIES, Family
@@ -75,7 +75,7 @@ LIBRARY_TARGET = 30_000
 COMMAND_TARGET = 20_000
 STATELESS_TARGET = 0.80  # the 20,000-meter rate over the 16-meter rate
 
-ROWS = {row.key: row for row in fields.FIELDS}
+ROWS = table().by_key
 ENERGY_IMPORTED = ROWS["energy_imported_kwh"]
 ENERGY_EXPORTED = ROWS["energy_exported_kwh"]
 VOLTAGE = ROWS["voltage_v"]
@@ -107,7 +107,7 @@ class Target:
         data, value = header.data, header.value
         backward = Combinable.BACKWARD in value.combinables
         selector = (value.quantity, data.function, backward)
-        row = next(row for row in fields.FIELDS if row.records == selector)
+        row = table().by_records[selector]
         phase = value.phase.value if value.phase else None
         return cls(row, data.tariff, phase, value.exponent)
 
