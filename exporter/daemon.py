@@ -25,6 +25,7 @@ from .amiplus import DEFAULT_KEY, DEFAULT_METER_ID, id_variants
 from .config import Config, ConfigError, MeterConfig, load_config
 from .outputs import OUTPUTS, ConfigReloads, ExporterCollector, Exposition, registry
 from .pipeline import Calendar, Intake, Output, State
+from .plumbing import MissingExtra
 from .receivers import Receiver, ReceiverSpec, ReceiverStats, build_receiver
 from .web import (
     PageHistory,
@@ -38,7 +39,7 @@ from .web import (
 )
 from .wmbus import MeterKey
 
-log = logging.getLogger("amiplus_exporter")
+log = logging.getLogger(__name__)
 
 READY_WITHIN = 900.0  # /readyz: a frame in the last 15 minutes
 CONFIG_POLL = 2.0  # seconds between checks of the configuration file's modification time
@@ -72,6 +73,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(level: str, form: str) -> None:
+    """One handler on standard error; `level` applies to every logger of the exporter (they are
+    named after their modules, under `exporter`), the libraries' loggers say INFO and above."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter()
@@ -80,7 +83,8 @@ def setup_logging(level: str, form: str) -> None:
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(max(logging.INFO, logging.getLevelName(level.upper())))
+    logging.getLogger(__name__.partition(".")[0]).setLevel(level.upper())
 
 
 class Exporter:
@@ -118,8 +122,11 @@ class Exporter:
                 try:
                     output = build(wanted, self.state)
                     output.start()
-                except Exception as error:  # one output's fault must not stop the others
+                except MissingExtra as error:
                     log.error("output %s not started: %s", section, error)
+                    continue
+                except Exception:  # a bug; one output's fault must not stop the others
+                    log.exception("output %s not started", section)
                     continue
                 self.outputs[section] = output
         self.intake.outputs = [self.history, *self.outputs.values()]

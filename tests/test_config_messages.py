@@ -178,7 +178,7 @@ def test_the_summary_comes_every_15_minutes_while_the_failure_goes_on(
             taken.on_frame("radio", Frame(meter.telegram(moment)[0], moment.timestamp()))
             now[0] += every
 
-    with caplog.at_level(logging.WARNING, logger="amiplus_exporter"):
+    with caplog.at_level(logging.WARNING, logger="exporter"):
         telegrams(100, 5.0)  # 500 s: one warning
         assert len(caplog.records) == 1
         telegrams(100, 5.0)  # past 900 s: a summary of the ones in between

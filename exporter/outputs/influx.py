@@ -29,7 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from ..amiplus import MeterReading, Shape, table
 from ..config import InfluxConfig
 from ..pipeline import Cost, MeterUpdate, Output
-from ..plumbing import Backoff
+from ..plumbing import Backoff, import_extra
 from .spool import DISK_FULL, SPOOL_ERROR, SPOOL_FULL, Segment, Spool
 
 log = logging.getLogger(__name__)
@@ -255,6 +255,7 @@ class V2Sender(Sender):
     """`/api/v2/write?precision=ms` through influxdb-client (InfluxDB 1.8+, 2.x, 3.x)."""
 
     def __init__(self, config: InfluxConfig) -> None:
+        import_extra("influxdb_client", "the InfluxDB output with api: v2")
         from influxdb_client.client.influxdb_client import InfluxDBClient  # noqa: PLC0415
         from influxdb_client.domain.write_precision import WritePrecision  # noqa: PLC0415
         from influxdb_client.service.write_service import WriteService  # noqa: PLC0415

@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 from ..amiplus import WARSAW, Field, table
 from ..config import Prices
 
-log = logging.getLogger("amiplus_exporter")
+log = logging.getLogger(__name__)
 
 SAVE_EVERY = 300.0  # seconds between saves when only the latest readings or new meters changed
 SAVE_SOON = 10.0  # seconds at least between saves when a meter crossed midnight

@@ -27,7 +27,7 @@ from .handoff import MeterUpdate, Output
 from .heard import HeardMeters
 from .state import State
 
-log = logging.getLogger("amiplus_exporter")
+log = logging.getLogger(__name__)
 
 REPEAT_SUMMARY = 900.0  # seconds between log lines about the same failure of the same meter
 

@@ -1,7 +1,6 @@
 """Mechanisms without product meaning, used by every floor above: the standard library only."""
 
 from .backoff import Backoff
+from .extras import MissingExtra, import_extra, missing_extra
 
-__all__ = [
-    "Backoff",
-]
+__all__ = ["Backoff", "MissingExtra", "import_extra", "missing_extra"]
