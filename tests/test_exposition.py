@@ -7,18 +7,27 @@ deliberate change: UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_exposition.py
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import re
 from collections.abc import Iterator
 from datetime import date
 
+import pytest
 from prometheus_client import CollectorRegistry, Metric, generate_latest
 from prometheus_client.core import CounterMetricFamily
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from exporter.amiplus.reading import MeterReading
 from exporter.config.prices import PriceEntry, Prices, TariffPrice
-from exporter.outputs.prometheus import ConfigReloads, ExporterCollector, Exposition
+from exporter.outputs.prometheus import (
+    ConfigReloads,
+    ExporterCollector,
+    Exposition,
+    registry,
+    sample_value,
+)
 from exporter.pipeline.calendar import Calendar
 from exporter.pipeline.handoff import MeterUpdate, Output
 from exporter.pipeline.state import State
@@ -120,3 +129,29 @@ def test_the_exposition_matches_the_golden_file() -> None:
     if os.environ.get("UPDATE_GOLDEN"):
         GOLDEN.write_text(body)
     assert body == GOLDEN.read_text(), "run with UPDATE_GOLDEN=1 to accept a deliberate change"
+
+
+def test_infinities_and_not_a_number_are_written_as_the_text_format_says() -> None:
+    """A meter's float record may carry them; Python would write `inf` and `nan`."""
+    state = State(stale_after_seconds=600)
+    state.reconfigure(600, [configured_meter("12345678", "home")])
+    values = {"power_imported_w": math.inf, "voltage_v": {"L1": -math.inf, "L2": math.nan}}
+    reading = MeterReading("12345678", "APA", 1, 2, values=values)
+    state.record("12345678", "home", reading, 1_000.0, "radio")
+    collector = ExporterCollector(state, list, list, ConfigReloads(), clock=lambda: 1_010.0)
+    body = Exposition(state, registry(collector), clock=lambda: 1_010.0).render()
+    assert 'amiplus_power_imported_watts{meter_id="12345678"} +Inf\n' in body
+    assert 'amiplus_voltage_volts{meter_id="12345678",phase="L1"} -Inf\n' in body
+    assert 'amiplus_voltage_volts{meter_id="12345678",phase="L2"} NaN\n' in body
+    parsed = {f.name: f for f in text_string_to_metric_families(body)}
+    voltages = [s.value for s in parsed["amiplus_voltage_volts"].samples]
+    assert voltages[0] == -math.inf and math.isnan(voltages[1])
+
+
+@pytest.mark.parametrize(
+    ("number", "text"),
+    [(1.5, "1.5"), (0.0, "0.0"), (3.6e12, "3600000000000.0"), (1e22, "1e+22"), (-2, "-2.0")],
+)
+def test_finite_values_keep_their_shortest_exact_form(number: float, text: str) -> None:
+    assert sample_value(number) == text
+    assert float(text) == number

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import http.server
 import json
+import math
 import signal
 import socket
 import subprocess
@@ -480,3 +481,12 @@ def test_sigterm_sends_what_is_spooled(
     assert exporter.stop() == 0
     assert len(influxdb.points(name)) >= 3
     assert not list((tmp_path / "spool").glob("*.lp"))
+
+
+def test_a_value_influxdb_cannot_store_is_left_out_of_the_point() -> None:
+    """An infinity or NaN from a meter's float record would fail the whole batch."""
+    values = {"power_imported_w": math.inf, "power_exported_w": 12.0, "voltage_v": {"L1": math.nan}}
+    reading = MeterReading("12345678", "APA", 1, 2, values=values)
+    assert point(reading, "home", 1_000.0) == (
+        "amiplus,meter_id=12345678,name=home power_exported_w=12.0 1000000"
+    )

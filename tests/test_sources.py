@@ -267,3 +267,21 @@ def test_line_framer_never_raises(data: bytes) -> None:
     framer = LineFramer()
     framer.feed(data, 0.0)
     framer.end(0.0)
+
+
+@pytest.mark.parametrize("host", ["::1", "localhost"])
+def test_listeners_take_the_address_family_the_host_resolves_to(
+    host: str, collector: Collector, receivers: list[Receiver]
+) -> None:
+    """An IPv6 or named listen address works for TCP and UDP (a `:` in it no longer decides)."""
+    udp, tcp = UdpSource(host, 0), TcpServerSource(host, 0)
+    for source in (udp, tcp):
+        receiver = run(receivers, source, collector)
+        assert wait_until(lambda receiver=receiver: receiver.stats.up)
+    family, _, _, _, address = socket.getaddrinfo(host, udp.port, type=socket.SOCK_DGRAM)[0]
+    with socket.socket(family, socket.SOCK_DGRAM) as sender:
+        sender.sendto(SENSUS.encode(), address[:2])
+    with socket.create_connection((address[0], tcp.port), timeout=5) as client:
+        client.sendall(SENSUS.encode())
+    assert wait_until(lambda: len(collector.data) >= 2)
+    assert collector.data == [FRAME, FRAME]

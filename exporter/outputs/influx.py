@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import http.client
 import logging
+import math
 import re
 import ssl
 import threading
@@ -47,8 +48,8 @@ def _escape_tag(value: str) -> str:
     return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
 
 
-def _fields(reading: MeterReading) -> Iterator[str]:
-    """`name=value` of every field of the table that the reading carries (floats, meter units)."""
+def _numbers(reading: MeterReading) -> Iterator[tuple[str, float]]:
+    """(field name, value) of every field of the table that the reading carries (meter units)."""
     values = reading.values
     for row in table().rows:
         if row.influx is None:
@@ -56,16 +57,22 @@ def _fields(reading: MeterReading) -> Iterator[str]:
         value = values.get(row.key)
         if row.shape is Shape.TIME:
             if value is not None:
-                yield f"{row.influx}={float(int(value.timestamp()))!r}"
+                yield row.influx, float(int(value.timestamp()))
         elif row.shape is Shape.PHASES:
             for phase, number in sorted((value or {}).items()):
-                yield f"{row.influx.format(phase.lower())}={float(number)!r}"
+                yield row.influx.format(phase.lower()), float(number)
         else:
             if value is not None:
-                yield f"{row.influx}={float(value)!r}"
+                yield row.influx, float(value)
             if row.influx_tariff:
                 for tariff, number in sorted(values.get(row.tariff_key, {}).items()):
-                    yield f"{row.influx_tariff.format(tariff)}={float(number)!r}"
+                    yield row.influx_tariff.format(tariff), float(number)
+
+
+def _fields(reading: MeterReading) -> Iterator[str]:
+    """`name=value` of the reading's numbers; a value InfluxDB cannot store (an infinity or NaN
+    from a meter's float record) is left out rather than failing the whole batch."""
+    return (f"{name}={number!r}" for name, number in _numbers(reading) if math.isfinite(number))
 
 
 def _cost_fields(money: Mapping[str, float]) -> Iterator[str]:

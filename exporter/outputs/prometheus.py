@@ -13,6 +13,7 @@ alerts can tell "silent" from "never configured". Scrapes within one second shar
 from __future__ import annotations
 
 import gzip
+import math
 import sys
 import threading
 import time
@@ -84,12 +85,25 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
+#: The text format's words for the values a Python float writes otherwise (`inf`, `nan`).
+SPECIAL_VALUES = {math.inf: "+Inf", -math.inf: "-Inf"}
+
+
+def sample_value(value: float) -> str:
+    """A sample's value as the text format writes it: `+Inf`, `-Inf`, `NaN`, or the shortest
+    decimal that reads back as the same float."""
+    number = float(value)
+    if math.isnan(number):
+        return "NaN"
+    return SPECIAL_VALUES.get(number) or repr(number)
+
+
 def line(family: MetricFamily, labels: Labels, value: float) -> str:
     """One sample line of the text format."""
     if labels:
         inner = ",".join(f'{key}="{_escape(text)}"' for key, text in labels)
-        return f"{family.name}{{{inner}}} {float(value)!r}\n"
-    return f"{family.name} {float(value)!r}\n"
+        return f"{family.name}{{{inner}}} {sample_value(value)}\n"
+    return f"{family.name} {sample_value(value)}\n"
 
 
 INFO = gauge("amiplus_meter_info", "A configured meter and what it says about itself.")

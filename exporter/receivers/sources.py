@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..amiplus import SimulatedMeter
+from ..plumbing import listening_family
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +217,8 @@ class TcpServerSource(Source):
 
     def open(self) -> None:
         try:
-            self._server = socket.create_server(self.address, reuse_port=False, backlog=128)
+            family = listening_family(*self.address, socket.SOCK_STREAM)
+            self._server = socket.create_server(self.address, family=family, backlog=128)
         except OSError as error:
             raise SourceGone(
                 f"cannot listen on {self.address[0]}:{self.address[1]}: {error}"
@@ -324,8 +326,11 @@ class UdpSource(Source):
         return port
 
     def open(self) -> None:
-        family = socket.AF_INET6 if ":" in self.address[0] else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            family = listening_family(*self.address, socket.SOCK_DGRAM)
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+        except OSError as error:
+            raise SourceGone(f"cannot listen on udp {self.address}: {error}") from None
         try:
             sock.bind(self.address)
         except OSError as error:

@@ -38,6 +38,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
+from ..plumbing import listening_family
+
 log = logging.getLogger(__name__)
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -399,7 +401,7 @@ class WebServer(HTTPServer):
         self._connections_lock = threading.Lock()
         self._refusal_logged = 0.0
         self._workers = ThreadPoolExecutor(max_connections, thread_name_prefix="http")
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.address_family = listening_family(*address, socket.SOCK_STREAM)
         super().__init__(address, _Handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
