@@ -182,10 +182,7 @@ def test_new_connections_close_the_longest_waiting_and_refuse_only_when_all_are_
             thread.start()
             busy.append(thread)
         assert wait_until(
-            lambda: (
-                server.open_connections == 4
-                and all(c.phase is web.Phase.BUSY for c in list(server._connections.values()))
-            ),
+            lambda: server.open_connections == 4 and server.connections_in(web.Phase.BUSY) == 4,
             5,
         )
         refused = socket.create_connection(("127.0.0.1", port))

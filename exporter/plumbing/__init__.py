@@ -2,6 +2,15 @@
 
 from .addresses import listening_family
 from .backoff import Backoff
+from .connections import Admission, ConnectionLimit
 from .extras import MissingExtra, import_extra, missing_extra
 
-__all__ = ["Backoff", "MissingExtra", "import_extra", "listening_family", "missing_extra"]
+__all__ = [
+    "Admission",
+    "Backoff",
+    "ConnectionLimit",
+    "MissingExtra",
+    "import_extra",
+    "listening_family",
+    "missing_extra",
+]

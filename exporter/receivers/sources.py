@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..amiplus import SimulatedMeter
-from ..plumbing import listening_family
+from ..plumbing import ConnectionLimit, listening_family
 
 log = logging.getLogger(__name__)
 
@@ -168,13 +168,12 @@ class TcpClientSource(Source):
             sock.close()
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Sender:
-    """A connection of a TCP listener: who, its stream (its own framer), its last bytes."""
+    """A connection of a TCP listener: who, and its stream (its own framer)."""
 
     peer: tuple[str, int]
     stream: int
-    active_at: float
 
 
 #: Why a TCP listener closed a sender's connection (the `reason` of its metric).
@@ -185,10 +184,10 @@ class TcpServerSource(Source):
     """Listens for senders: ESPHome's socket_transmitter connects once per telegram, bridges
     stay connected; every connection is its own stream (its own framer).
 
-    At most `MAX_CLIENTS` connections: one silent for `idle_timeout` is closed, and when all are
-    taken, the one silent longest gives way to a new sender (if it has been silent for
-    `REPLACE_AFTER`; otherwise, all being busy, the new one is refused). Each is counted in
-    `closed_connections` by reason, so idle connections can never lock senders out.
+    At most `MAX_CLIENTS` connections (plumbing's `ConnectionLimit`): one silent for
+    `idle_timeout` is closed, and when all are taken, the one silent longest gives way to a new
+    sender if it has been silent for `REPLACE_AFTER` (otherwise, all being busy, the new one is
+    refused). Each is counted in `closed_connections` by reason.
     """
 
     MAX_CLIENTS = 64
@@ -205,6 +204,9 @@ class TcpServerSource(Source):
         self.closed_connections: Counter[str] = Counter(dict.fromkeys(CLOSED_REASONS, 0))
         self._server: socket.socket | None = None
         self._clients: dict[socket.socket, _Sender] = {}
+        self._limit: ConnectionLimit[socket.socket, None] = ConnectionLimit(
+            max_clients, replace_after=self.REPLACE_AFTER
+        )
         self._streams = itertools.count()
         self._logged: dict[str, float] = {}
 
@@ -227,12 +229,8 @@ class TcpServerSource(Source):
     def read(self, timeout: float) -> list[Chunk]:
         assert self._server is not None
         now = time.monotonic()
-        chunks = [
-            chunk
-            for sock, sender in list(self._clients.items())
-            if now - sender.active_at > self.idle_timeout
-            for chunk in self._close(sock, "idle")
-        ]
+        idle = self._limit.waiting_longer(self.idle_timeout, now)
+        chunks = [chunk for sock in idle for chunk in self._close(sock, "idle")]
         ready = _wait_readable([self._server, *self._clients], timeout)
         now = time.monotonic()
         for sock in ready:
@@ -247,7 +245,7 @@ class TcpServerSource(Source):
             except OSError:
                 data = b""
             if data:
-                sender.active_at = now
+                self._limit.mark(sock, None, now)
                 chunks.append(Chunk(sender.stream, data))
             else:
                 chunks += self._close(sock)
@@ -261,23 +259,19 @@ class TcpServerSource(Source):
             log.warning("%s: cannot accept a connection: %s", self.description, error)
             time.sleep(0.1)
             return []
-        chunks: list[Chunk] = []
-        if len(self._clients) >= self.max_clients:
-            silent, oldest = min(
-                ((sender.active_at, sock) for sock, sender in self._clients.items()),
-                key=lambda item: item[0],
-            )
-            if now - silent < self.REPLACE_AFTER:
-                self._note("refused", f"all {self.max_clients} connections are busy", peer)
-                client.close()
-                return []
-            chunks = self._close(oldest, "replaced")
-        self._clients[client] = _Sender(peer, next(self._streams), now)
+        admission = self._limit.admit(client, None, now)
+        if not admission.admitted:
+            self._note("refused", f"all {self.max_clients} connections are busy", peer)
+            client.close()
+            return []
+        chunks = [] if admission.replaced is None else self._close(admission.replaced, "replaced")
+        self._clients[client] = _Sender(peer, next(self._streams))
         return chunks
 
     def _close(self, sock: socket.socket, reason: str | None = None) -> list[Chunk]:
         """Close one connection (its framer gets the end of its stream)."""
         sender = self._clients.pop(sock)
+        self._limit.remove(sock)
         if reason is not None:
             why = {
                 "idle": f"silent for more than {self.idle_timeout:g} s",
@@ -305,6 +299,7 @@ class TcpServerSource(Source):
     def close(self) -> None:
         for client in self._clients:
             client.close()
+            self._limit.remove(client)
         self._clients.clear()
         server, self._server = self._server, None
         if server is not None:

@@ -38,7 +38,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
-from ..plumbing import listening_family
+from ..plumbing import ConnectionLimit, listening_family
 
 log = logging.getLogger(__name__)
 
@@ -292,12 +292,6 @@ class Phase(enum.Enum):
     BUSY = "busy"
 
 
-@dataclass
-class _Connection:
-    phase: Phase
-    since: float
-
-
 class _Handler(BaseHTTPRequestHandler):
     server: WebServer
     protocol_version = "HTTP/1.1"
@@ -397,7 +391,9 @@ class WebServer(HTTPServer):
         self.closed_for_room = 0  # connections closed to make room for a new one
         self.refused = 0  # connections refused: every open one was being answered
         self.timed_out = 0  # connections closed for taking too long with a request
-        self._connections: dict[socket.socket, _Connection] = {}
+        self._connections: ConnectionLimit[socket.socket, Phase] = ConnectionLimit(
+            max_connections, may_give_way=lambda phase: phase is not Phase.BUSY
+        )
         self._connections_lock = threading.Lock()
         self._refusal_logged = 0.0
         self._workers = ThreadPoolExecutor(max_connections, thread_name_prefix="http")
@@ -421,13 +417,13 @@ class WebServer(HTTPServer):
     def process_request(self, request: Any, client_address: Any) -> None:
         """Make room when full, then hand the connection to a thread of the pool."""
         with self._connections_lock:
-            if len(self._connections) >= self.max_connections and not self._close_longest_waiting():
+            admission = self._connections.admit(request, Phase.READING, time.monotonic())
+            if admission.replaced is not None:
+                self._drop(admission.replaced)
+                self.closed_for_room += 1
+            if not admission.admitted:
                 self.refused += 1
-                refuse = True
-            else:
-                self._connections[request] = _Connection(Phase.READING, time.monotonic())
-                refuse = False
-        if refuse:
+        if not admission.admitted:
             self._log_refusal(client_address)
             self.shutdown_request(request)
             return
@@ -449,23 +445,9 @@ class WebServer(HTTPServer):
         finally:
             self.shutdown_request(request)
 
-    def _close_longest_waiting(self) -> bool:
-        """Close the connection that has waited longest for (or with) its request."""
-        waiting = [
-            (state.since, sock)
-            for sock, state in self._connections.items()
-            if state.phase is not Phase.BUSY
-        ]
-        if not waiting:
-            return False
-        _, sock = min(waiting, key=lambda item: item[0])
-        self._drop(sock)
-        self.closed_for_room += 1
-        return True
-
     def _drop(self, sock: socket.socket) -> None:
         """Close a connection from outside its thread: its blocked read returns at once."""
-        del self._connections[sock]
+        self._connections.remove(sock)
         with contextlib.suppress(OSError):  # not SSLSocket's shutdown: just the socket's
             socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
@@ -483,26 +465,20 @@ class WebServer(HTTPServer):
     def mark(self, sock: socket.socket, phase: Phase) -> None:
         """A connection's thread says where it is."""
         with self._connections_lock:
-            state = self._connections.get(sock)
-            if state is not None:
-                state.phase, state.since = phase, time.monotonic()
+            self._connections.mark(sock, phase, time.monotonic())
 
     def service_actions(self) -> None:
         """Between accepts (twice a second): close connections too slow with their request."""
         now = time.monotonic()
         with self._connections_lock:
-            late = [
-                sock
-                for sock, state in self._connections.items()
-                if state.phase is Phase.READING and now - state.since > HEADER_TIMEOUT
-            ]
+            late = self._connections.waiting_longer(HEADER_TIMEOUT, now, Phase.READING)
             for sock in late:
                 self._drop(sock)
             self.timed_out += len(late)
 
     def shutdown_request(self, request: Any) -> None:
         with self._connections_lock:
-            self._connections.pop(request, None)
+            self._connections.remove(request)
         super().shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -518,11 +494,16 @@ class WebServer(HTTPServer):
         with self._connections_lock:
             return len(self._connections)
 
+    def connections_in(self, phase: Phase) -> int:
+        """How many open connections are in `phase` (waiting, reading, being answered)."""
+        with self._connections_lock:
+            return self._connections.count(phase)
+
     def server_close(self) -> None:
         """Close the listening socket and every connection; the pool's threads end."""
         super().server_close()
         with self._connections_lock:
-            for sock in list(self._connections):
+            for sock in self._connections.current():
                 self._drop(sock)
         self._workers.shutdown(wait=False, cancel_futures=True)
 
