@@ -112,8 +112,8 @@ class Exporter:
     def _start_outputs(self, config: Config, old: Config | None = None) -> None:
         """Start the outputs whose configuration section is new or changed."""
         for section, build in OUTPUTS.items():
-            wanted = getattr(config, section)
-            if old is not None and wanted == getattr(old, section):
+            wanted = config.outputs.get(section)
+            if old is not None and wanted == old.outputs.get(section):
                 continue
             running = self.outputs.pop(section, None)
             if running is not None:

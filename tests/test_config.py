@@ -284,3 +284,11 @@ def test_a_csv_file_without_the_right_header_or_missing(tmp_path: Path) -> None:
     )
     assert header in found
     assert any("meters_file: cannot read" in p and "missing.csv" in p for p in found)
+
+
+def test_every_output_section_builds_an_output() -> None:
+    """A new output is a section reader in config and a builder in outputs, nothing else."""
+    from exporter.config import OUTPUT_SECTIONS
+    from exporter.outputs import OUTPUTS
+
+    assert list(OUTPUT_SECTIONS) == list(OUTPUTS)

@@ -9,7 +9,7 @@ messages. Each section has its module here; this one holds the whole and the sma
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_BASE_TOPIC",
+    "OUTPUT_SECTIONS",
     "Config",
     "ConfigError",
     "InfluxConfig",
@@ -48,13 +49,18 @@ DEFAULT_LISTEN = ":9264"
 DEFAULT_STATE_DIRECTORY = Path("/var/lib/amiplus-exporter")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
+#: The outputs' sections, each read by its module here: a new output adds its row (and its
+#: row in `outputs.OUTPUTS`, which builds the output from what this reads).
+OUTPUT_SECTIONS: dict[str, Callable[[Reader, Node], Any]] = {
+    "influxdb": influx_section,
+    "mqtt": mqtt_section,
+}
 _TOP = (
     "meters",
     "meters_file",
     "receivers",
     "web",
-    "influxdb",
-    "mqtt",
+    *OUTPUT_SECTIONS,
     "timezone",
     "state",
     "prices",
@@ -76,8 +82,7 @@ class Config:
     meters: tuple[MeterConfig, ...]
     receivers: tuple[ReceiverSpec, ...]
     web: WebConfig = WebConfig()
-    influxdb: InfluxConfig | None = None
-    mqtt: MqttConfig | None = None
+    outputs: Mapping[str, Any] = field(default_factory=dict)  # section name -> its settings
     timezone: ZoneInfo = WARSAW
     stale_after: float | None = None  # None: derived from each meter's observed interval
     state_directory: Path | None = None  # None: calendar periods are kept in memory only
@@ -91,6 +96,16 @@ class Config:
     def __post_init__(self) -> None:
         by_id = {meter_id: meter for meter in self.meters for meter_id in meter.ids}
         object.__setattr__(self, "_by_id", by_id)
+
+    @property
+    def influxdb(self) -> InfluxConfig | None:
+        found: InfluxConfig | None = self.outputs.get("influxdb")
+        return found
+
+    @property
+    def mqtt(self) -> MqttConfig | None:
+        found: MqttConfig | None = self.outputs.get("mqtt")
+        return found
 
     @property
     def meter_ids(self) -> tuple[str, ...]:
@@ -112,10 +127,9 @@ def _settings(reader: Reader, top: dict[str, Node]) -> dict[str, Any]:
         listen = reader.optional(web, "listen", reader.text, "web")
         config_file = reader.optional(web, "config_file", reader.path, "web")
         options["web"] = WebConfig(listen or DEFAULT_LISTEN, config_file)
-    if "influxdb" in top:
-        options["influxdb"] = influx_section(reader, top["influxdb"])
-    if "mqtt" in top:
-        options["mqtt"] = mqtt_section(reader, top["mqtt"])
+    options["outputs"] = {
+        name: read(reader, top[name]) for name, read in OUTPUT_SECTIONS.items() if name in top
+    }
     zone = reader.optional(top, "timezone", reader.text, "the configuration")
     if zone is not None:
         try:

@@ -24,7 +24,7 @@ __all__ = [
     "unusable_entries",
 ]
 
-#: Output by configuration section (an attribute of `Config`): how to build it from that section
+#: Output by configuration section (a key of `Config.outputs`): how to build it from that section
 #: and the state (which an output may read, never write).
 OUTPUTS: dict[str, Callable[[Any, State], Output]] = {
     "influxdb": lambda section, state: InfluxOutput(section),
