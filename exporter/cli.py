@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from . import __version__, daemon
 from .amiplus import DEFAULT_FAMILY, DEFAULT_KEY, FAMILIES_BY_NAME
@@ -38,87 +41,114 @@ def build_parser() -> argparse.ArgumentParser:
         "--listen", metavar="ADDRESS", help="where to serve HTTP, e.g. 127.0.0.1:9264 or :9264"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    check_parser = commands.add_parser(
-        "check-config",
-        help="check a configuration file and list every problem",
-        description="Check a configuration file; list every problem with its line. Exit 2 if any.",
-    )
-    check_parser.add_argument("file", type=Path)
-    check_parser.set_defaults(handler=run_check_config)
-    decode_parser = commands.add_parser(
-        "decode",
-        help="decode telegrams given as arguments or one per line on standard input",
-        description=(
-            "Decode telegrams (plain hex with or without block CRCs, rtl_wmbus lines, "
-            "telegram=|HEX| lines, rtl_433 JSON lines) and print one JSON object per "
-            "telegram. Exit status 0 when all decoded, 1 when any failed, 2 for usage errors."
-        ),
-    )
-    decode_parser.add_argument(
+    for command in COMMANDS:
+        sub = commands.add_parser(command.name, help=command.help, description=command.description)
+        command.arguments(sub)
+        sub.set_defaults(handler=command.handler)
+    return parser
+
+
+def _check_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=Path)
+
+
+def _decode_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--key",
         help="the AES key from eLicznik ('Klucz szyfrujący'): 32 hex digits or 16 characters",
     )
-    decode_parser.add_argument(
+    parser.add_argument(
         "--qr", help="the text of the eLicznik QR code (address, factory number, key; ';')"
     )
-    decode_parser.add_argument(
+    parser.add_argument(
         "--id",
         help="use the key only for this meter address (8 digits, either byte order)",
     )
-    decode_parser.add_argument("telegrams", nargs="*", metavar="TELEGRAM")
-    decode_parser.set_defaults(handler=run_decode)
+    parser.add_argument("telegrams", nargs="*", metavar="TELEGRAM")
 
-    listen_parser = commands.add_parser(
-        "listen",
-        help="show every meter the receivers hear, live: how to find your meter",
-        description=(
-            "Print every meter heard (ID, maker, version, type, RSSI, encrypted or not, "
-            "telegram count, last seen) as a live table, or as JSON lines with --json. "
-            "Receivers: " + ", ".join(TYPES) + ". Examples: --receiver im871a:/dev/ttyUSB0, "
-            "--receiver 'lines:command=rtl_sdr -f 868.95M -s 1.6e6 - 2>/dev/null | rtl_wmbus', "
-            "--receiver lines:listen=udp://0.0.0.0:9011, --receiver simulator."
-        ),
-    )
-    listen_parser.add_argument(
+
+def _listen_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--receiver",
         action="append",
         default=[],
         metavar="TYPE:WHERE",
         help="a receiver to listen with (repeat for several; default: those of --config)",
     )
-    listen_parser.add_argument(
+    parser.add_argument(
         "--id", action="append", default=[], help="your meter's address, to mark it (repeatable)"
     )
-    listen_parser.add_argument("--qr", help="the eLicznik QR code text, to mark your meter")
-    listen_parser.add_argument("--json", action="store_true", help="a JSON line per telegram")
-    listen_parser.add_argument(
+    parser.add_argument("--qr", help="the eLicznik QR code text, to mark your meter")
+    parser.add_argument("--json", action="store_true", help="a JSON line per telegram")
+    parser.add_argument(
         "--duration", type=float, metavar="SECONDS", help="stop after this long (default: Ctrl-C)"
     )
-    listen_parser.set_defaults(handler=run_listen_command)
 
-    simulate_parser = commands.add_parser(
-        "simulate",
-        help="print simulated telegrams (hex lines) for other tools",
-        description=(
-            "Print encrypted telegrams of simulated meters, one hex line each, from meter "
-            f"12345678 upwards, with the key {DEFAULT_KEY.hex().upper()}."
-        ),
-    )
-    simulate_parser.add_argument("--meters", type=int, default=1)
-    simulate_parser.add_argument("--family", default=DEFAULT_FAMILY, choices=FAMILIES_BY_NAME)
-    simulate_parser.add_argument(
+
+def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--meters", type=int, default=1)
+    parser.add_argument("--family", default=DEFAULT_FAMILY, choices=FAMILIES_BY_NAME)
+    parser.add_argument(
         "--interval",
         type=float,
         default=5.0,
         metavar="SECONDS",
         help="seconds between the telegrams of one meter",
     )
-    simulate_parser.add_argument("--count", type=int, help="stop after this many telegrams")
-    simulate_parser.add_argument(
+    parser.add_argument("--count", type=int, help="stop after this many telegrams")
+    parser.add_argument(
         "--realtime", action="store_true", help="wait in real time between telegrams"
     )
-    simulate_parser.set_defaults(handler=run_simulate)
-    return parser
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A command of the command line: its name, help, arguments and what runs it."""
+
+    name: str
+    help: str
+    description: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    handler: Callable[[argparse.Namespace, TextIO, TextIO], int]
+
+
+COMMANDS = (
+    Command(
+        "check-config",
+        "check a configuration file and list every problem",
+        "Check a configuration file; list every problem with its line. Exit 2 if any.",
+        _check_config_arguments,
+        run_check_config,
+    ),
+    Command(
+        "decode",
+        "decode telegrams given as arguments or one per line on standard input",
+        "Decode telegrams (plain hex with or without block CRCs, rtl_wmbus lines, "
+        "telegram=|HEX| lines, rtl_433 JSON lines) and print one JSON object per "
+        "telegram. Exit status 0 when all decoded, 1 when any failed, 2 for usage errors.",
+        _decode_arguments,
+        run_decode,
+    ),
+    Command(
+        "listen",
+        "show every meter the receivers hear, live: how to find your meter",
+        "Print every meter heard (ID, maker, version, type, RSSI, encrypted or not, "
+        "telegram count, last seen) as a live table, or as JSON lines with --json. "
+        "Receivers: " + ", ".join(TYPES) + ". Examples: --receiver im871a:/dev/ttyUSB0, "
+        "--receiver 'lines:command=rtl_sdr -f 868.95M -s 1.6e6 - 2>/dev/null | rtl_wmbus', "
+        "--receiver lines:listen=udp://0.0.0.0:9011, --receiver simulator.",
+        _listen_arguments,
+        run_listen_command,
+    ),
+    Command(
+        "simulate",
+        "print simulated telegrams (hex lines) for other tools",
+        "Print encrypted telegrams of simulated meters, one hex line each, from meter "
+        f"12345678 upwards, with the key {DEFAULT_KEY.hex().upper()}.",
+        _simulate_arguments,
+        run_simulate,
+    ),
+)
 
 
 def run_exporter(args: argparse.Namespace) -> int:
