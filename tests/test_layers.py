@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,3 +76,44 @@ def test_the_rule_sees_an_import_that_runs_back_up(tmp_path: Path) -> None:
     module.write_text("from ..pipeline.state import State\nfrom . import frame\n")
     found = [target for _, target in imports(module, tmp_path)]
     assert found == ["exporter.pipeline.state", "exporter.wmbus"]
+
+
+def imports_column() -> dict[str, set[str]]:
+    """What docs/architecture.md's table says each room imports (rooms and libraries)."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    out = {}
+    for match in re.finditer(r"^\| `([a-z_]+)(?:/|\.py)` \|.*\| ([^|]*) \|$", text, re.M):
+        said = match.group(2).replace(";", ",")
+        out[match.group(1)] = {w.strip() for w in said.split(",") if w.strip() not in ("", "none")}
+    return out
+
+
+def actual_imports() -> dict[str, set[str]]:
+    """What each room's modules import: other rooms, and libraries beyond the standard library."""
+    out: dict[str, set[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        where = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        own = room(where)
+        found = out.setdefault(own, set())
+        found |= {room(target) for _, target in imports(path)} - {"", own}
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names = [node.module]
+            found |= {
+                top
+                for name in names
+                if (top := name.partition(".")[0]) not in sys.stdlib_module_names
+                and top not in ("exporter", "__future__")
+            }
+    return out
+
+
+def test_the_map_says_what_each_room_imports() -> None:
+    said = imports_column()
+    for name, found in actual_imports().items():
+        if name in ("", "__main__"):
+            continue
+        assert said.get(name) == found, f"docs/architecture.md: {name} imports {sorted(found)}"
