@@ -11,12 +11,16 @@ from . import __version__, daemon
 from .amiplus.families import FAMILIES_BY_NAME
 from .amiplus.simulated import DEFAULT_FAMILY, DEFAULT_KEY
 from .commands import EXIT_OK, EXIT_USAGE, UsageError
+from .commands.addon import DEFAULT_DATA, run_addon
+from .commands.addon import DEFAULT_LISTEN as DEFAULT_ADDON_LISTEN
 from .commands.check_config import run_check_config
 from .commands.decode import run_decode
 from .commands.listen import run_listen_command
 from .commands.simulate import run_simulate
 from .config import ConfigError, load_config
 from .receivers.grammar import TYPES
+from .web.ingress import DEFAULT_LISTEN as INGRESS_LISTEN
+from .web.ingress import SUPERVISOR
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,6 +119,40 @@ def build_parser() -> argparse.ArgumentParser:
         "--realtime", action="store_true", help="wait in real time between telegrams"
     )
     simulate_parser.set_defaults(handler=run_simulate)
+
+    addon_parser = commands.add_parser(
+        "addon",
+        help="run as a Home Assistant add-on (options from DATA/options.json)",
+        description=(
+            "Run the exporter as a Home Assistant add-on: the configuration from the options "
+            "the Supervisor keeps in DATA/options.json, the state and the InfluxDB spool in "
+            "DATA, MQTT to the broker Home Assistant offers unless the options name one, and "
+            "the status page also on the ingress listener for the Supervisor's proxy."
+        ),
+    )
+    addon_parser.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help=f"default: {DEFAULT_DATA}"
+    )
+    addon_parser.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        default=argparse.SUPPRESS,  # the option before the command counts as well
+        help=f"where to serve /metrics and the page (default: {DEFAULT_ADDON_LISTEN})",
+    )
+    addon_parser.add_argument(
+        "--ingress-listen",
+        metavar="HOST:PORT",
+        default=INGRESS_LISTEN,
+        help=f"where to serve the page to Home Assistant's ingress (default: {INGRESS_LISTEN})",
+    )
+    addon_parser.add_argument(
+        "--ingress-allow",
+        metavar="ADDRESS",
+        nargs="+",
+        action="extend",
+        help=f"who may use the ingress listener; others get 403 (default: {SUPERVISOR})",
+    )
+    addon_parser.set_defaults(handler=run_addon)
     return parser
 
 
