@@ -75,6 +75,7 @@ bench: $(VENV)/.test-installed
 	$(BIN)/python tests/bench/bench_alerts.py
 	$(BIN)/python tests/bench/bench_mqtt.py
 	$(BIN)/python tests/bench/bench_images.py
+	$(BIN)/python tests/bench/bench_addon.py
 
 ## image: the container image for this machine, tagged $(IMAGE) (needs a Docker engine)
 image:
