@@ -323,7 +323,7 @@ def _stamp(path: Path | None) -> float | None:
 
 def _reload(exporter: Exporter, path: Path | None) -> None:
     if path is None:
-        log.info("running the built-in configuration: nothing to reload")
+        log.info("nothing to reload: the configuration is %s, not a file", exporter.config.source)
         return
     try:
         exporter.apply(load_config(path))
