@@ -393,7 +393,26 @@ def ensure_stand_in(engine: DockerEngine, name: str, platform: Platform) -> floa
     return time.monotonic() - started
 
 
-# --- containers -------------------------------------------------------------------------------
+# --- images and containers ---------------------------------------------------------------------
+
+
+def build_image(engine: DockerEngine, tag: str, *extra: str, timeout: float = 900) -> float:
+    """deploy/Dockerfile built from the repository by the engine's classic builder (what compose
+    v1 and a client without buildx use) on the stand-in base (made once, then cached); `extra`:
+    more `docker build` options (`--target=addon`). Returns the seconds it took."""
+    ensure_stand_in(engine, dockerfile_base(), native_platform())
+    started = time.monotonic()
+    engine.docker(
+        "build",
+        "--quiet",
+        f"--file={DOCKERFILE}",
+        f"--tag={tag}",
+        *extra,
+        str(ROOT),
+        env={"DOCKER_BUILDKIT": "0"},
+        timeout=timeout,
+    )
+    return time.monotonic() - started
 
 
 class Container:

@@ -13,11 +13,10 @@ import datetime
 import http.client
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +29,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 from exporter.amiplus.families import FAMILIES_BY_NAME
 from exporter.amiplus.simulated import SimulatedMeter
 
-from .conftest import free_port, http_get, wait_until
-from .docker_engine import (
-    DOCKERFILE,
-    ROOT,
-    Container,
-    DockerEngine,
-    dockerfile_base,
-    ensure_stand_in,
-    native_platform,
-    run,
-)
+from .conftest import Answer, Answering, free_port, http_get, wait_until
+from .docker_engine import ROOT, Container, DockerEngine, build_image, run
 from .mosquitto import PASSWORD, USER, Mosquitto, Subscriber
 from .servers import SIMULATED_KEY
 from .supervisor import StandInSupervisor
@@ -55,28 +45,10 @@ METER = {"id": "12345678", "key": SIMULATED_KEY, "name": "dom"}
 
 
 @pytest.fixture(scope="module")
-def engine() -> Iterator[DockerEngine]:
-    engine = DockerEngine()
-    yield engine
-    engine.close()
-
-
-@pytest.fixture(scope="module")
 def image(engine: DockerEngine) -> str:
     """The add-on's target, as `make addon` builds it; the exporter's layers come from the
     engine's cache when tests/test_image.py built them first."""
-    ensure_stand_in(engine, dockerfile_base(), native_platform())
-    engine.docker(
-        "build",
-        "--quiet",
-        f"--file={DOCKERFILE}",
-        "--target=addon",
-        f"--build-arg=VERSION={ADDON['version']}",
-        f"--tag={TAG}",
-        str(ROOT),
-        env={"DOCKER_BUILDKIT": "0"},
-        timeout=900,
-    )
+    build_image(engine, TAG, "--target=addon", f"--build-arg=VERSION={ADDON['version']}")
     return TAG
 
 
@@ -164,11 +136,11 @@ def get_from(source: str, port: int, path: str) -> tuple[int, dict[str, str]]:
         connection.close()
 
 
-class IngressProxy:
+class IngressProxy(Answering):
     """Home Assistant's ingress as a browser meets it: at `/` a page that frames the add-on at
     `PREFIX/`; under `PREFIX` every request goes to the add-on's ingress port with the prefix
     stripped and `X-Ingress-Path: PREFIX` added; anything else is 404 (as an URL that left the
-    prefix would be). Every request's path and status are kept."""
+    prefix would be)."""
 
     PREFIX = "/api/hassio_ingress/aXvYpT0kEn"
     PARENT = (
@@ -179,35 +151,15 @@ class IngressProxy:
     HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})
 
     def __init__(self, upstream: int) -> None:
-        self.requests: list[tuple[str, int]] = []
-        proxy = self
+        self.upstream = upstream
+        super().__init__(self.answer)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                status, headers, body = proxy.answer(self.path, upstream)
-                proxy.requests.append((self.path, status))
-                self.send_response(status)
-                for name, value in headers:
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def answer(self, path: str, upstream: int) -> tuple[int, list[tuple[str, str]], bytes]:
+    def answer(self, path: str, headers: Message) -> Answer:
         if path == "/":
             return 200, [("Content-Type", "text/html; charset=utf-8")], self.PARENT
         if not path.startswith(f"{self.PREFIX}/"):
             return 404, [("Content-Type", "text/plain")], b"not under the ingress prefix\n"
-        connection = http.client.HTTPConnection("127.0.0.1", upstream, timeout=10)
+        connection = http.client.HTTPConnection("127.0.0.1", self.upstream, timeout=10)
         try:
             connection.request(
                 "GET", path.removeprefix(self.PREFIX), headers={"X-Ingress-Path": self.PREFIX}
@@ -218,10 +170,6 @@ class IngressProxy:
             connection.close()
         kept = [(k, v) for k, v in response.getheaders() if k.lower() not in self.HOP_BY_HOP]
         return response.status, kept, body
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_the_addon_image(engine: DockerEngine, image: str) -> None:
@@ -282,7 +230,9 @@ def test_the_meter_reaches_home_assistant_and_the_sidebar(
                 assert wait_until(lambda: late.on(state), 10) and late.on(state)[0].retain
             finally:
                 late.close()
-            assert supervisor.requests == [("/services/mqtt", f"Bearer {TOKEN}")]
+            assert [(p, h["Authorization"]) for p, h, _ in supervisor.requests] == [
+                ("/services/mqtt", f"Bearer {TOKEN}")
+            ]
             sidebar(running.ingress)
             assert get_from("127.0.0.2", running.ingress, "/")[0] == 403
             assert get_from("127.0.0.2", running.ingress, "/api/status")[0] == 403
@@ -310,10 +260,10 @@ def sidebar(ingress: int) -> None:
             )
         )
         polled = f"{proxy.PREFIX}/api/status?history="
-        assert wait_until(lambda: any(p.startswith(polled) for p, _ in proxy.requests), 30)
+        assert wait_until(lambda: any(p.startswith(polled) for p, _, _ in proxy.requests), 30)
         assert driver.find_elements(By.ID, "metrics") == []  # /metrics is not served here
-        assert [p for p, s in proxy.requests if s >= 400] == [], proxy.requests
-        assert {p for p, _ in proxy.requests} >= {"/", f"{proxy.PREFIX}/"}
+        assert [(p, s) for p, _, s in proxy.requests if s >= 400] == []
+        assert {p for p, _, _ in proxy.requests} >= {"/", f"{proxy.PREFIX}/"}
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert errors == []
     finally:

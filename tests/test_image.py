@@ -24,16 +24,7 @@ from exporter.amiplus.simulated import SimulatedMeter
 from exporter.cli import build_parser
 
 from .conftest import free_port, http_get, require, wait_until
-from .docker_engine import (
-    DOCKERFILE,
-    ROOT,
-    Container,
-    DockerEngine,
-    dockerfile_base,
-    ensure_stand_in,
-    native_platform,
-    run,
-)
+from .docker_engine import DOCKERFILE, ROOT, Container, DockerEngine, build_image, run
 from .emulators.imst import Im871aEmulator
 from .servers import SIMULATED_KEY, InfluxDB
 
@@ -44,26 +35,9 @@ UID, DIALOUT = 10001, 20  # the image's user; Debian's dialout group, as in the 
 
 
 @pytest.fixture(scope="module")
-def engine() -> Iterator[DockerEngine]:
-    engine = DockerEngine()
-    yield engine
-    engine.close()
-
-
-@pytest.fixture(scope="module")
 def image(engine: DockerEngine) -> str:
-    """The image of deploy/Dockerfile, built by the engine's classic builder (what compose v1
-    and a client without buildx use) on the stand-in base (built once, then cached)."""
-    ensure_stand_in(engine, dockerfile_base(), native_platform())
-    engine.docker(
-        "build",
-        "--quiet",
-        f"--file={DOCKERFILE}",
-        f"--tag={TAG}",
-        str(ROOT),
-        env={"DOCKER_BUILDKIT": "0"},
-        timeout=900,
-    )
+    """The image of deploy/Dockerfile (the exporter's, its default target)."""
+    build_image(engine, TAG)
     return TAG
 
 

@@ -35,8 +35,8 @@ sys.path.insert(0, str(REPO))
 from tests.bench.provenance import source_state  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.docker_engine import (  # noqa: E402
-    DOCKERFILE,
     DockerEngine,
+    build_image,
     dockerfile_base,
     ensure_stand_in,
     native_platform,
@@ -48,21 +48,6 @@ from tests.supervisor import StandInSupervisor  # noqa: E402
 
 EXPORTER, ADDON = "amiplus-exporter:bench-addon-base", "amiplus-exporter-addon:bench"
 TOKEN = "bench-token"
-
-
-def build(engine: DockerEngine, tag: str, *extra: str) -> float:
-    started = time.monotonic()
-    engine.docker(
-        "build",
-        "--quiet",
-        f"--file={DOCKERFILE}",
-        f"--tag={tag}",
-        *extra,
-        str(REPO),
-        env={"DOCKER_BUILDKIT": "0"},
-        timeout=3600,
-    )
-    return time.monotonic() - started
 
 
 def size(engine: DockerEngine, image: str) -> tuple[int, int]:
@@ -162,8 +147,8 @@ def main() -> int:
         made = ensure_stand_in(engine, dockerfile_base(), native_platform())
         if made is not None:
             print(f"stand-in base made (debootstrap): {made:.1f} s")
-        print(f"exporter image built (cache allowed): {build(engine, EXPORTER):.1f} s")
-        addon_seconds = build(engine, ADDON, "--target=addon", "--build-arg=VERSION=bench")
+        print(f"exporter image built (cache allowed): {build_image(engine, EXPORTER):.1f} s")
+        addon_seconds = build_image(engine, ADDON, "--target=addon", "--build-arg=VERSION=bench")
         print(f"add-on image built after it        : {addon_seconds:.1f} s")
         (exporter_bytes, exporter_layers), (addon_bytes, addon_layers) = (
             size(engine, EXPORTER),
