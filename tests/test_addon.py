@@ -19,7 +19,7 @@ import yaml
 from jsonschema import Draft7Validator
 
 import exporter
-from exporter.commands.addon import NOT_ENABLED, NoBroker, broker_from_answer
+from exporter.commands.addon import NOT_ENABLED, NoBroker, broker_from_answer, read_options
 from exporter.config import Broker, ConfigError, parse_options, wants_broker
 from exporter.receivers.grammar import TYPES
 from exporter.web.ingress import SERVED, SUPERVISOR, Ingress
@@ -170,6 +170,7 @@ def test_every_option_and_port_is_explained(language: str) -> None:
 # --- the repository and the folder's other files ----------------------------------------------
 
 
+@pytest.mark.integration  # runs git
 def test_the_add_ons_config_is_the_only_config_file() -> None:
     """The Supervisor takes every config.json, config.yaml or config.yml for an add-on."""
     files = subprocess.run(
@@ -202,6 +203,7 @@ def test_the_changelog_is_the_projects() -> None:
     assert (FOLDER / "CHANGELOG.md").resolve() == (ROOT / "CHANGELOG.md").resolve()
 
 
+@pytest.mark.integration  # runs apparmor_parser
 def test_the_apparmor_profile_compiles() -> None:
     """One `profile` line (the Supervisor renames it to the add-on's), and apparmor_parser
     compiles it (without loading it: this kernel has no AppArmor)."""
@@ -327,6 +329,27 @@ def test_every_problem_names_its_option(tmp_path: Path) -> None:
 def test_no_receivers_is_a_problem_of_the_receivers_option(tmp_path: Path) -> None:
     found = problems(options(receivers=[]), tmp_path)
     assert len(found) == 1 and found[0].startswith("add-on configuration: receivers: no receivers")
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (None, "cannot read it: No such file or directory"),
+        (
+            "{meters: []",
+            "not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 "
+            "(char 1)",
+        ),
+        ("[]", "the options must be a JSON object"),
+    ],
+)
+def test_options_json_that_cannot_be_read(tmp_path: Path, content: str | None, said: str) -> None:
+    path = tmp_path / "options.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ConfigError) as raised:
+        read_options(path)
+    assert [p.format(raised.value.source) for p in raised.value.problems] == [f"{path}: {said}"]
 
 
 # --- the Supervisor's answers -----------------------------------------------------------------
