@@ -292,6 +292,15 @@ def test_without_a_broker_there_is_no_mqtt(tmp_path: Path) -> None:
     assert wants_broker(options()) and parse_options(options(), tmp_path).mqtt is None
 
 
+def test_options_left_blank_are_not_given(tmp_path: Path) -> None:
+    blank = options(
+        mqtt={"host": "", "base_topic": None}, influxdb={"url": "", "token": None}, prices=[]
+    )
+    assert wants_broker(blank)
+    config = parse_options(blank, tmp_path)
+    assert (config.mqtt, config.influxdb, config.prices.entries) == (None, None, ())
+
+
 def test_every_problem_names_its_option(tmp_path: Path) -> None:
     """What the Supervisor accepts and the exporter does not: all at once, option by option,
     in the YAML file's words; no key echoed."""

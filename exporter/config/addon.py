@@ -58,8 +58,11 @@ def _broker_host(mqtt: Any) -> Any:
 
 
 def _absent(value: Any) -> bool:
-    """An option left empty: the Supervisor keeps optional fields as null or empty text."""
-    return value is None or value in ("", {})
+    """An option left empty: null or empty text (as forms keep optional fields), or a mapping
+    of nothing else (an `influxdb` left blank)."""
+    if isinstance(value, Mapping):
+        return all(_absent(item) for item in value.values())
+    return value is None or value == ""
 
 
 class OptionsTree:
