@@ -292,6 +292,13 @@ def test_without_a_broker_there_is_no_mqtt(tmp_path: Path) -> None:
     assert wants_broker(options()) and parse_options(options(), tmp_path).mqtt is None
 
 
+def test_option_values_are_taken_as_written(tmp_path: Path) -> None:
+    """`${...}` in a password is part of it (the YAML file would read an environment variable)."""
+    given = options(mqtt={"host": "broker", "username": "u", "password": "pa${ss}"})
+    config = parse_options(given, tmp_path)
+    assert config.mqtt is not None and config.mqtt.password == "pa${ss}"
+
+
 def test_options_left_blank_are_not_given(tmp_path: Path) -> None:
     blank = options(
         mqtt={"host": "", "base_topic": None}, influxdb={"url": "", "token": None}, prices=[]

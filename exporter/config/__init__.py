@@ -101,7 +101,9 @@ class Config:
 def _settings(reader: Reader, top: dict[str, Node]) -> dict[str, Any]:
     """The optional sections: web, influxdb, mqtt, timezone, state, prices, log."""
     options: dict[str, Any] = {
-        "state_directory": Path(reader.env.get("STATE_DIRECTORY") or DEFAULT_STATE_DIRECTORY)
+        "state_directory": Path(
+            (reader.env or {}).get("STATE_DIRECTORY") or DEFAULT_STATE_DIRECTORY
+        )
     }
     if "web" in top:
         web = reader.mapping(top["web"], "web", _WEB)
@@ -215,4 +217,4 @@ def parse_options(options: Mapping[str, Any], data: Path, broker: Broker | None 
     the options name none. Raises `ConfigError` listing every problem."""
     tree = OptionsTree(data)
     root = tree.configuration(options, broker)
-    return _read(Reader({}, data, tree.names), root, ADDON_SOURCE)
+    return _read(Reader(None, data, tree.names), root, ADDON_SOURCE)

@@ -51,8 +51,10 @@ class Reader:
     of its option's name: config/addon.py)."""
 
     def __init__(
-        self, env: Mapping[str, str], base: Path, names: Sequence[str] | None = None
+        self, env: Mapping[str, str] | None, base: Path, names: Sequence[str] | None = None
     ) -> None:
+        """`env`: what `${VAR}` in a value is replaced with; None: values are taken as written
+        (the add-on's options are not templates)."""
         import yaml  # noqa: PLC0415 (only when a file is read: the built-in setup needs none)
 
         self.yaml = yaml
@@ -109,13 +111,13 @@ class Reader:
         missing: list[str] = []
 
         def substitute(match: re.Match[str]) -> str:
-            value = self.env.get(match.group(1), match.group(2))
+            value = (self.env or {}).get(match.group(1), match.group(2))
             if value is None:
                 missing.append(match.group(1))
                 return ""
             return value
 
-        value = _ENV.sub(substitute, str(node.value))
+        value = str(node.value) if self.env is None else _ENV.sub(substitute, str(node.value))
         for name in missing:
             self.problem(node, f"{where}: the environment variable {name} is not set")
         if missing:
