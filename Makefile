@@ -3,15 +3,20 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # What the integration tests start themselves (Debian packages): servers, a browser, a Docker
-# engine and debootstrap for its stand-in base image; the benchmarks' arm images need qemu.
+# engine and debootstrap for its stand-in base image, apparmor_parser for the add-on's profile;
+# the benchmarks' arm images need qemu.
 DEBIAN_PACKAGES := prometheus prometheus-alertmanager influxdb chromium chromium-driver systemd \
-	docker.io docker-compose debootstrap ca-certificates victoria-metrics mosquitto
+	docker.io docker-compose debootstrap ca-certificates victoria-metrics mosquitto apparmor
 BENCH_PACKAGES := qemu-user-static
 # The image's tag, as deploy/docker-compose.yml runs it; `make images` adds -amd64, -arm64, -armv7.
 IMAGE ?= amiplus-exporter:local
 VERSION := $(shell git describe --tags --always 2>/dev/null || echo dev)
+# The Home Assistant add-on: its image's name and tag are those its config.yaml names.
+ADDON := deploy/home-assistant/amiplus-exporter
+ADDON_IMAGE := $(shell sed -n 's/^image: *//p' $(ADDON)/config.yaml)
+ADDON_VERSION := $(shell sed -n 's/^version: *"\(.*\)"/\1/p' $(ADDON)/config.yaml)
 
-.PHONY: run test system-packages lint typecheck pytest bench image images clean
+.PHONY: run test system-packages lint typecheck pytest bench image images addon clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +75,7 @@ bench: $(VENV)/.test-installed
 	$(BIN)/python tests/bench/bench_alerts.py
 	$(BIN)/python tests/bench/bench_mqtt.py
 	$(BIN)/python tests/bench/bench_images.py
+	$(BIN)/python tests/bench/bench_addon.py
 
 ## image: the container image for this machine, tagged $(IMAGE) (needs a Docker engine)
 image:
@@ -83,6 +89,12 @@ images:
 	  docker build --platform $$platform --file deploy/Dockerfile \
 	    --build-arg VERSION=$(VERSION) --tag $(IMAGE)-$$tag . || exit 1; \
 	done
+
+## addon: the Home Assistant add-on's image for this machine, named and tagged as its
+## config.yaml says (a release pushes it for linux/amd64 and linux/arm64: README, Releasing)
+addon:
+	docker build --file deploy/Dockerfile --target addon --build-arg VERSION=$(ADDON_VERSION) \
+	  --tag $(ADDON_IMAGE):$(ADDON_VERSION) .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -16,6 +16,8 @@ from .commands import (
     EXIT_OK,
     EXIT_USAGE,
     UsageError,
+    addon_arguments,
+    run_addon,
     run_check_config,
     run_decode,
     run_listen_command,
@@ -147,6 +149,16 @@ COMMANDS = (
         f"12345678 upwards, with the key {DEFAULT_KEY.hex().upper()}.",
         _simulate_arguments,
         run_simulate,
+    ),
+    Command(
+        "addon",
+        "run as a Home Assistant add-on (options from DATA/options.json)",
+        "Run the exporter as a Home Assistant add-on: the configuration from the options "
+        "the Supervisor keeps in DATA/options.json, the state and the InfluxDB spool in "
+        "DATA, MQTT to the broker Home Assistant offers unless the options name one, and "
+        "the status page also on the ingress listener for the Supervisor's proxy.",
+        addon_arguments,
+        run_addon,
     ),
 )
 

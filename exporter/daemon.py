@@ -28,6 +28,8 @@ from .pipeline import Calendar, Intake, Output, State
 from .plumbing import MissingExtra
 from .receivers import Receiver, ReceiverSpec, ReceiverStats, build_receiver
 from .web import (
+    Ingress,
+    Listener,
     PageHistory,
     Routes,
     SecurityFile,
@@ -231,8 +233,11 @@ def limit_malloc_arenas() -> None:
     mallopt(M_ARENA_MAX, MALLOC_ARENAS)
 
 
-def run(config: Config, config_path: Path | None, listen: str | None) -> int:
-    """Run until SIGTERM or SIGINT; returns the exit code."""
+def run(
+    config: Config, config_path: Path | None, listen: str | None, ingress: Ingress | None = None
+) -> int:
+    """Run until SIGTERM or SIGINT; returns the exit code. With `ingress`, the page is also
+    served to Home Assistant's ingress proxy (the add-on)."""
     limit_malloc_arenas()
     setup_logging(config.log_level, config.log_format)
     try:
@@ -249,11 +254,15 @@ def run(config: Config, config_path: Path | None, listen: str | None) -> int:
         render,
         exporter.ready,
     )
-    try:
-        server = WebServer(address, routes, security)
-    except OSError as error:
-        log.error("cannot listen on %s:%s: %s", address[0] or "*", address[1], error.strerror)
+    listeners = [(address, routes, security, Listener())]
+    if ingress is not None:
+        listeners.append(
+            (ingress.address, ingress.routes(routes), SecurityFile(None), ingress.listener)
+        )
+    servers = _open(listeners)
+    if not servers:
         return 1
+    server = servers[0]
     stop = threading.Event()
     reload = threading.Event()
 
@@ -263,10 +272,13 @@ def run(config: Config, config_path: Path | None, listen: str | None) -> int:
     for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(number, on_signal)
     exporter.start()  # before serving: the first answer already lists every receiver
-    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    for each in servers:
+        threading.Thread(target=each.serve_forever, name="http", daemon=True).start()
     host = address[0] or "localhost"
     url = f"{server.scheme}://{host}:{server.server_address[1]}/"
     log.info("amiplus-exporter %s serving %s (configuration: %s)", __version__, url, config.source)
+    if ingress is not None:
+        log.info("Home Assistant ingress: the page on %s", ingress.describe())
     print(f"Status page: {url}", flush=True)
     stamp = _stamp(config_path)
     try:
@@ -278,10 +290,28 @@ def run(config: Config, config_path: Path | None, listen: str | None) -> int:
                 _reload(exporter, config_path)
     finally:
         log.info("stopping")
-        server.shutdown()
+        for each in servers:
+            each.shutdown()
         exporter.stop()
-        server.server_close()
+        for each in servers:
+            each.server_close()
     return 0
+
+
+def _open(
+    listeners: list[tuple[tuple[str, int], Routes, SecurityFile, Listener]],
+) -> list[WebServer]:
+    """A server for each listening address; none (and the reason logged) if one cannot listen."""
+    servers: list[WebServer] = []
+    for address, routes, security, listener in listeners:
+        try:
+            servers.append(WebServer(address, routes, security, listener=listener))
+        except OSError as error:
+            log.error("cannot listen on %s:%s: %s", address[0] or "*", address[1], error.strerror)
+            for server in servers:
+                server.server_close()
+            return []
+    return servers
 
 
 def _stamp(path: Path | None) -> float | None:
@@ -293,7 +323,7 @@ def _stamp(path: Path | None) -> float | None:
 
 def _reload(exporter: Exporter, path: Path | None) -> None:
     if path is None:
-        log.info("running the built-in configuration: nothing to reload")
+        log.info("nothing to reload: the configuration is %s, not a file", exporter.config.source)
         return
     try:
         exporter.apply(load_config(path))

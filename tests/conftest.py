@@ -11,10 +11,13 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +32,7 @@ from exporter.wmbus import MeterKey
 from .emulators.pty_device import PtyDevice
 
 if TYPE_CHECKING:
+    from .docker_engine import DockerEngine
     from .servers import ExporterProcess, Prometheus
 
 DATA = Path(__file__).parent / "data"
@@ -227,3 +231,52 @@ def configured_meter(
         site=site,
         contracted_power=contracted_power,
     )
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[DockerEngine]:
+    """The Docker engine of the image tests, started once (when none answers) and stopped at the
+    session's end."""
+    from .docker_engine import DockerEngine
+
+    docker = DockerEngine()
+    yield docker
+    docker.close()
+
+
+#: What a stand-in server answers a GET: status, headers, body.
+Answer = tuple[int, list[tuple[str, str]], bytes]
+
+
+class Answering:
+    """A small HTTP/1.1 server on 127.0.0.1 for the stand-ins of things that cannot run here:
+    `answer(path, headers)` gives each GET's answer; every request's path, headers and status
+    are kept in `requests`."""
+
+    def __init__(self, answer: Callable[[str, Message], Answer]) -> None:
+        self.requests: list[tuple[str, Message, int]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                status, headers, body = answer(self.path, self.headers)
+                server.requests.append((self.path, self.headers, status))
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

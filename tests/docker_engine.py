@@ -24,10 +24,13 @@ import subprocess
 import tarfile
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
@@ -388,3 +391,74 @@ def ensure_stand_in(engine: DockerEngine, name: str, platform: Platform) -> floa
         platform.variant,
     ), f"{name} is recorded as {recorded['Architecture']}, not {platform.docker}"
     return time.monotonic() - started
+
+
+# --- images and containers ---------------------------------------------------------------------
+
+
+def build_image(engine: DockerEngine, tag: str, *extra: str, timeout: float = 900) -> float:
+    """deploy/Dockerfile built from the repository by the engine's classic builder (what compose
+    v1 and a client without buildx use) on the stand-in base (made once, then cached); `extra`:
+    more `docker build` options (`--target=addon`). Returns the seconds it took."""
+    ensure_stand_in(engine, dockerfile_base(), native_platform())
+    started = time.monotonic()
+    engine.docker(
+        "build",
+        "--quiet",
+        f"--file={DOCKERFILE}",
+        f"--tag={tag}",
+        *extra,
+        str(ROOT),
+        env={"DOCKER_BUILDKIT": "0"},
+        timeout=timeout,
+    )
+    return time.monotonic() - started
+
+
+class Container:
+    """One `docker run -d` container; `remove()` (always called by `run`) deletes it."""
+
+    def __init__(self, engine: DockerEngine, name: str) -> None:
+        self.engine = engine
+        self.name = name
+
+    def state(self) -> dict[str, Any]:
+        state: dict[str, Any] = self.engine.inspect(self.name)["State"]  # type: ignore[assignment]
+        return state
+
+    def logs(self) -> str:
+        done = self.engine.docker("logs", self.name, check=False)
+        return done.stdout + done.stderr
+
+    def port(self, inside: int = 9264) -> int:
+        """The host port published for `inside` (on 127.0.0.1)."""
+        address = self.engine.docker("port", self.name, f"{inside}/tcp").stdout.split()[0]
+        host, _, port = address.rpartition(":")
+        assert host == "127.0.0.1", address
+        return int(port)
+
+    def running(self) -> bool:
+        state = self.state()
+        assert state["Status"] in ("created", "running"), f"{state}\n{self.logs()}"
+        return True
+
+    def stop(self, grace: int = 10) -> tuple[float, int]:
+        """`docker stop -t grace`: the seconds it took and the exit code (137: killed)."""
+        started = time.monotonic()
+        self.engine.docker("stop", f"--time={grace}", self.name, timeout=grace + 60)
+        return time.monotonic() - started, int(self.state()["ExitCode"])
+
+    def remove(self) -> None:
+        self.engine.docker("rm", "--force", "--volumes", self.name, check=False)
+
+
+@contextmanager
+def run(engine: DockerEngine, *arguments: str) -> Iterator[Container]:
+    """`docker run -d` with these arguments; the container is removed afterwards."""
+    name = f"amiplus-test-{uuid.uuid4().hex[:12]}"
+    engine.docker("run", "--detach", f"--name={name}", *arguments)
+    container = Container(engine, name)
+    try:
+        yield container
+    finally:
+        container.remove()

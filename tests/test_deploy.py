@@ -68,10 +68,16 @@ def test_hadolint_finds_nothing(tmp_path: Path) -> None:
 
 
 def test_the_base_image_is_pinned() -> None:
-    """Both stages build FROM the PYTHON_IMAGE argument, a pinned slim Python image."""
+    """The builder and the exporter's stage build FROM the PYTHON_IMAGE argument, a pinned slim
+    Python image; the add-on and the default target build on the exporter's stage."""
     text = DOCKERFILE.read_text()
-    bases = re.findall(r"^FROM (\S+)", text, re.MULTILINE)
-    assert bases == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"], "a builder and a runtime stage"
+    bases = re.findall(r"^FROM (\S+)(?: AS (\S+))?$", text, re.MULTILINE)
+    assert bases == [
+        ("${PYTHON_IMAGE}", "builder"),
+        ("${PYTHON_IMAGE}", "exporter"),
+        ("exporter", "addon"),
+        ("exporter", ""),
+    ], "a builder, the exporter, the add-on, and the exporter as the default target"
     default = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.MULTILINE)
     assert default and re.fullmatch(r"python:3\.11\.\d+-slim-\w+", default.group(1)), default
 

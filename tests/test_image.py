@@ -11,10 +11,8 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +24,7 @@ from exporter.amiplus.simulated import SimulatedMeter
 from exporter.cli import build_parser
 
 from .conftest import free_port, http_get, require, wait_until
-from .docker_engine import (
-    DOCKERFILE,
-    ROOT,
-    DockerEngine,
-    dockerfile_base,
-    ensure_stand_in,
-    native_platform,
-)
+from .docker_engine import DOCKERFILE, ROOT, Container, DockerEngine, build_image, run
 from .emulators.imst import Im871aEmulator
 from .servers import SIMULATED_KEY, InfluxDB
 
@@ -44,76 +35,10 @@ UID, DIALOUT = 10001, 20  # the image's user; Debian's dialout group, as in the 
 
 
 @pytest.fixture(scope="module")
-def engine() -> Iterator[DockerEngine]:
-    engine = DockerEngine()
-    yield engine
-    engine.close()
-
-
-@pytest.fixture(scope="module")
 def image(engine: DockerEngine) -> str:
-    """The image of deploy/Dockerfile, built by the engine's classic builder (what compose v1
-    and a client without buildx use) on the stand-in base (built once, then cached)."""
-    ensure_stand_in(engine, dockerfile_base(), native_platform())
-    engine.docker(
-        "build",
-        "--quiet",
-        f"--file={DOCKERFILE}",
-        f"--tag={TAG}",
-        str(ROOT),
-        env={"DOCKER_BUILDKIT": "0"},
-        timeout=900,
-    )
+    """The image of deploy/Dockerfile (the exporter's, its default target)."""
+    build_image(engine, TAG)
     return TAG
-
-
-class Container:
-    """One `docker run -d` container; `remove()` (always called by `run`) deletes it."""
-
-    def __init__(self, engine: DockerEngine, name: str) -> None:
-        self.engine = engine
-        self.name = name
-
-    def state(self) -> dict[str, Any]:
-        state: dict[str, Any] = self.engine.inspect(self.name)["State"]  # type: ignore[assignment]
-        return state
-
-    def logs(self) -> str:
-        done = self.engine.docker("logs", self.name, check=False)
-        return done.stdout + done.stderr
-
-    def port(self, inside: int = 9264) -> int:
-        """The host port published for `inside` (on 127.0.0.1)."""
-        address = self.engine.docker("port", self.name, f"{inside}/tcp").stdout.split()[0]
-        host, _, port = address.rpartition(":")
-        assert host == "127.0.0.1", address
-        return int(port)
-
-    def running(self) -> bool:
-        state = self.state()
-        assert state["Status"] in ("created", "running"), f"{state}\n{self.logs()}"
-        return True
-
-    def stop(self, grace: int = 10) -> tuple[float, int]:
-        """`docker stop -t grace`: the seconds it took and the exit code (137: killed)."""
-        started = time.monotonic()
-        self.engine.docker("stop", f"--time={grace}", self.name, timeout=grace + 60)
-        return time.monotonic() - started, int(self.state()["ExitCode"])
-
-    def remove(self) -> None:
-        self.engine.docker("rm", "--force", "--volumes", self.name, check=False)
-
-
-@contextmanager
-def run(engine: DockerEngine, *arguments: str) -> Iterator[Container]:
-    """`docker run -d` with these arguments; the container is removed afterwards."""
-    name = f"amiplus-test-{uuid.uuid4().hex[:12]}"
-    engine.docker("run", "--detach", f"--name={name}", *arguments)
-    container = Container(engine, name)
-    try:
-        yield container
-    finally:
-        container.remove()
 
 
 def metrics(port: int) -> str:

@@ -25,6 +25,19 @@ def room(module: str) -> str:
     return parts[1] if len(parts) > 1 else ""
 
 
+def face(package: Path) -> set[str]:
+    """The names a package's face offers (its `__all__`)."""
+    init = package / "__init__.py"
+    if not init.exists():
+        return set()
+    for node in ast.parse(init.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
+            return set(ast.literal_eval(node.value))
+    return set()
+
+
 def imports(path: Path, root: Path = ROOT) -> Iterator[tuple[int, str]]:
     """Every `exporter` module a file imports (relative imports resolved), with its line."""
     module = ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
@@ -38,8 +51,17 @@ def imports(path: Path, root: Path = ROOT) -> Iterator[tuple[int, str]]:
                 target = ".".join([*base, *([node.module] if node.module else [])])
             else:
                 target = node.module or ""
-            if target.startswith("exporter"):
-                yield node.lineno, target
+            if not target.startswith("exporter"):
+                continue
+            base = root.joinpath(*target.split("."))
+            exported = face(base)
+            modules = [
+                f"{target}.{alias.name}"
+                for alias in node.names
+                if alias.name not in exported
+                and ((base / f"{alias.name}.py").exists() or (base / alias.name).is_dir())
+            ]
+            yield from ((node.lineno, module) for module in modules or [target])
 
 
 def offences() -> Iterator[str]:

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from ..amiplus import WARSAW
 from ..receivers import ReceiverSpec
 from ..wmbus import shown
+from .addon import ADDON_SOURCE, Broker, OptionsTree, wants_broker
 from .influxdb import InfluxConfig, influx_section
 from .meter_table import meters_from_files
 from .meters import MeterConfig, meters_section
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_BASE_TOPIC",
     "OUTPUT_SECTIONS",
+    "Broker",
     "Config",
     "ConfigError",
     "InfluxConfig",
@@ -41,6 +43,7 @@ __all__ = [
     "Prices",
     "Problem",
     "WebConfig",
+    "wants_broker",
 ]
 
 DEFAULT_LISTEN = ":9264"
@@ -120,7 +123,9 @@ class Config:
 def _settings(reader: Reader, top: dict[str, Node]) -> dict[str, Any]:
     """The optional sections: web, influxdb, mqtt, timezone, state, prices, log."""
     options: dict[str, Any] = {
-        "state_directory": Path(reader.env.get("STATE_DIRECTORY") or DEFAULT_STATE_DIRECTORY)
+        "state_directory": Path(
+            (reader.env or {}).get("STATE_DIRECTORY") or DEFAULT_STATE_DIRECTORY
+        )
     }
     if "web" in top:
         web = reader.mapping(top["web"], "web", _WEB)
@@ -199,6 +204,12 @@ def parse_config(
         raise ConfigError(source, [Problem(line, problem)]) from None
     if root is None:
         raise ConfigError(source, [Problem(None, "the file is empty; see README.md")])
+    return _read(reader, root, source)
+
+
+def _read(reader: Reader, root: Node, source: str) -> Config:
+    """A configuration from a node tree: a YAML file's, or the one the add-on's options
+    become; raises `ConfigError` listing every problem."""
     top = reader.mapping(root, "the configuration", _TOP)
     meters = meters_section(reader, top.get("meters"))
     if "meters_file" in top:
@@ -218,3 +229,13 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     except OSError as error:
         raise ConfigError(str(path), [Problem(None, f"cannot read it: {error.strerror}")]) from None
     return parse_config(text, str(path), env, path.parent)
+
+
+def parse_options(options: Mapping[str, Any], data: Path, broker: Broker | None = None) -> Config:
+    """A configuration from the Home Assistant add-on's options (`<data>/options.json`), read
+    by the same reader with the same messages; a problem names its option (`meters[1].key`)
+    where a file's names its line. `broker`: the MQTT broker the Supervisor offers, used when
+    the options name none. Raises `ConfigError` listing every problem."""
+    tree = OptionsTree(data)
+    root = tree.configuration(options, broker)
+    return _read(Reader(None, data, tree.names), root, ADDON_SOURCE)

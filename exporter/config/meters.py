@@ -138,6 +138,6 @@ def meters_section(reader: Reader, node: Node | None) -> list[MeterConfig]:
             )
             continue
         named = f"{meter.name!r}, " if meter.name != meter.meter_id else ""
-        owner.update(dict.fromkeys(meter.ids, (number, f"{named}line {item.start_mark.line + 1}")))
+        owner.update(dict.fromkeys(meter.ids, (number, f"{named}{reader.place(item)}")))
         meters.append(meter)
     return meters

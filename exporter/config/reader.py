@@ -5,7 +5,7 @@ echoed in a message, nor anything else that could be a key (`shown`: a fingerpri
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -21,14 +21,18 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One thing wrong with the configuration, with its line (1-based) when known."""
+    """One thing wrong with the configuration, with its line (1-based) when known, or the
+    add-on option it is about."""
 
     line: int | None
     message: str
     source: str | None = None  # another file than the configuration (a meters CSV file)
+    option: str | None = None  # the add-on option it is about, e.g. meters[1].key (no line)
 
     def format(self, source: str) -> str:
         where = self.source or source
+        if self.option:
+            return f"{where}: {self.option}: {self.message}"
         return f"{where}:{self.line}: {self.message}" if self.line else f"{where}: {self.message}"
 
 
@@ -42,14 +46,21 @@ class ConfigError(Exception):
 
 
 class Reader:
-    """Walks the YAML node tree, converting values and collecting problems with lines."""
+    """Walks the YAML node tree, converting values and collecting problems with lines; or,
+    with `names`, with the add-on options the nodes came from (a node's line is then the index
+    of its option's name: config/addon.py)."""
 
-    def __init__(self, env: Mapping[str, str], base: Path) -> None:
+    def __init__(
+        self, env: Mapping[str, str] | None, base: Path, names: Sequence[str] | None = None
+    ) -> None:
+        """`env`: what `${VAR}` in a value is replaced with; None: values are taken as written
+        (the add-on's options are not templates)."""
         import yaml  # noqa: PLC0415 (only when a file is read: the built-in setup needs none)
 
         self.yaml = yaml
         self.env = env
         self.base = base
+        self.names = names
         self.problems: list[Problem] = []
 
     def compose(self, text: str) -> Node | None:
@@ -60,7 +71,17 @@ class Reader:
         return root
 
     def problem(self, node: Node | None, message: str) -> None:
-        self.problems.append(Problem(node.start_mark.line + 1 if node else None, message))
+        if node is None:
+            self.problems.append(Problem(None, message))
+        elif self.names is not None:
+            self.problems.append(Problem(None, message, option=self.place(node)))
+        else:
+            self.problems.append(Problem(node.start_mark.line + 1, message))
+
+    def place(self, node: Node) -> str:
+        """Where a node is, for a message that names it: its line, or its add-on option."""
+        line: int = node.start_mark.line
+        return self.names[line] if self.names is not None else f"line {line + 1}"
 
     def mapping(self, node: Node, where: str, allowed: tuple[str, ...]) -> dict[str, Node]:
         if not isinstance(node, self.yaml.MappingNode):
@@ -90,13 +111,13 @@ class Reader:
         missing: list[str] = []
 
         def substitute(match: re.Match[str]) -> str:
-            value = self.env.get(match.group(1), match.group(2))
+            value = (self.env or {}).get(match.group(1), match.group(2))
             if value is None:
                 missing.append(match.group(1))
                 return ""
             return value
 
-        value = _ENV.sub(substitute, str(node.value))
+        value = str(node.value) if self.env is None else _ENV.sub(substitute, str(node.value))
         for name in missing:
             self.problem(node, f"{where}: the environment variable {name} is not set")
         if missing:

@@ -89,7 +89,11 @@ def _receiver(reader: Reader, node: Node, number: int) -> ReceiverSpec | None:
 
 def receivers_section(reader: Reader, node: Node | None, root: Node) -> list[ReceiverSpec]:
     if not isinstance(node, reader.yaml.SequenceNode) or not node.value:
-        reader.problem(node or root, "no receivers: add at least one (see README.md, 'Receivers')")
+        reader.problem(
+            node or root,
+            "no receivers: add at least one: a stick with its device, a network radio (type "
+            f"lines), or type simulator for a first look (types: {', '.join(TYPES)})",
+        )
         return []
     receivers = [
         spec

@@ -1,9 +1,13 @@
 """The status page at `/`: self-contained HTML, CSS, SVG and a little JavaScript.
 
 No CDN and no build step: the page (`static/status.html`) carries the current status, so it
-renders at once, then asks `/api/status?history=1` every few seconds (and once a minute with
+renders at once, then asks `api/status?history=1` every few seconds (and once a minute with
 the 24-hour history, `history=1,day`). Polish or English, following the browser's language
 until the page's switch says otherwise. Each card is one function of the page's `CARDS`.
+
+Every URL of the page is relative, so it works under any prefix: Home Assistant's ingress
+serves it at `/api/hassio_ingress/<token>/` (web/ingress.py), where `/metrics` is not served
+and the page leaves its link out.
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ from typing import Any
 
 REFRESH_SECONDS = 5
 PAGE = resources.files(__package__).joinpath("static/status.html").read_text(encoding="utf-8")
+METRICS_LINK = '<a href="metrics" id="metrics">/metrics</a>'
 
 
-def render(status: dict[str, Any]) -> str:
-    """The page, carrying the current status as JSON (safe inside its script element)."""
+def render(status: dict[str, Any], *, metrics: bool = True) -> str:
+    """The page, carrying the current status as JSON (safe inside its script element), with
+    a link to `/metrics` where that is served too."""
     data = json.dumps(status, ensure_ascii=False, default=str).replace("<", "\\u003c")
-    return PAGE.replace("__STATUS__", data).replace("__REFRESH__", str(REFRESH_SECONDS))
+    page = PAGE.replace("__METRICS_LINK__", METRICS_LINK if metrics else "")
+    return page.replace("__STATUS__", data).replace("__REFRESH__", str(REFRESH_SECONDS))

@@ -22,6 +22,7 @@ import errno
 import gzip
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -140,11 +141,32 @@ class WebSecurity:
 
 
 class Verdict(enum.Enum):
-    """What a request's credentials earn it: an answer, 401, or 503 while bcrypt is busy."""
+    """What a request earns: an answer; 401 for its credentials, 503 while bcrypt is busy, or
+    403 for a source its listener does not serve."""
 
     YES = "yes"
     NO = "no"
     BUSY = "busy"
+    FORBIDDEN = "forbidden"
+
+
+@dataclass(frozen=True)
+class Listener:
+    """What one listening address allows: the sources it answers (None: any; others get 403,
+    as the add-on's ingress listener answers only the Supervisor: web/ingress.py)."""
+
+    allowed: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
+
+    def allows(self, address: str) -> bool:
+        if self.allowed is None:
+            return True
+        try:
+            source = ipaddress.ip_address(address.partition("%")[0])
+        except ValueError:
+            return False
+        if isinstance(source, ipaddress.IPv6Address) and source.ipv4_mapped is not None:
+            source = source.ipv4_mapped  # an IPv4 client of a dual-stack socket
+        return any(source in network for network in self.allowed)
 
 
 class CheckedCredentials:
@@ -326,10 +348,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.mark(self.connection, Phase.BUSY)
         accepted = self.headers.get("Accept-Encoding", "")
         security_file = self.server.security
-        verdict = security_file.current().authorised(
-            self.headers.get("Authorization"), security_file.checked
-        )
-        if verdict is Verdict.NO:
+        if not self.server.listener.allows(self.client_address[0]):
+            verdict = Verdict.FORBIDDEN
+        else:
+            verdict = security_file.current().authorised(
+                self.headers.get("Authorization"), security_file.checked
+            )
+        if verdict is Verdict.FORBIDDEN:
+            page = Page(403, "text/plain; charset=utf-8", b"forbidden\n")
+        elif verdict is Verdict.NO:
             page = Page(
                 401,
                 "text/plain; charset=utf-8",
@@ -384,9 +411,11 @@ class WebServer(HTTPServer):
         routes: Routes,
         security: SecurityFile,
         max_connections: int = MAX_CONNECTIONS,
+        listener: Listener = Listener(),
     ) -> None:
         self.routes = routes
         self.security = security
+        self.listener = listener
         self.max_connections = max_connections
         self.closed_for_room = 0  # connections closed to make room for a new one
         self.refused = 0  # connections refused: every open one was being answered
