@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from exporter.amiplus.families import FAMILIES
-from exporter.wmbus import encode_header, encode_vib, vif_exponents
+from exporter.wmbus import encode_header, vif_exponents
+from exporter.wmbus.encoder import encode_vib
 from exporter.wmbus.records import (
     DATA_FIELDS,
     Coding,

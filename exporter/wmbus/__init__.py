@@ -4,7 +4,7 @@ Imports only the standard library and `cryptography`.
 """
 
 from .cache import BoundedCache
-from .encoder import encode_data, encode_frame, encode_header, encode_vib, vif_exponents
+from .encoder import encode_data, encode_frame, encode_header, vif_exponents
 from .errors import (
     CRCError,
     DecryptionError,
@@ -69,7 +69,6 @@ __all__ = [
     "encode_data",
     "encode_frame",
     "encode_header",
-    "encode_vib",
     "format_a_length",
     "manufacturer_code",
     "parse_header",
