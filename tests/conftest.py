@@ -24,10 +24,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from exporter.amiplus import id_variants
+from exporter.amiplus import fields, id_variants
+from exporter.amiplus.fields import Field, Label, Metric, MetricType, Shape
 from exporter.config import MeterConfig
 from exporter.receivers.receiver import Receiver
-from exporter.wmbus import MeterKey
+from exporter.wmbus import Function, MeterKey, Quantity
+from exporter.wmbus.cache import clear_caches
 
 from .emulators.pty_device import PtyDevice
 
@@ -62,6 +64,39 @@ def receivers() -> Iterator[list[Receiver]]:
     yield started
     for receiver in started:
         receiver.stop()
+
+
+#: A row no family carries, for tests of a quantity added to the field table.
+WATER = Field(
+    "water_m3",
+    Shape.SINGLE,
+    Label("Water", "Woda"),
+    (Quantity.VOLUME, Function.INSTANTANEOUS, False),
+    unit="m³",
+    metric=Metric("amiplus_water_cubic_meters", MetricType.COUNTER, "Water, a test register."),
+    influx="water_m3",
+    register=True,
+)
+
+
+@pytest.fixture
+def add_rows(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """Adds rows to the field table, for this test only."""
+
+    def add(*rows: Field) -> None:
+        monkeypatch.setattr(fields, "FIELDS", (*fields.FIELDS, *rows))
+        clear_caches()
+
+    yield add
+    monkeypatch.undo()
+    clear_caches()
+
+
+@pytest.fixture
+def water_row(add_rows: Callable[..., None]) -> Field:
+    """The field table with `WATER`, for this test only."""
+    add_rows(WATER)
+    return WATER
 
 
 def load_vectors() -> list[dict[str, Any]]:

@@ -3,14 +3,12 @@ Prometheus, InfluxDB and the status page, with no other change."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.amiplus import fields
-from exporter.amiplus.fields import Field, Label, Metric, MetricType, Shape
+from exporter.amiplus.fields import Field, MetricType, Shape
 from exporter.amiplus.reading import read_meter
 from exporter.config import Config, InfluxConfig
 from exporter.outputs.influx import InfluxOutput, point
@@ -19,34 +17,11 @@ from exporter.pipeline.handoff import MeterUpdate
 from exporter.pipeline.state import State
 from exporter.web.status import status
 from exporter.wmbus import Address, MeterKey, decode
-from exporter.wmbus.cache import clear_caches
 from exporter.wmbus.encoder import encode_frame, encode_record
 from exporter.wmbus.link import manufacturer_code
-from exporter.wmbus.records import Function
-from exporter.wmbus.vif import Quantity
 
 KEY = bytes(range(16))
 METER = Address(manufacturer_code("APA"), bytes.fromhex("78563412"), 1, 0x02)
-WATER = Field(
-    "water_m3",
-    Shape.SINGLE,
-    Label("Water", "Woda"),
-    (Quantity.VOLUME, Function.INSTANTANEOUS, False),
-    unit="m³",
-    metric=Metric("amiplus_water_cubic_meters", MetricType.COUNTER, "Water, a test register."),
-    influx="water_m3",
-    register=True,
-)
-
-
-@pytest.fixture
-def water_row(monkeypatch: pytest.MonkeyPatch) -> Iterator[Field]:
-    """The field table with one more row, for this test only."""
-    monkeypatch.setattr(fields, "FIELDS", (*fields.FIELDS, WATER))
-    clear_caches()
-    yield WATER
-    monkeypatch.undo()
-    clear_caches()
 
 
 def telegram(litres: int, watts: int, access_number: int) -> bytes:

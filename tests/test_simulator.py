@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import itertools
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.amiplus.clock import WARSAW
-from exporter.amiplus.families import FAMILIES, Family
+from exporter.amiplus.families import FAMILIES, FAMILIES_BY_NAME, Family
+from exporter.amiplus.fields import Field, Label, Shape, table
 from exporter.amiplus.reading import read_meter, slot_for
 from exporter.amiplus.simulated import (
     DEFAULT_KEY,
+    GAUGE_MIDDLE,
+    GAUGE_SPREAD,
     SimulatedMeter,
+    extras,
     g12_tariff,
     simulated_meters,
 )
+from exporter.daemon import Exporter, default_config
 from exporter.pipeline.dedupe import Deduplicator
+from exporter.receivers import Frame
 from exporter.receivers.sources import SimulatorSource, SourceFinished
-from exporter.wmbus import MeterKey, decode
+from exporter.wmbus import Function, MeterKey, Quantity, decode
 from exporter.wmbus.records import parse_header
 
 KEY = MeterKey.from_bytes(DEFAULT_KEY)
@@ -141,3 +150,117 @@ def test_deduplicator_passes_a_frame_once_per_window() -> None:
     assert dedupe.first(b"b", 5.2) and dedupe.first(b"c", 5.3) and dedupe.first(b"d", 5.4)
     assert len(dedupe) <= 3  # bounded
     assert dedupe.first(b"a", 5.5)  # pushed out by the bound: passes again rather than grow
+
+
+# --- the simulator follows the field table -------------------------------------------------------
+
+
+def test_the_shipped_table_adds_no_records_to_any_family() -> None:
+    """Every row of fields.py is carried by some family: the telegrams keep the real layouts."""
+    assert table().derived(extras).appended == ()
+    for family in FAMILIES:
+        meter = SimulatedMeter(family, seed=1)
+        for record_set in family.record_sets:
+            frame, _ = meter.telegram(NOON + timedelta(seconds=meter.sent))
+            assert tuple(r.key for r in decode(frame, KEY).records) == record_set
+
+
+def test_a_new_row_rides_in_the_simulated_telegram_and_grows(water_row: Field) -> None:
+    meter = simulated_meters(1)[0]  # the built-in meter of `make run`: an Otus, two record sets
+    litres = []
+    for n in range(12):
+        record_set = meter.family.record_sets[meter.sent % 2]
+        frame, intended = meter.telegram(NOON + timedelta(minutes=10 * n))
+        telegram = decode(frame, KEY)
+        assert [r.key for r in telegram.records] == [*record_set, "0E13"]  # BCD12, litres
+        got = read_meter(telegram)
+        assert got.get("water_m3") == intended.get("water_m3")
+        assert got.get("energy_imported_kwh", 0) <= intended.get("energy_imported_kwh")
+        litres.append(got.get("water_m3"))
+    assert all(later > earlier for earlier, later in itertools.pairwise(litres))
+    assert 100 <= litres[0] < 1000  # a register that has been counting for a while
+
+
+FREQUENCY = Field(
+    "frequency_hz",
+    Shape.SINGLE,
+    Label("Frequency", "Częstotliwość"),
+    (Quantity.FREQUENCY, Function.INSTANTANEOUS, False),
+    unit="Hz",
+)
+APPARENT_POWER = Field(
+    "apparent_power_va",
+    Shape.PHASES,
+    Label("Apparent power", "Moc pozorna"),
+    (Quantity.APPARENT_POWER, Function.INSTANTANEOUS, False),
+    unit="VA",
+)
+APPARENT_ENERGY = Field(
+    "apparent_energy_kvah",
+    Shape.TARIFFS,
+    Label("Apparent energy", "Energia pozorna"),
+    (Quantity.APPARENT_ENERGY, Function.INSTANTANEOUS, False),
+    unit="kVAh",
+    unit_exponent=3,
+    register=True,
+    tariff_key="apparent_energy_tariff_kvah",
+    derived_key="apparent_energy_derived",
+)
+
+
+def test_rows_the_physics_does_not_know_follow_their_shape(add_rows: Callable[..., None]) -> None:
+    """A gauge wanders within its range, per phase gives L1-L3, a register with tariffs grows
+    only in the G12 zone of the moment; each decodes to what the meter meant."""
+    add_rows(FREQUENCY, APPARENT_POWER, APPARENT_ENERGY)
+    gama = FAMILIES_BY_NAME["gama"]  # one record set
+    meter = SimulatedMeter(gama, seed=5)
+    start = datetime(2026, 1, 14, 23, 0, tzinfo=UTC)  # midnight in Warsaw: tariff 2
+    readings = []
+    for n in range(96):
+        frame, intended = meter.telegram(start + timedelta(minutes=15 * n))
+        telegram = decode(frame, KEY)
+        assert (
+            tuple(r.key for r in telegram.records)[: len(gama.record_sets[0])]
+            == (gama.record_sets[0])
+        )
+        got = read_meter(telegram)
+        for key in ("frequency_hz", "apparent_power_va", "apparent_energy_kvah"):
+            assert got.get(key) == intended.get(key), key
+        tariffs = intended.get("apparent_energy_tariff_kvah")
+        assert got.get("apparent_energy_tariff_kvah") == {1: tariffs[1], 2: tariffs[2]}
+        readings.append(got)
+    hertz = [r.get("frequency_hz") for r in readings]
+    assert all(abs(f - GAUGE_MIDDLE) <= GAUGE_SPREAD for f in hertz) and len(set(hertz)) > 10
+    assert all(set(r.get("apparent_power_va")) == {"L1", "L2", "L3"} for r in readings)
+    for earlier, later in itertools.pairwise(readings):
+        assert later.meter_time is not None
+        zone = g12_tariff(later.meter_time)
+        before = earlier.get("apparent_energy_tariff_kvah")
+        after = later.get("apparent_energy_tariff_kvah")
+        assert after[3 - zone] == before[3 - zone] and after[zone] >= before[zone]
+        assert sum(after.values()) <= later.get("apparent_energy_kvah") < sum(after.values()) + 2
+    first = readings[0].get("apparent_energy_tariff_kvah")
+    last = readings[-1].get("apparent_energy_tariff_kvah")
+    assert last[1] > first[1] and last[2] > first[2]  # a day has both zones
+
+
+def test_a_new_row_reaches_the_exporters_state_and_metrics(water_row: Field) -> None:
+    """The built-in configuration of `make run`, fed the simulated meter's frames in-process."""
+    exporter = Exporter(default_config())
+    meter = simulated_meters(1)[0]
+    received = time.time()
+    decoded = []
+    for n in range(4):
+        frame, _ = meter.telegram(NOON + timedelta(minutes=10 * n))
+        decoded.append(read_meter(decode(frame, KEY)).get("water_m3"))
+        exporter.intake.on_frame("simulator", Frame(frame, received + n))
+    assert decoded == sorted(set(decoded))
+    (state,) = exporter.state.snapshot()
+    assert state.values["water_m3"] == decoded[-1] and state.telegrams == 4
+    assert exporter.status()["meters"][0]["values"]["water_m3"] == decoded[-1]
+    text = exporter.exposition().render()
+    (water,) = [
+        f for f in text_string_to_metric_families(text) if f.name == "amiplus_water_cubic_meters"
+    ]
+    assert water.type == "counter"
+    assert [(s.labels, s.value) for s in water.samples] == [({"meter_id": "12345678"}, decoded[-1])]

@@ -4,7 +4,7 @@ Imports only the standard library and `cryptography`.
 """
 
 from .cache import BoundedCache
-from .encoder import encode_data, encode_frame
+from .encoder import encode_data, encode_frame, encode_header, vif_exponents
 from .errors import (
     CRCError,
     DecryptionError,
@@ -68,6 +68,7 @@ __all__ = [
     "decode",
     "encode_data",
     "encode_frame",
+    "encode_header",
     "format_a_length",
     "manufacturer_code",
     "parse_header",
@@ -75,4 +76,5 @@ __all__ = [
     "shown",
     "strip_format_a",
     "strip_format_b",
+    "vif_exponents",
 ]

@@ -1,4 +1,9 @@
-"""Records and frames from values: the inverse of the decoder, for round trips and the simulator."""
+"""Records and frames from values: the inverse of the decoder, for round trips and the simulator.
+
+`encode_header` is the inverse of `parse_header` for what the VIF tables of `vif.py` can say: a
+quantity at one of its exponents, backward flow (combinable VIFE 0x3C) and a phase (the 0x7C
+extension), behind any DIB.
+"""
 
 from __future__ import annotations
 
@@ -19,9 +24,103 @@ from .records import (
 from .security import encrypt_mode5, iv_for
 from .timepoint import TimePoint, encode_time_point
 from .transport import BLOCK_SIZE, Configuration, TransportHeader, encode_transport_header
+from .vif import (
+    COMBINABLE,
+    COMBINABLE_EXTENSION,
+    COMBINABLE_EXTENSION_MARKER,
+    EXTENSION_FB,
+    EXTENSION_FD,
+    PRIMARY,
+    PRIMARY_FB,
+    PRIMARY_FD,
+    Combinable,
+    Phase,
+    Quantity,
+    Table,
+)
 
 SND_NR = 0x44
 _DATA_FIELD_CODES = {layout: code for code, layout in DATA_FIELDS.items()}
+
+#: The VIF tables and the bytes that select them, in the order a quantity is looked up.
+_VIF_TABLES: tuple[tuple[bytes, Table], ...] = (
+    (b"", PRIMARY),
+    (bytes((PRIMARY_FD | EXTENSION_BIT,)), EXTENSION_FD),
+    (bytes((PRIMARY_FB | EXTENSION_BIT,)), EXTENSION_FB),
+)
+#: No VIB from a quantity alone: a reserved code says nothing, a plain-text unit needs its text.
+_NOT_ENCODABLE = frozenset((Quantity.RESERVED, Quantity.PLAIN_TEXT))
+_BACKWARD = next(code for code, meaning in COMBINABLE.items() if meaning is Combinable.BACKWARD)
+_PHASES = {
+    meaning: code for code, meaning in COMBINABLE_EXTENSION.items() if isinstance(meaning, Phase)
+}
+
+
+def _vif_codes() -> dict[tuple[Quantity, int, str], bytes]:
+    """(quantity, exponent, unit) -> the VIF bytes (table selector and code) that say it; where
+    several codes say the same (durations of one unit, access codes), the first one."""
+    found: dict[tuple[Quantity, int, str], bytes] = {}
+    for prefix, table in _VIF_TABLES:
+        for code, entry in table.items():
+            if entry.quantity not in _NOT_ENCODABLE:
+                found.setdefault(
+                    (entry.quantity, entry.exponent, entry.unit), prefix + bytes((code,))
+                )
+    return found
+
+
+_VIF_CODES = _vif_codes()
+
+
+def vif_exponents(quantity: Quantity) -> tuple[int, ...]:
+    """The decimal exponents the VIF tables hold for `quantity`, ascending (empty: none)."""
+    return tuple(sorted({e for q, e, _ in _VIF_CODES if q is quantity}))
+
+
+def encode_vib(
+    quantity: Quantity,
+    exponent: int = 0,
+    *,
+    backward: bool = False,
+    phase: Phase | None = None,
+    unit: str | None = None,
+) -> bytes:
+    """The VIB for a quantity at a decimal exponent, of the backward flow and of a phase if
+    asked; `unit` picks among codes of one exponent (m³/h or m³/min, seconds or days)."""
+    found = [
+        code
+        for (q, e, u), code in _VIF_CODES.items()
+        if q is quantity and e == exponent and unit in (None, u)
+    ]
+    if not found:
+        held = ", ".join(map(str, vif_exponents(quantity))) or "none"
+        in_unit = f" in {unit}" if unit is not None else ""
+        raise ValueError(
+            f"The VIF tables have no {quantity.value}{in_unit} with exponent {exponent} "
+            f"(exponents they hold: {held})."
+        )
+    extensions = bytes((_BACKWARD,)) if backward else b""
+    if phase is not None:
+        extensions += bytes((COMBINABLE_EXTENSION_MARKER, _PHASES[phase]))
+    if extensions and quantity is Quantity.MANUFACTURER_SPECIFIC:
+        raise ValueError("A manufacturer-specific VIF takes no flow direction or phase.")
+    vib = found[0] + extensions
+    return bytes(b | EXTENSION_BIT for b in vib[:-1]) + vib[-1:]
+
+
+def encode_header(
+    info: DataInformation,
+    quantity: Quantity,
+    exponent: int = 0,
+    *,
+    backward: bool = False,
+    phase: Phase | None = None,
+    unit: str | None = None,
+) -> bytes:
+    """A record's DIB+VIB (its key as bytes): the inverse of `parse_header`."""
+    return encode_dib(info) + encode_vib(
+        quantity, exponent, backward=backward, phase=phase, unit=unit
+    )
 
 
 def encode_dib(info: DataInformation) -> bytes:
