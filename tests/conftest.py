@@ -4,6 +4,7 @@ servers.py started once per session."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import math
@@ -21,11 +22,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from hypothesis import HealthCheck, settings
 
+from exporter.amiplus.reading import MeterReading
+from exporter.receivers.base import Event, Framer, Reply, SessionStep
 from exporter.receivers.receiver import Receiver
 
 from .emulators.pty_device import PtyDevice
 
 if TYPE_CHECKING:
+    import serial
+
     from .servers import ExporterProcess, Prometheus
 
 DATA = Path(__file__).parent / "data"
@@ -55,6 +60,32 @@ def receivers() -> Iterator[list[Receiver]]:
     yield started
     for receiver in started:
         receiver.stop()
+
+
+def run_session(
+    port: serial.Serial,
+    framer: Framer,
+    steps: list[SessionStep],
+    wait: float = 2.0,
+    clock: Callable[[], float] = time.time,
+) -> tuple[list[Event], list[str | None]]:
+    """Send each step's command to an emulated stick and read until a reply the step accepts
+    (at most `wait` seconds): every event read (received at `clock()`), in order, and each
+    awaited step's verdict ("no reply" when none came)."""
+    events: list[Event] = []
+    verdicts: list[str | None] = []
+    for step in steps:
+        port.write(step.command)
+        if step.timeout == 0:
+            continue
+        deadline = time.monotonic() + wait
+        reply = None
+        while reply is None and time.monotonic() < deadline:
+            new = framer.feed(port.read(port.in_waiting or 1), clock())
+            events += new
+            reply = next((e for e in new if isinstance(e, Reply) and step.accepts(e)), None)
+        verdicts.append("no reply" if reply is None else step.verdict(reply))
+    return events, verdicts
 
 
 def load_vectors() -> list[dict[str, Any]]:
@@ -92,6 +123,16 @@ def assert_matches(actual: Any, expected: Any, path: str = "$") -> None:
         assert actual == expected and type(actual) is type(expected), (
             f"{path}: {actual!r} != {expected!r}"
         )
+
+
+def reading(meter_id: str = "12345678", **values: object) -> MeterReading:
+    """A decoded reading of an Apator meter (version 1, electricity) with these field values."""
+    return MeterReading(meter_id, "APA", 1, 2, values=values)
+
+
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    """The request header of HTTP basic auth."""
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 def free_port() -> int:

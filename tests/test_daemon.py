@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime
 import ipaddress
 import json
@@ -26,7 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from exporter.amiplus.families import FAMILIES_BY_NAME
 from exporter.amiplus.simulated import SimulatedMeter
 
-from .conftest import free_port, require, wait_until
+from .conftest import basic_auth, free_port, require, wait_until
 from .emulators.imst import Im871aEmulator
 from .servers import CONSOLE_SCRIPT, SIMULATED_KEY, Prometheus, Start, job, simulated_config
 
@@ -251,11 +250,6 @@ def _web_config(path: Path, password: str) -> None:
     )
 
 
-def basic(password: str) -> dict[str, str]:
-    token = base64.b64encode(f"prometheus:{password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
-
-
 def test_tls_client_certificates_and_basic_auth(
     prometheus: Prometheus, start_exporter: Start, tmp_path: Path
 ) -> None:
@@ -269,10 +263,10 @@ def test_tls_client_certificates_and_basic_auth(
     exporter = start_exporter(
         SIMULATED + f"web:\n  config_file: {web}\n",
         ssl_context=context,
-        headers=basic("s3cret-password"),
+        headers=basic_auth("prometheus", "s3cret-password"),
     )
     assert exporter.get("/metrics")[0] == 200
-    assert exporter.get("/metrics", headers=basic("wrong"))[0] == 401
+    assert exporter.get("/metrics", headers=basic_auth("prometheus", "wrong"))[0] == 401
     assert exporter.get("/", headers={})[0] == 401
     without_certificate = ssl.create_default_context(cafile=str(certs / "ca.crt"))
     with pytest.raises(OSError):
@@ -299,10 +293,13 @@ def test_tls_client_certificates_and_basic_auth(
     later = web.stat().st_mtime + 2  # a new modification time even on a coarse clock
     os.utime(web, (later, later))
     assert wait_until(
-        lambda: exporter.get("/metrics", headers=basic("changed-password"))[0] == 200, 10
+        lambda: (
+            exporter.get("/metrics", headers=basic_auth("prometheus", "changed-password"))[0] == 200
+        ),
+        10,
     )
-    assert exporter.get("/metrics", headers=basic("s3cret-password"))[0] == 401
-    exporter.headers = basic("changed-password")  # for the clean stop's checks
+    assert exporter.get("/metrics", headers=basic_auth("prometheus", "s3cret-password"))[0] == 401
+    exporter.headers = basic_auth("prometheus", "changed-password")  # for the clean stop's checks
 
 
 def test_promtool_finds_nothing_to_criticise(start_exporter: Start) -> None:

@@ -18,13 +18,12 @@ from typing import Any
 
 import pytest
 
-from exporter.amiplus.reading import MeterReading
 from exporter.config import InfluxConfig
 from exporter.outputs import influx
 from exporter.outputs.base import MeterUpdate
 from exporter.outputs.influx import InfluxOutput
 
-from .conftest import free_port, require, wait_until
+from .conftest import free_port, reading, require, wait_until
 from .servers import (
     CONSOLE_SCRIPT,
     ExporterProcess,
@@ -270,8 +269,8 @@ def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB]:
 
 
 def update(received_at: float, power: float) -> MeterUpdate:
-    reading = MeterReading("12345678", "APA", 1, 2, values={"power_imported_w": power})
-    return MeterUpdate("12345678", "home", reading, reading.values, received_at, "test")
+    decoded = reading(power_imported_w=power)
+    return MeterUpdate("12345678", "home", decoded, decoded.values, received_at, "test")
 
 
 def output(url: str, spool: Path, database: str, **options: Any) -> InfluxOutput:

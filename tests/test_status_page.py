@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from .conftest import require, wait_until
+from .conftest import basic_auth, require, wait_until
 from .servers import SIMULATED_KEY, Start, simulated_config
 
 KEY = SIMULATED_KEY
@@ -137,10 +136,8 @@ def test_basic_auth_protects_the_page(start_exporter: Start, tmp_path: Path) -> 
     web = tmp_path / "web.yml"
     hashed = bcrypt.hashpw(b"open sesame", bcrypt.gensalt(rounds=4)).decode()
     web.write_text(f"basic_auth_users:\n  family: '{hashed}'\n")
-    token = base64.b64encode(b"family:open sesame").decode()
-    exporter = start_exporter(
-        CONFIG + f"web:\n  config_file: {web}\n", headers={"Authorization": f"Basic {token}"}
-    )
+    auth = basic_auth("family", "open sesame")
+    exporter = start_exporter(CONFIG + f"web:\n  config_file: {web}\n", headers=auth)
     assert exporter.get("/", headers={})[0] == 401
     assert exporter.get("/api/status", headers={})[0] == 401
     code, page = exporter.get("/")
@@ -155,8 +152,7 @@ def test_basic_auth_protects_the_page(start_exporter: Start, tmp_path: Path) -> 
         assert KEY not in driver.page_source and "12345678" not in driver.page_source
         # What a browser does once the user typed the password: send it with every request.
         driver.execute_cdp_cmd("Network.enable", {})
-        headers = {"headers": {"Authorization": f"Basic {token}"}}
-        driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", headers)
+        driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": auth})
         driver.get(exporter.url + "/")
         WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-meter]"))
         first = text(driver, "#updated")
