@@ -11,7 +11,7 @@ BENCH_PACKAGES := qemu-user-static
 IMAGE ?= amiplus-exporter:local
 VERSION := $(shell git describe --tags --always 2>/dev/null || echo dev)
 
-.PHONY: run test system-packages lint typecheck pytest bench image images clean
+.PHONY: run test test-fast system-packages lint typecheck pytest bench image images clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ typecheck: $(VENV)/.test-installed
 
 pytest: $(VENV)/.test-installed
 	$(BIN)/pytest
+
+## test-fast: the inner loop, every test that starts no server, process, browser or engine
+test-fast: $(VENV)/.test-installed
+	$(BIN)/pytest -m "not integration" -q
 
 ## bench: the benchmarks of tests/bench (figures printed, nothing asserted; about 45 minutes,
 ## 8 more the first time, when the arm stand-in bases are made)

@@ -1,6 +1,6 @@
-"""Shared fixtures and helpers: the public test vectors, hypothesis profiles, free ports, waiting
-for a condition (never a fixed sleep), plain HTTP, required binaries, and the real servers of
-servers.py started once per session."""
+"""Shared fixtures and helpers: the public test vectors, hypothesis profiles, the `integration`
+mark, free ports, waiting for a condition (never a fixed sleep), plain HTTP, required binaries,
+and the real servers of servers.py started once per session."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -42,6 +43,65 @@ settings.register_profile(
 )
 settings.register_profile("thorough", max_examples=5000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+#: Fixtures that start a server, a process, a browser, a Docker engine or a stick emulator on a
+#: pseudo-terminal: a test that uses one (directly or through another fixture) is marked
+#: `integration`, which `pytest -m "not integration"` (`make test-fast`) leaves out.
+INTEGRATION_FIXTURES = frozenset(
+    {
+        "emulators",  # stick emulators on pseudo-terminals (also make, plug, stick, started)
+        "make",
+        "plug",
+        "stick",
+        "started",
+        "receivers",  # receiver threads on real sockets, ttys and processes
+        "serve",  # the HTTP server
+        "start_exporter",  # exporter processes (also exporter)
+        "exporter",
+        "prometheus",  # real servers
+        "influxdb",
+        "influx",
+        "broker",
+        "victoria",
+        "fleet_prometheus",
+        "tmpfs",  # mount(8)
+        "chrome",  # headless Chromium
+        "engine",  # a Docker engine (also image, simulated, volume)
+        "wheel",  # a wheel built from this tree
+    }
+)
+#: What a test not marked `integration` may not do on its own thread: start a process, bind a
+#: socket (a listener, or a free port for one) or open a pseudo-terminal.
+GUARDED = ((subprocess.Popen, "__init__"), (socket.socket, "bind"), (os, "openpty"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _integration_only(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that starts a process, binds a socket or opens a pseudo-terminal without the
+    `integration` mark fails saying so, so that the inner loop stays free of them."""
+    if request.node.get_closest_marker("integration"):
+        return
+    for owner, name in GUARDED:
+        monkeypatch.setattr(owner, name, _refused(getattr(owner, name), f"{owner.__name__}.{name}"))
+
+
+def _refused(real: Callable[..., Any], what: str) -> Callable[..., Any]:
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is threading.main_thread():
+            pytest.fail(
+                f"this test calls {what} (a server, a process or a pseudo-terminal): mark it "
+                "@pytest.mark.integration or use a fixture of INTEGRATION_FIXTURES (conftest.py)",
+                pytrace=False,
+            )
+        return real(*args, **kwargs)
+
+    return guarded
 
 
 @pytest.fixture

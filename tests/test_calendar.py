@@ -426,6 +426,7 @@ state:
     assert code == 200 and b'amiplus_energy_imported_period_joules{meter_id="12345678"' in metrics
 
 
+@pytest.mark.integration
 def test_check_config_lists_every_price_problem_with_its_line(tmp_path: Path) -> None:
     path = tmp_path / "amiplus.yml"
     path.write_text(

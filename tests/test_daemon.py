@@ -415,6 +415,7 @@ ctypes.CDLL(None).malloc_stats()  # glibc: one "Arena N:" block per arena, on st
 """
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("mode", ["limited", "free"])
 def test_the_daemon_keeps_two_malloc_arenas(mode: str) -> None:
     """Eight threads allocating at once get more arenas from glibc ("free", the control), two

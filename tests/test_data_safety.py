@@ -213,6 +213,7 @@ def run_cli(*arguments: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.integration
 def test_a_read_only_spool_is_a_configuration_error_at_start_and_in_check_config(
     tmp_path: Path,
 ) -> None:
@@ -233,6 +234,7 @@ def test_a_read_only_spool_is_a_configuration_error_at_start_and_in_check_config
         subprocess.run(["umount", str(disk)], check=True)
 
 
+@pytest.mark.integration
 def test_a_file_in_place_of_the_spool_is_a_configuration_error(tmp_path: Path) -> None:
     (tmp_path / "spool").write_text("not a directory")
     path = tmp_path / "amiplus.yml"
@@ -337,6 +339,7 @@ def test_a_partial_write_counts_only_the_refused_lines(influxdb: InfluxDB, tmp_p
 # --- 5. the first write soon after InfluxDB answers again ---------------------------------------
 
 
+@pytest.mark.integration
 def test_the_first_write_follows_within_10_s_of_influxdb_answering(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -102,6 +102,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.integration
 def test_reading_a_configuration_builds_and_opens_nothing() -> None:
     """A 100,000-meter simulator and a stick that does not exist: the configuration is read
     without building a single simulated meter or touching the device."""
