@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import ipaddress
 import json
@@ -24,6 +25,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from exporter.amiplus.families import FAMILIES_BY_NAME
 from exporter.amiplus.simulated import SimulatedMeter
+from exporter.config import Prices
+from exporter.daemon import EXAMPLE_PRICES, Exporter, default_config
 
 from .conftest import basic_auth, free_port, require, wait_until
 from .emulators.imst import Im871aEmulator
@@ -31,6 +34,20 @@ from .servers import CONSOLE_SCRIPT, SIMULATED_KEY, Prometheus, Start, job, simu
 
 KEY = SIMULATED_KEY
 SIMULATED = simulated_config(0.3)
+
+
+def test_the_built_in_meter_counts_with_example_prices() -> None:
+    """`make run` shows cost: G12 prices (two zones and export) that the status calls examples;
+    the same prices written in a configuration are the user's own."""
+    config = default_config()
+    entry = config.prices.at(datetime.date(2026, 6, 1))
+    assert entry is not None and entry.export
+    zones = dict(entry.tariffs)
+    assert set(zones) == {1, 2} and zones[1].total > zones[2].total > 0  # day dearer than night
+    shown = Exporter(config).status()["exporter"]
+    assert (shown["prices"], shown["example_prices"]) == (True, True)
+    own = Exporter(dataclasses.replace(config, prices=Prices(EXAMPLE_PRICES.entries)))
+    assert own.status()["exporter"]["example_prices"] is False
 
 
 def test_prometheus_scrapes_the_simulated_meter(

@@ -12,6 +12,8 @@ import json
 from importlib import resources
 from typing import Any
 
+from .history import DAY_STEP, HISTORY_STEP
+
 REFRESH_SECONDS = 5
 PAGE = resources.files(__package__).joinpath("static/status.html").read_text(encoding="utf-8")
 
@@ -19,4 +21,13 @@ PAGE = resources.files(__package__).joinpath("static/status.html").read_text(enc
 def render(status: dict[str, Any]) -> str:
     """The page, carrying the current status as JSON (safe inside its script element)."""
     data = json.dumps(status, ensure_ascii=False, default=str).replace("<", "\\u003c")
-    return PAGE.replace("__STATUS__", data).replace("__REFRESH__", str(REFRESH_SECONDS))
+    filled = {
+        "__REFRESH__": REFRESH_SECONDS,
+        "__HOUR_STEP__": HISTORY_STEP,
+        "__DAY_STEP__": DAY_STEP,
+        "__STATUS__": data,  # last: the status may hold any of the other names
+    }
+    page = PAGE
+    for name, value in filled.items():
+        page = page.replace(name, str(value))
+    return page
