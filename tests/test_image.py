@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+import exporter
 from exporter.amiplus.families import FAMILIES_BY_NAME
 from exporter.amiplus.simulated import SimulatedMeter
 from exporter.cli import build_parser
@@ -36,6 +37,7 @@ from .docker_engine import (
 )
 from .emulators.imst import Im871aEmulator
 from .servers import SIMULATED_KEY, InfluxDB
+from .test_release import image_build_args
 
 TAG = "amiplus-exporter:test"
 STATE = "/var/lib/amiplus-exporter"
@@ -52,13 +54,15 @@ def engine() -> Iterator[DockerEngine]:
 
 @pytest.fixture(scope="module")
 def image(engine: DockerEngine) -> str:
-    """The image of deploy/Dockerfile, built by the engine's classic builder (what compose v1
-    and a client without buildx use) on the stand-in base (built once, then cached)."""
+    """The image of deploy/Dockerfile with the labels `make image` gives it, built by the
+    engine's classic builder (what compose v1 and a client without buildx use) on the stand-in
+    base (built once, then cached)."""
     ensure_stand_in(engine, dockerfile_base(), native_platform())
     engine.docker(
         "build",
         "--quiet",
         f"--file={DOCKERFILE}",
+        *(f"--build-arg={name}={value}" for name, value in image_build_args().items()),
         f"--tag={TAG}",
         str(ROOT),
         env={"DOCKER_BUILDKIT": "0"},
@@ -163,8 +167,15 @@ def test_the_image_promises(engine: DockerEngine, image: str) -> None:
     expected = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "MALLOC_ARENA_MAX": "2"}
     assert {key: env.get(key) for key in expected} == expected
     assert "AMIPLUS_CONFIG" not in env, "without a configuration it runs the simulator"
-    for label in ("title", "description", "licenses", "version", "base.name"):
-        assert config["Labels"].get(f"org.opencontainers.image.{label}"), label
+    labels = {
+        name.removeprefix("org.opencontainers.image."): value
+        for name, value in config["Labels"].items()
+    }
+    for label in ("title", "description", "licenses", "version", "revision", "base.name"):
+        assert labels.get(label), label
+    built = image_build_args()
+    assert (labels["version"], labels["revision"]) == (exporter.__version__, built["REVISION"])
+    assert labels["source"] == built["SOURCE"]  # the origin's address; none in a bare clone
     assert config["Entrypoint"] == ["amiplus-exporter"]
     arguments = build_parser().parse_args(config["Cmd"])
     assert (arguments.command, arguments.listen) == (None, ":9264")
