@@ -75,9 +75,9 @@ def newest_changelog_version() -> str:
 
 @pytest.mark.integration  # runs make
 def test_one_version_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
-    """exporter.__version__ is the one place; everything that shows a version shows it. (The
-    installed metadata is written at install: `make` reinstalls when exporter/__init__.py
-    changes.)"""
+    """exporter.__version__ is the one place; everything that shows a version shows it, and a
+    file that has to repeat it (the add-on's config.yaml) is one more line here. (The installed
+    metadata is written at install: `make` reinstalls when exporter/__init__.py changes.)"""
     shown = {
         "amiplus-exporter --version": printed_version(capsys),
         "the installed package's metadata": importlib.metadata.version("amiplus-exporter"),
