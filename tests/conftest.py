@@ -49,25 +49,29 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 #: `integration`, which `pytest -m "not integration"` (`make test-fast`) leaves out.
 INTEGRATION_FIXTURES = frozenset(
     {
-        "emulators",  # stick emulators on pseudo-terminals (also make, plug, stick, started)
+        # stick emulators on pseudo-terminals
+        "emulators",
         "make",
         "plug",
         "stick",
         "started",
-        "receivers",  # receiver threads on real sockets, ttys and processes
-        "serve",  # the HTTP server
-        "start_exporter",  # exporter processes (also exporter)
+        # receiver threads on real sockets, ttys and processes; the HTTP server
+        "receivers",
+        "serve",
+        # exporter processes, real servers, mount(8)
+        "start_exporter",
         "exporter",
-        "prometheus",  # real servers
+        "prometheus",
         "influxdb",
         "influx",
         "broker",
         "victoria",
         "fleet_prometheus",
-        "tmpfs",  # mount(8)
-        "chrome",  # headless Chromium
-        "engine",  # a Docker engine (also image, simulated, volume)
-        "wheel",  # a wheel built from this tree
+        "tmpfs",
+        # headless Chromium, a Docker engine, a wheel built and installed
+        "chrome",
+        "engine",
+        "wheel",
     }
 )
 #: What a test not marked `integration` may not do on its own thread: start a process, bind a
@@ -75,7 +79,7 @@ INTEGRATION_FIXTURES = frozenset(
 GUARDED = ((subprocess.Popen, "__init__"), (socket.socket, "bind"), (os, "openpty"))
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if INTEGRATION_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
