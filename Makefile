@@ -10,23 +10,32 @@ DEBIAN_PACKAGES := prometheus prometheus-alertmanager influxdb chromium chromium
 BENCH_PACKAGES := qemu-user-static
 # The image's tag, as deploy/docker-compose.yml runs it; `make images` adds -amd64, -arm64, -armv7.
 IMAGE ?= amiplus-exporter:local
-VERSION := $(shell git describe --tags --always 2>/dev/null || echo dev)
-# The Home Assistant add-on: its image's name and tag are those its config.yaml names.
+# The image's labels: the version is exporter.__version__ (its one place), the revision the
+# commit, the source the repository's address (origin's, without any user or password in it).
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' exporter/__init__.py)
+REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+SOURCE ?= $(shell git remote get-url origin 2>/dev/null | sed -E \
+	-e 's|^[^@/:]+@([^:/]+):|https://\1/|' -e 's|://[^/@]*@|://|' -e 's|\.git$$||')
+IMAGE_LABELS := --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
+	--build-arg SOURCE=$(SOURCE)
+# Where `make dist` puts the sdist and the wheel.
+DIST ?= dist
+# The Home Assistant add-on: its image's name is the one its config.yaml names.
 ADDON := deploy/home-assistant/amiplus-exporter
 ADDON_IMAGE := $(shell sed -n 's/^image: *//p' $(ADDON)/config.yaml)
-ADDON_VERSION := $(shell sed -n 's/^version: *"\(.*\)"/\1/p' $(ADDON)/config.yaml)
 
-.PHONY: run test system-packages lint typecheck pytest bench image images addon clean
+.PHONY: run test test-fast system-packages lint typecheck pytest dist bench image images addon clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+# exporter/__init__.py holds the version, which the installed metadata repeats.
+$(VENV)/.run-installed: pyproject.toml exporter/__init__.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+$(VENV)/.test-installed: pyproject.toml exporter/__init__.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,influx,mqtt]'
 	touch $@ $(VENV)/.run-installed
 
@@ -62,6 +71,16 @@ typecheck: $(VENV)/.test-installed
 pytest: $(VENV)/.test-installed
 	$(BIN)/pytest
 
+## test-fast: the inner loop, every test that starts no server, process, browser or engine
+test-fast: $(VENV)/.test-installed
+	$(BIN)/pytest -m "not integration" -q
+
+## dist: the sdist and the wheel in $(DIST)/, checked with twine
+dist: $(VENV)/.test-installed
+	rm -f $(DIST)/*.whl $(DIST)/*.tar.gz
+	$(BIN)/python -m build --outdir $(DIST) .
+	$(BIN)/twine check --strict $(DIST)/*
+
 ## bench: the benchmarks of tests/bench (figures printed, nothing asserted; about 45 minutes,
 ## 8 more the first time, when the arm stand-in bases are made)
 bench: $(VENV)/.test-installed
@@ -79,7 +98,7 @@ bench: $(VENV)/.test-installed
 
 ## image: the container image for this machine, tagged $(IMAGE) (needs a Docker engine)
 image:
-	docker build --file deploy/Dockerfile --build-arg VERSION=$(VERSION) --tag $(IMAGE) .
+	docker build --file deploy/Dockerfile $(IMAGE_LABELS) --tag $(IMAGE) .
 
 ## images: the images for linux/amd64, linux/arm64 and linux/arm/v7 (Raspberry Pi OS 64 and
 ## 32 bit); a foreign platform builds under qemu (Debian: apt-get install qemu-user-static)
@@ -87,14 +106,14 @@ images:
 	for platform in linux/amd64 linux/arm64 linux/arm/v7; do \
 	  tag=$$(echo $$platform | cut -d/ -f2- | tr -d /); \
 	  docker build --platform $$platform --file deploy/Dockerfile \
-	    --build-arg VERSION=$(VERSION) --tag $(IMAGE)-$$tag . || exit 1; \
+	    $(IMAGE_LABELS) --tag $(IMAGE)-$$tag . || exit 1; \
 	done
 
 ## addon: the Home Assistant add-on's image for this machine, named and tagged as its
 ## config.yaml says (a release pushes it for linux/amd64 and linux/arm64: README, Releasing)
 addon:
-	docker build --file deploy/Dockerfile --target addon --build-arg VERSION=$(ADDON_VERSION) \
-	  --tag $(ADDON_IMAGE):$(ADDON_VERSION) .
+	docker build --file deploy/Dockerfile --target addon $(IMAGE_LABELS) \
+	  --tag $(ADDON_IMAGE):$(VERSION) .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info

@@ -1,3 +1,3 @@
 """amiplus-exporter: TAURON AMIplus wireless M-Bus meters to Prometheus and InfluxDB."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

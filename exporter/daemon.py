@@ -15,14 +15,14 @@ import signal
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from . import __version__
 from .amiplus import DEFAULT_KEY, DEFAULT_METER_ID, id_variants
-from .config import Config, ConfigError, MeterConfig, load_config
+from .config import Config, ConfigError, MeterConfig, PriceEntry, Prices, TariffPrice, load_config
 from .outputs import OUTPUTS, ConfigReloads, ExporterCollector, Exposition, registry
 from .pipeline import Calendar, Intake, Output, State
 from .plumbing import MissingExtra
@@ -47,8 +47,23 @@ READY_WITHIN = 900.0  # /readyz: a frame in the last 15 minutes
 CONFIG_POLL = 2.0  # seconds between checks of the configuration file's modification time
 
 
+#: The built-in setup's prices, shown as examples: about TAURON's 2026 G12 tariff without VAT, in
+#: PLN per kWh. Zone 1 (day): energy 0.58, distribution 0.33 (the variable rate with the quality,
+#: RES and cogeneration fees); zone 2 (13-15 h, 22-6 h): 0.40 and 0.10; export as net-billing
+#: pays it, about the month's market price.
+EXAMPLE_PRICES = Prices(
+    (
+        PriceEntry(
+            date(2026, 1, 1),
+            ((1, TariffPrice(0.58, 0.33)), (2, TariffPrice(0.40, 0.10))),
+            export=0.25,
+        ),
+    )
+)
+
+
 def default_config() -> Config:
-    """The built-in setup: one simulated meter, a telegram every two seconds."""
+    """The built-in setup: one simulated meter, a telegram every two seconds, example prices."""
     meter = MeterConfig(
         "simulated",
         DEFAULT_METER_ID,
@@ -56,7 +71,9 @@ def default_config() -> Config:
         MeterKey.from_bytes(DEFAULT_KEY),
     )
     simulator = ReceiverSpec("simulator", name="simulator", interval=2.0, realtime=True)
-    return Config((meter,), (simulator,), source="<built-in simulated meter>")
+    return Config(
+        (meter,), (simulator,), prices=EXAMPLE_PRICES, source="<built-in simulated meter>"
+    )
 
 
 class JsonFormatter(logging.Formatter):
@@ -196,6 +213,7 @@ class Exporter:
             history=self.history,
             histories=histories,
             calendar=self.calendar,
+            example_prices=self.config.prices is EXAMPLE_PRICES,
             extra={"version": __version__},
         )
 

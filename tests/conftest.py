@@ -1,9 +1,10 @@
-"""Shared fixtures and helpers: the public test vectors, hypothesis profiles, free ports, waiting
-for a condition (never a fixed sleep), plain HTTP, required binaries, and the real servers of
-servers.py started once per session."""
+"""Shared fixtures and helpers: the public test vectors, hypothesis profiles, the `integration`
+mark, free ports, waiting for a condition (never a fixed sleep), plain HTTP, required binaries,
+and the real servers of servers.py started once per session."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import math
@@ -26,7 +27,9 @@ from hypothesis import HealthCheck, settings
 
 from exporter.amiplus import fields, id_variants
 from exporter.amiplus.fields import Field, Label, Metric, MetricType, Shape
+from exporter.amiplus.reading import MeterReading
 from exporter.config import MeterConfig
+from exporter.receivers.base import Event, Framer, Reply, SessionStep
 from exporter.receivers.receiver import Receiver
 from exporter.wmbus import Function, MeterKey, Quantity
 from exporter.wmbus.cache import clear_caches
@@ -34,6 +37,8 @@ from exporter.wmbus.cache import clear_caches
 from .emulators.pty_device import PtyDevice
 
 if TYPE_CHECKING:
+    import serial
+
     from .docker_engine import DockerEngine
     from .servers import ExporterProcess, Prometheus
 
@@ -46,6 +51,69 @@ settings.register_profile(
 )
 settings.register_profile("thorough", max_examples=5000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+#: Fixtures that start a server, a process, a browser, a Docker engine or a stick emulator on a
+#: pseudo-terminal: a test that uses one (directly or through another fixture) is marked
+#: `integration`, which `pytest -m "not integration"` (`make test-fast`) leaves out.
+INTEGRATION_FIXTURES = frozenset(
+    {
+        # stick emulators on pseudo-terminals
+        "emulators",
+        "make",
+        "plug",
+        "stick",
+        "started",
+        # receiver threads on real sockets, ttys and processes; the HTTP server
+        "receivers",
+        "serve",
+        # exporter processes, real servers, mount(8)
+        "start_exporter",
+        "exporter",
+        "prometheus",
+        "influxdb",
+        "influx",
+        "broker",
+        "victoria",
+        "fleet_prometheus",
+        "tmpfs",
+        # headless Chromium, a Docker engine, a wheel built and installed
+        "chrome",
+        "engine",
+        "wheel",
+    }
+)
+#: What a test not marked `integration` may not do on its own thread: start a process, bind a
+#: socket (a listener, or a free port for one) or open a pseudo-terminal.
+GUARDED = ((subprocess.Popen, "__init__"), (socket.socket, "bind"), (os, "openpty"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _integration_only(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that starts a process, binds a socket or opens a pseudo-terminal without the
+    `integration` mark fails saying so, so that the inner loop stays free of them."""
+    if request.node.get_closest_marker("integration"):
+        return
+    for owner, name in GUARDED:
+        monkeypatch.setattr(owner, name, _refused(getattr(owner, name), f"{owner.__name__}.{name}"))
+
+
+def _refused(real: Callable[..., Any], what: str) -> Callable[..., Any]:
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is threading.main_thread():
+            pytest.fail(
+                f"this test calls {what} (a server, a process or a pseudo-terminal): mark it "
+                "@pytest.mark.integration or use a fixture of INTEGRATION_FIXTURES (conftest.py)",
+                pytrace=False,
+            )
+        return real(*args, **kwargs)
+
+    return guarded
 
 
 @pytest.fixture
@@ -99,6 +167,32 @@ def water_row(add_rows: Callable[..., None]) -> Field:
     return WATER
 
 
+def run_session(
+    port: serial.Serial,
+    framer: Framer,
+    steps: list[SessionStep],
+    wait: float = 2.0,
+    clock: Callable[[], float] = time.time,
+) -> tuple[list[Event], list[str | None]]:
+    """Send each step's command to an emulated stick and read until a reply the step accepts
+    (at most `wait` seconds): every event read (received at `clock()`), in order, and each
+    awaited step's verdict ("no reply" when none came)."""
+    events: list[Event] = []
+    verdicts: list[str | None] = []
+    for step in steps:
+        port.write(step.command)
+        if step.timeout == 0:
+            continue
+        deadline = time.monotonic() + wait
+        reply = None
+        while reply is None and time.monotonic() < deadline:
+            new = framer.feed(port.read(port.in_waiting or 1), clock())
+            events += new
+            reply = next((e for e in new if isinstance(e, Reply) and step.accepts(e)), None)
+        verdicts.append("no reply" if reply is None else step.verdict(reply))
+    return events, verdicts
+
+
 def load_vectors() -> list[dict[str, Any]]:
     vectors: list[dict[str, Any]] = json.loads((DATA / "amiplus-vectors.json").read_text())[
         "vectors"
@@ -134,6 +228,16 @@ def assert_matches(actual: Any, expected: Any, path: str = "$") -> None:
         assert actual == expected and type(actual) is type(expected), (
             f"{path}: {actual!r} != {expected!r}"
         )
+
+
+def reading(meter_id: str = "12345678", **values: object) -> MeterReading:
+    """A decoded reading of an Apator meter (version 1, electricity) with these field values."""
+    return MeterReading(meter_id, "APA", 1, 2, values=values)
+
+
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    """The request header of HTTP basic auth."""
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 def free_port() -> int:

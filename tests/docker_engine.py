@@ -3,7 +3,8 @@ registry: Debian's dockerd (started with its own directories when no engine answ
 again by whoever started it) and stand-in base images built from Debian packages.
 
 A stand-in is a Debian bookworm root made by debootstrap (for a foreign architecture through
-qemu-user-static and binfmt_misc), with Python, venv and the Python headers as the official
+qemu-user-static and binfmt_misc) from the Debian mirror of the host's apt sources (a local
+mirror or a caching proxy works), with Python, venv and the Python headers as the official
 `python:*-slim` images have them, and the host's CA bundle so that pip inside a build trusts
 what the host trusts. It is imported under the name the Dockerfile builds `FROM` (or any other
 name) with the platform recorded, and built only when no image of that name exists.
@@ -41,7 +42,17 @@ DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 #: Debian's client: a newer `docker` earlier in PATH may need a buildx plugin to build at all.
 DEBIAN_CLIENT = Path("/usr/bin/docker")
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "amiplus-exporter"
-MIRROR = "http://deb.debian.org/debian"
+#: The host's apt sources, in both formats: one-line `deb URI SUITE COMPONENT...` (.list) and
+#: deb822 stanzas (.sources).
+APT = Path("/etc/apt")
+#: Debian's releases, by code name and by suite name: a source for one of them is a Debian
+#: mirror, which serves bookworm too (the security and updates suites are other archives).
+DEBIAN_SUITES = frozenset(
+    {"buster", "bullseye", "bookworm", "trixie", "forky", "duke", "sid"}
+    | {"oldoldstable", "oldstable", "stable", "testing", "unstable"}
+)
+#: Only when the host's sources name no Debian mirror (an Ubuntu host, say).
+FALLBACK_MIRROR = "http://deb.debian.org/debian"
 SUITE = "bookworm"
 #: What the stand-in adds to a minimal Debian: the parts of python:*-slim the build uses.
 STAND_IN_PACKAGES = ("python3", "python3-venv", "libpython3.11-dev")
@@ -88,6 +99,73 @@ PLATFORMS = {
         Platform("linux/arm/v7", "armhf", "arm", "armv7l"),
     )
 }
+
+
+@dataclass(frozen=True)
+class AptSource:
+    """One entry of the apt sources: what debootstrap needs of it."""
+
+    types: tuple[str, ...]
+    uris: tuple[str, ...]
+    suites: tuple[str, ...]
+    components: tuple[str, ...]
+
+
+def one_line_sources(text: str) -> Iterator[AptSource]:
+    """The entries of a sources.list: `deb [OPTIONS] URI SUITE [COMPONENT...]`, `#` comments."""
+    for line in text.splitlines():
+        kind, _, rest = line.split("#", 1)[0].strip().partition(" ")
+        rest = rest.strip()
+        if rest.startswith("["):
+            rest = rest.partition("]")[2]
+        fields = rest.split()
+        if len(fields) >= 2:
+            yield AptSource((kind,), (fields[0],), (fields[1],), tuple(fields[2:]))
+
+
+def deb822_sources(text: str) -> Iterator[AptSource]:
+    """The enabled stanzas of a .sources file: `Types:`, `URIs:`, `Suites:`, `Components:`
+    (values may go on over indented lines)."""
+    for stanza in re.split(r"\n[ \t]*\n", text):
+        fields: dict[str, str] = {}
+        name = ""
+        for line in stanza.splitlines():
+            if line.startswith("#"):
+                continue
+            if line[:1] in (" ", "\t") and name:
+                fields[name] += " " + line.strip()
+                continue
+            key, colon, value = line.partition(":")
+            if colon:
+                name = key.strip().lower()
+                fields[name] = value.strip()
+        if fields.get("enabled", "yes").lower() != "no" and "uris" in fields:
+            values = (fields.get(key, "").split() for key in ("types", "uris", "suites"))
+            types, uris, suites = (tuple(value) for value in values)
+            yield AptSource(types, uris, suites, tuple(fields.get("components", "").split()))
+
+
+def host_sources(apt: Path = APT) -> Iterator[AptSource]:
+    """Every entry of the host's apt sources, in apt's order of files."""
+    main = apt / "sources.list"
+    if main.exists():
+        yield from one_line_sources(main.read_text(errors="replace"))
+    for path in sorted((apt / "sources.list.d").glob("*.list")):
+        yield from one_line_sources(path.read_text(errors="replace"))
+    for path in sorted((apt / "sources.list.d").glob("*.sources")):
+        yield from deb822_sources(path.read_text(errors="replace"))
+
+
+def debian_mirror(apt: Path = APT) -> str:
+    """Where the host gets Debian's packages (the first binary source of a Debian release with
+    `main`, over http, https or file), else deb.debian.org."""
+    for source in host_sources(apt):
+        debian = "deb" in source.types and "main" in source.components
+        if debian and DEBIAN_SUITES.intersection(source.suites):
+            for uri in source.uris:
+                if uri.startswith(("http://", "https://", "file:/")):
+                    return uri.rstrip("/")
+    return FALLBACK_MIRROR
 
 
 def native_platform() -> Platform:
@@ -356,6 +434,7 @@ def ensure_stand_in(engine: DockerEngine, name: str, platform: Platform) -> floa
     assert HOST_CA_BUNDLE.exists(), f"{HOST_CA_BUNDLE} is missing: apt-get install ca-certificates"
     enable_emulation(platform)
     CACHE.mkdir(parents=True, exist_ok=True)
+    mirror = debian_mirror()
     with tempfile.TemporaryDirectory(prefix=f"stand-in-{platform.debian}-", dir=CACHE) as folder:
         root = Path(folder) / "root"
         log = Path(folder) / "debootstrap.log"
@@ -368,14 +447,14 @@ def ensure_stand_in(engine: DockerEngine, name: str, platform: Platform) -> floa
                     f"--include={','.join(STAND_IN_PACKAGES)}",
                     SUITE,
                     str(root),
-                    MIRROR,
+                    mirror,
                 ],
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 timeout=1800,
                 check=False,
             )
-        assert done.returncode == 0, f"debootstrap failed:\n{log.read_text()[-3000:]}"
+        assert done.returncode == 0, f"debootstrap from {mirror} failed:\n{log.read_text()[-3000:]}"
         for pattern in STAND_IN_TRIM:
             for path in root.glob(pattern):
                 if path.is_dir() and not path.is_symlink():

@@ -1,7 +1,7 @@
 """The Home Assistant add-on's folder against Home Assistant's documented rules, and its options
 read into a configuration (docs/home-assistant.md): config.yaml against the keys' JSON schema
 (Draft-07) with no key at its default, every option type in the Supervisor's grammar, options
-that satisfy the schema, translations for every option and port, the version, the one config
+that satisfy the schema, translations for every option and port, the one config
 file of the repository, the pictures, the AppArmor profile; then options.json through the one
 configuration reader, the Supervisor's answers, and the ingress listener's rules."""
 
@@ -18,7 +18,6 @@ import pytest
 import yaml
 from jsonschema import Draft7Validator
 
-import exporter
 from exporter.commands.addon import NOT_ENABLED, NoBroker, broker_from_answer, read_options
 from exporter.config import Broker, ConfigError, parse_options, wants_broker
 from exporter.receivers.grammar import TYPES
@@ -64,11 +63,6 @@ def test_what_the_issue_asks_of_config_yaml() -> None:
     assert CONFIG["ports"] == {"9264/tcp": None, "9011/udp": None, "9022/tcp": None}
     assert CONFIG["schema"]["receivers"][0]["device"] == "device(subsystem=tty)?"
     assert CONFIG["schema"]["meters"][0]["key"].startswith("password")
-
-
-def test_the_version_is_the_packages() -> None:
-    """One version (a release test holding every version place equal is on its way)."""
-    assert CONFIG["version"] == exporter.__version__
 
 
 def test_the_image_is_pulled_so_the_folder_builds_nothing() -> None:

@@ -8,8 +8,12 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from .alerting import ALERTMANAGER_CONFIG, HIGH_POWER, METER_ID, OVERVOLTAGE, deliver, pipeline
 from .conftest import require
+
+pytestmark = pytest.mark.integration  # amtool, Prometheus, Alertmanager, the exporter
 
 #: The test's clock: the rules' minutes pass as seconds (their real durations: promtool).
 TIME_SCALE = 60

@@ -60,6 +60,7 @@ def decode(stdin: bytes, *args: str) -> tuple[int, list[str]]:
 INSIDE = ["\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028"]
 
 
+@pytest.mark.integration
 def test_decode_answers_once_per_line_whatever_the_line_holds() -> None:
     telegram = B2["frame_hex"]
     lines = [f"{telegram[:20]}{c}{telegram[20:]}".encode() for c in INSIDE]
@@ -73,6 +74,7 @@ def test_decode_answers_once_per_line_whatever_the_line_holds() -> None:
     assert "\u0085" in results[-3]["message"] and "\u2028" in results[-3]["message"]
 
 
+@pytest.mark.integration
 def test_a_line_over_1_mib_gives_one_answer() -> None:
     huge = b"A" * (5 * 2**20 + 123)  # one line of 5 MiB, then a telegram
     _, out = decode(huge + b"\n" + B2["frame_hex"].encode() + b"\n")
@@ -84,6 +86,7 @@ def test_a_line_over_1_mib_gives_one_answer() -> None:
     assert len(out) == 1 and "longer than 1 MiB" in json.loads(out[0])["message"]
 
 
+@pytest.mark.integration
 def test_a_large_input_in_parallel_keeps_one_answer_per_line() -> None:
     telegram = B2["frame_hex"]
     lines = [f"{telegram[:30]}{INSIDE[n % len(INSIDE)]}{telegram[30:]}" for n in range(2500)]
@@ -116,6 +119,7 @@ def telegrams() -> tuple[bytes, bytes]:
     )
 
 
+@pytest.mark.integration
 def test_a_bcd_digit_above_9_makes_one_record_invalid_and_keeps_the_rest() -> None:
     done = subprocess.run(
         [str(CONSOLE_SCRIPT), "decode", "--key", SIMULATED_KEY, *(f.hex() for f in telegrams())],
@@ -136,6 +140,7 @@ def test_a_bcd_digit_above_9_makes_one_record_invalid_and_keeps_the_rest() -> No
 # --- 17. signal levels ------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_rtl_433_gives_its_rssi() -> None:
     line = json.dumps(
         {"model": "Wireless-MBus", "mode": "T", "data": SENSUS.hex(), "rssi": -12.3, "snr": 20.1}

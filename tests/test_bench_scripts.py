@@ -17,6 +17,7 @@ def test_there_are_benchmarks() -> None:
     assert len(SCRIPTS) >= 10, SCRIPTS
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.stem)
 def test_a_benchmark_script_starts(script: Path) -> None:
     run = subprocess.run(

@@ -16,7 +16,6 @@ from exporter.amiplus import table
 from exporter.amiplus.clock import WARSAW
 from exporter.config import parse_config
 from exporter.config.prices import PriceEntry, Prices, TariffPrice
-from exporter.pipeline import calendar as calendar_module
 from exporter.pipeline.calendar import (
     SAVE_SOON,
     Calendar,
@@ -213,14 +212,11 @@ def test_a_restart_changes_nothing(tmp_path: Path) -> None:
     assert not after["today"].partial
 
 
-def test_a_midnight_is_saved_soon_and_a_new_meter_with_the_regular_saves(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_midnight_is_saved_soon_and_a_new_meter_with_the_regular_saves(tmp_path: Path) -> None:
     """A crash must not lose a midnight's marks (the day would start again); a new meter's
     first periods are partial anyway, so 20,000 new meters do not rewrite the file at once."""
     now = [1000.0]
-    monkeypatch.setattr(calendar_module.time, "monotonic", lambda: now[0])
-    calendar = Calendar(directory=tmp_path)
+    calendar = Calendar(directory=tmp_path, monotonic=lambda: now[0])
     meter = Meter(calendar)
     meter.start(local(2026, 6, 10, 23, 0))
     meter.run(local(2026, 6, 10, 23, 50))
@@ -430,6 +426,7 @@ state:
     assert code == 200 and b'amiplus_energy_imported_period_joules{meter_id="12345678"' in metrics
 
 
+@pytest.mark.integration
 def test_check_config_lists_every_price_problem_with_its_line(tmp_path: Path) -> None:
     path = tmp_path / "amiplus.yml"
     path.write_text(

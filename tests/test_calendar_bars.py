@@ -24,7 +24,6 @@ import pytest
 from prometheus_client import generate_latest
 
 from exporter.amiplus.clock import WARSAW
-from exporter.amiplus.reading import MeterReading
 from exporter.config.prices import PriceEntry, Prices, TariffPrice
 from exporter.outputs.influx import point
 from exporter.outputs.prometheus import ConfigReloads, ExporterCollector, Exposition, registry
@@ -32,7 +31,7 @@ from exporter.pipeline.calendar import Calendar, midnight, period_start
 from exporter.pipeline.state import State
 
 from .backfill import BackfilledPrometheus, Samples, collect
-from .conftest import configured_meter
+from .conftest import configured_meter, reading
 from .grafana import query_range, seconds
 from .servers import InfluxDB
 from .test_dashboards import DASHBOARDS, load, substitute
@@ -128,14 +127,14 @@ def expected(history: list[Reading], begins: float, ends: float) -> dict[str, fl
         "cost 1": 0.0,
         "cost 2": 0.0,
     }
-    for before, reading in zip(history[first:last], history[first + 1 : last + 1], strict=True):
-        entry = PRICES.at(pricing_day(reading.at))
+    for before, after in zip(history[first:last], history[first + 1 : last + 1], strict=True):
+        entry = PRICES.at(pricing_day(after.at))
         assert entry is not None
-        for z in reading.zones:
+        for z in after.zones:
             price = entry.tariff(z)
             assert price is not None
-            out[f"cost {z}"] += (reading.zones[z] - before.zones[z]) * price.total
-        out["export value"] += (reading.exported - before.exported) * (entry.export or 0.0)
+            out[f"cost {z}"] += (after.zones[z] - before.zones[z]) * price.total
+        out["export value"] += (after.exported - before.exported) * (entry.export or 0.0)
     return out
 
 
@@ -170,11 +169,11 @@ def scraped(history: list[Reading]) -> Samples:
     )
     exposition = Exposition(state, registry(collector), clock=lambda: clock[0], calendar=calendar)
     samples: Samples = defaultdict(list)
-    for reading in history:
-        meter = MeterReading(METER, "APA", 1, 2, values=values(reading))
-        _, merged = state.record(METER, "home", meter, reading.at, "r")
-        calendar.record(METER, merged, reading.at, state.silent_after(METER))
-        clock[0] = reading.at + 300
+    for sample in history:
+        meter = reading(METER, **values(sample))
+        _, merged = state.record(METER, "home", meter, sample.at, "r")
+        calendar.record(METER, merged, sample.at, state.silent_after(METER))
+        clock[0] = sample.at + 300
         if clock[0] <= NOW:
             text = exposition.render() + generate_latest(exposition.collectors).decode()
             collect(samples, text, clock[0], FAMILIES)
@@ -293,10 +292,10 @@ def influx(history: list[Reading], tmp_path_factory: pytest.TempPathFactory) -> 
         server.query('CREATE DATABASE "amiplus"')
         calendar = Calendar(WARSAW, PRICES)
         lines = []
-        for reading in history:
-            meter = MeterReading(METER, "APA", 1, 2, values=values(reading))
-            money = calendar.record(METER, values(reading), reading.at)
-            lines.append(point(meter, "home", reading.at, money))
+        for sample in history:
+            meter = reading(METER, **values(sample))
+            money = calendar.record(METER, values(sample), sample.at)
+            lines.append(point(meter, "home", sample.at, money))
         for start in range(0, len(lines), 5000):
             body = "\n".join(lines[start : start + 5000]).encode()
             request = urllib.request.Request(

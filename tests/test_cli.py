@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from .conftest import vector
 
 ROOT = Path(__file__).parent.parent
@@ -30,6 +32,7 @@ def run(*args: str, stdin: str = "") -> tuple[int, list[dict[str, Any]], str]:
     return done.returncode, [json.loads(line) for line in done.stdout.splitlines()], done.stderr
 
 
+@pytest.mark.integration
 def test_readme_example_decodes_every_line_format() -> None:
     status, results, _ = run("decode", "--key", B2_KEY, stdin=EXAMPLES.read_text())
     assert status == 0
@@ -50,6 +53,7 @@ def test_readme_documents_the_example_command() -> None:
     assert "make test" in readme
 
 
+@pytest.mark.integration
 def test_wrong_key_explains_what_to_check_without_revealing_the_key() -> None:
     wrong = vector("B5")["key_hex"]
     status, (result,), _ = run("decode", "--key", wrong, B2["frame_hex"])
@@ -64,6 +68,7 @@ def test_wrong_key_explains_what_to_check_without_revealing_the_key() -> None:
     assert wrong not in message and wrong.lower() not in message
 
 
+@pytest.mark.integration
 def test_byte_reversed_key_decodes_and_says_so() -> None:
     reversed_key = bytes.fromhex(B2_KEY)[::-1].hex()
     status, (result,), _ = run("decode", "--key", reversed_key, B2["frame_hex"])
@@ -73,6 +78,7 @@ def test_byte_reversed_key_decodes_and_says_so() -> None:
     assert result["energy_exported_kwh"] == 0.023
 
 
+@pytest.mark.integration
 def test_garbage_lines_each_get_an_explained_failure() -> None:
     lines = [
         "hello meter",
@@ -99,6 +105,7 @@ def test_garbage_lines_each_get_an_explained_failure() -> None:
     assert all(len(r["message"]) > 30 for r in results[:6])
 
 
+@pytest.mark.integration
 def test_telegram_from_another_meter_names_both_meters() -> None:
     status, (result,), _ = run("decode", "--key", B2_KEY, "--id", "11111111", B2["frame_hex"])
     assert status == 1
@@ -106,11 +113,13 @@ def test_telegram_from_another_meter_names_both_meters() -> None:
     assert "30584551" in result["message"] and "11111111" in result["message"]
 
 
+@pytest.mark.integration
 def test_id_matches_in_either_byte_order() -> None:
     status, (result,), _ = run("decode", "--key", B2_KEY, "--id", "51455830", B2["frame_hex"])
     assert status == 0 and result["ok"] is True
 
 
+@pytest.mark.integration
 def test_qr_text_in_any_field_order() -> None:
     for qr in (
         f"30584551;{B2_KEY};30584551",
@@ -121,6 +130,7 @@ def test_qr_text_in_any_field_order() -> None:
         assert (status, result["ok"]) == (0, True), qr
 
 
+@pytest.mark.integration
 def test_usage_errors_exit_2_with_a_message_and_no_secret() -> None:
     bad_key = "0123456789ABCDEF0123456789ABCDE"  # 31 digits
     done = subprocess.run(
@@ -140,6 +150,7 @@ def test_usage_errors_exit_2_with_a_message_and_no_secret() -> None:
     assert status == 2 and "unrecognized arguments" in stderr
 
 
+@pytest.mark.integration
 def test_many_telegrams_as_arguments() -> None:
     frames = [v["frame_hex"] for v in (vector("A1"), vector("A2"), vector("C1"))]
     status, results, _ = run("decode", *frames)
@@ -148,6 +159,7 @@ def test_many_telegrams_as_arguments() -> None:
     assert [r["ok"] for r in results] == [True, True, False]
 
 
+@pytest.mark.integration
 def test_python_module_entry_point() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "exporter", "decode", vector("A1")["frame_hex"]],
@@ -159,6 +171,7 @@ def test_python_module_entry_point() -> None:
     assert json.loads(done.stdout)["energy_imported_kwh"] == 15694.05
 
 
+@pytest.mark.integration
 def test_large_input_is_decoded_in_parallel_in_input_order() -> None:
     from exporter.commands.decode import PARALLEL_MIN_LINES, KeyRing, render
     from exporter.wmbus import MeterKey
@@ -175,6 +188,7 @@ def test_large_input_is_decoded_in_parallel_in_input_order() -> None:
     assert results[4321]["error"] == "malformed"
 
 
+@pytest.mark.integration
 def test_a_live_pipe_gets_each_answer_before_the_next_line() -> None:
     process = subprocess.Popen(
         [str(CONSOLE_SCRIPT), "decode", "--key", B2_KEY],

@@ -169,6 +169,7 @@ influxdb:
     assert any("give either key or key_file, not both" in p for p in both)
 
 
+@pytest.mark.integration
 def test_check_config_command_lists_everything_and_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yml"
     bad.write_text("meters:\n  - id: '1'\nreceivers:\n  - type: lines\nwebb: {}\n")
@@ -196,6 +197,7 @@ def test_check_config_command_lists_everything_and_exits_2(tmp_path: Path) -> No
     assert "meter home: address 30584551" in done.stdout and KEY not in done.stdout
 
 
+@pytest.mark.integration
 def test_the_daemon_refuses_a_bad_configuration_with_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yml"
     bad.write_text("receivers:\n  - type: simulator\n    interval: fast\n")

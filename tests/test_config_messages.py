@@ -43,6 +43,7 @@ def check_config(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
 RECEIVER = "receivers:\n  - type: simulator\n"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("second", ["12345678", "78563412"], ids=["same", "byte-reversed"])
 def test_the_same_meter_twice_without_names_is_an_error_naming_both(
     tmp_path: Path, second: str
@@ -79,6 +80,7 @@ def test_the_same_meter_twice_without_names_is_an_error_naming_both(
     ],
     ids=["mapping key", "number", "meter id", "choice", "url", "receiver option"],
 )
+@pytest.mark.integration
 def test_nothing_that_looks_like_a_key_is_echoed(tmp_path: Path, text: str) -> None:
     checked = check_config(tmp_path, text)
     assert checked.returncode == 2, checked
@@ -87,6 +89,7 @@ def test_nothing_that_looks_like_a_key_is_echoed(tmp_path: Path, text: str) -> N
     assert f"looks like a key, fingerprint {FINGERPRINT}" in output, output
 
 
+@pytest.mark.integration
 def test_a_sixteen_character_text_key_as_a_mapping_key_is_not_echoed(tmp_path: Path) -> None:
     text_key = "Zb9#kT2$wQ7!mP4&"
     checked = check_config(tmp_path, f'meters:\n  - id: "12345678"\n    {text_key}: x\n')
@@ -94,6 +97,7 @@ def test_a_sixteen_character_text_key_as_a_mapping_key_is_not_echoed(tmp_path: P
     assert MeterKey.parse(text_key).fingerprint in checked.stderr
 
 
+@pytest.mark.integration
 def test_an_ordinary_typo_is_still_shown(tmp_path: Path) -> None:
     checked = check_config(
         tmp_path, f'meters:\n  - id: "12345678"\n    key: "{KEY}"\n    nmae: x\n{RECEIVER}'
@@ -101,6 +105,7 @@ def test_an_ordinary_typo_is_still_shown(tmp_path: Path) -> None:
     assert "unknown key 'nmae'; did you mean 'name'?" in checked.stderr, checked.stderr
 
 
+@pytest.mark.integration
 def test_every_fingerprint_is_called_a_fingerprint(tmp_path: Path) -> None:
     qr = f"12345678;00123456;{KEY}"
     checked = check_config(

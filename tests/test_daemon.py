@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import base64
+import dataclasses
 import datetime
 import ipaddress
 import json
@@ -25,13 +25,29 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from exporter.amiplus.families import FAMILIES_BY_NAME
 from exporter.amiplus.simulated import SimulatedMeter
+from exporter.config import Prices
+from exporter.daemon import EXAMPLE_PRICES, Exporter, default_config
 
-from .conftest import free_port, require, wait_until
+from .conftest import basic_auth, free_port, require, wait_until
 from .emulators.imst import Im871aEmulator
 from .servers import CONSOLE_SCRIPT, SIMULATED_KEY, Prometheus, Start, job, simulated_config
 
 KEY = SIMULATED_KEY
 SIMULATED = simulated_config(0.3)
+
+
+def test_the_built_in_meter_counts_with_example_prices() -> None:
+    """`make run` shows cost: G12 prices (two zones and export) that the status calls examples;
+    the same prices written in a configuration are the user's own."""
+    config = default_config()
+    entry = config.prices.at(datetime.date(2026, 6, 1))
+    assert entry is not None and entry.export
+    zones = dict(entry.tariffs)
+    assert set(zones) == {1, 2} and zones[1].total > zones[2].total > 0  # day dearer than night
+    shown = Exporter(config).status()["exporter"]
+    assert (shown["prices"], shown["example_prices"]) == (True, True)
+    own = Exporter(dataclasses.replace(config, prices=Prices(EXAMPLE_PRICES.entries)))
+    assert own.status()["exporter"]["example_prices"] is False
 
 
 def test_prometheus_scrapes_the_simulated_meter(
@@ -251,11 +267,6 @@ def _web_config(path: Path, password: str) -> None:
     )
 
 
-def basic(password: str) -> dict[str, str]:
-    token = base64.b64encode(f"prometheus:{password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
-
-
 def test_tls_client_certificates_and_basic_auth(
     prometheus: Prometheus, start_exporter: Start, tmp_path: Path
 ) -> None:
@@ -269,10 +280,10 @@ def test_tls_client_certificates_and_basic_auth(
     exporter = start_exporter(
         SIMULATED + f"web:\n  config_file: {web}\n",
         ssl_context=context,
-        headers=basic("s3cret-password"),
+        headers=basic_auth("prometheus", "s3cret-password"),
     )
     assert exporter.get("/metrics")[0] == 200
-    assert exporter.get("/metrics", headers=basic("wrong"))[0] == 401
+    assert exporter.get("/metrics", headers=basic_auth("prometheus", "wrong"))[0] == 401
     assert exporter.get("/", headers={})[0] == 401
     without_certificate = ssl.create_default_context(cafile=str(certs / "ca.crt"))
     with pytest.raises(OSError):
@@ -299,10 +310,13 @@ def test_tls_client_certificates_and_basic_auth(
     later = web.stat().st_mtime + 2  # a new modification time even on a coarse clock
     os.utime(web, (later, later))
     assert wait_until(
-        lambda: exporter.get("/metrics", headers=basic("changed-password"))[0] == 200, 10
+        lambda: (
+            exporter.get("/metrics", headers=basic_auth("prometheus", "changed-password"))[0] == 200
+        ),
+        10,
     )
-    assert exporter.get("/metrics", headers=basic("s3cret-password"))[0] == 401
-    exporter.headers = basic("changed-password")  # for the clean stop's checks
+    assert exporter.get("/metrics", headers=basic_auth("prometheus", "s3cret-password"))[0] == 401
+    exporter.headers = basic_auth("prometheus", "changed-password")  # for the clean stop's checks
 
 
 def test_promtool_finds_nothing_to_criticise(start_exporter: Start) -> None:
@@ -418,6 +432,7 @@ ctypes.CDLL(None).malloc_stats()  # glibc: one "Arena N:" block per arena, on st
 """
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("mode", ["limited", "free"])
 def test_the_daemon_keeps_two_malloc_arenas(mode: str) -> None:
     """Eight threads allocating at once get more arenas from glibc ("free", the control), two

@@ -22,7 +22,6 @@ import pytest
 from exporter.amiplus import fields
 from exporter.amiplus.clock import WARSAW
 from exporter.amiplus.fields import Shape
-from exporter.amiplus.reading import MeterReading
 from exporter.config import InfluxConfig
 from exporter.config.prices import PriceEntry, Prices, TariffPrice
 from exporter.outputs.influx import InfluxOutput
@@ -32,7 +31,7 @@ from exporter.pipeline.handoff import MeterUpdate
 from exporter.pipeline.state import State
 from exporter.receivers.receiver import ReceiverStats
 
-from .conftest import configured_meter, free_port, wait_until
+from .conftest import configured_meter, free_port, reading, wait_until
 from .grafana import query_range, seconds, utc_offset
 from .servers import SIMULATED_KEY, InfluxDB, Prometheus, Start, job
 
@@ -163,15 +162,15 @@ def exposed_metrics(tmp_path: Path) -> set[str]:
     values = {row.key: {"L1": 1.0} if row.shape is Shape.PHASES else 1.0 for row in fields.FIELDS}
     values["meter_time"] = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
     values["energy_imported_tariff_kwh"] = values["energy_exported_tariff_kwh"] = {1: 1.0}
-    reading = MeterReading("12345678", "APA", 1, 2, values=values)
-    state.record("12345678", "home", reading, 1.0, "r")
+    decoded = reading(**values)
+    state.record("12345678", "home", decoded, 1.0, "r")
     price = PriceEntry(datetime.date(1970, 1, 1), ((1, TariffPrice(1.0)),), 0.5)
     calendar = Calendar(prices=Prices((price,)))
     calendar.record("12345678", values, 0.5)
     calendar.record("12345678", {**values, "energy_imported_tariff_kwh": {1: 2.0}}, 1.0)
     config = InfluxConfig("http://127.0.0.1:9", api="v1", database="x", spool=tmp_path)
     influx = InfluxOutput(config)
-    influx.submit(MeterUpdate("12345678", "home", reading, values, 1.0, "r"))  # a waiting point
+    influx.submit(MeterUpdate("12345678", "home", decoded, values, 1.0, "r"))  # a waiting point
     collector = ExporterCollector(
         state, lambda: [ReceiverStats("r", "stick")], lambda: [influx], ConfigReloads(), calendar
     )

@@ -18,14 +18,13 @@ from typing import Any
 
 import pytest
 
-from exporter.amiplus.reading import MeterReading
 from exporter.config import InfluxConfig
 from exporter.outputs import influx
 from exporter.outputs.influx import InfluxOutput
 from exporter.pipeline.handoff import MeterUpdate
 from exporter.plumbing import Backoff
 
-from .conftest import free_port, require, wait_until
+from .conftest import free_port, reading, require, wait_until
 from .servers import (
     CONSOLE_SCRIPT,
     ExporterProcess,
@@ -215,6 +214,7 @@ def run_cli(*arguments: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.integration
 def test_a_read_only_spool_is_a_configuration_error_at_start_and_in_check_config(
     tmp_path: Path,
 ) -> None:
@@ -235,6 +235,7 @@ def test_a_read_only_spool_is_a_configuration_error_at_start_and_in_check_config
         subprocess.run(["umount", str(disk)], check=True)
 
 
+@pytest.mark.integration
 def test_a_file_in_place_of_the_spool_is_a_configuration_error(tmp_path: Path) -> None:
     (tmp_path / "spool").write_text("not a directory")
     path = tmp_path / "amiplus.yml"
@@ -271,8 +272,8 @@ def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB]:
 
 
 def update(received_at: float, power: float) -> MeterUpdate:
-    reading = MeterReading("12345678", "APA", 1, 2, values={"power_imported_w": power})
-    return MeterUpdate("12345678", "home", reading, reading.values, received_at, "test")
+    decoded = reading(power_imported_w=power)
+    return MeterUpdate("12345678", "home", decoded, decoded.values, received_at, "test")
 
 
 def output(
@@ -342,6 +343,7 @@ def test_a_partial_write_counts_only_the_refused_lines(influxdb: InfluxDB, tmp_p
 # --- 5. the first write soon after InfluxDB answers again ---------------------------------------
 
 
+@pytest.mark.integration
 def test_the_first_write_follows_within_10_s_of_influxdb_answering(tmp_path: Path) -> None:
     # A long backoff as after a long outage (the cap is 120 s): only the probe can end it early.
     server = down_influxdb(tmp_path / "influx", "outage")

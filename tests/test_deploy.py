@@ -40,6 +40,7 @@ STATE_DIR = "/var/lib/amiplus-exporter"
 # --- the Dockerfile's text ------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_hadolint_finds_nothing(tmp_path: Path) -> None:
     beside = Path(sys.executable).parent / "hadolint"
     binary = str(beside) if beside.exists() else shutil.which("hadolint")
@@ -192,6 +193,7 @@ def existing(path: Path, compose_name: str) -> Path:
     return example
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", COMPOSE_FILES)
 def test_compose_builds_and_mounts_what_exists(name: str) -> None:
     found = services(name)
@@ -212,6 +214,7 @@ def test_compose_builds_and_mounts_what_exists(name: str) -> None:
                 existing(Path(mount.source), name)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", COMPOSE_FILES)
 def test_compose_publishes_on_this_machine_unless_told(name: str) -> None:
     """Web pages on 127.0.0.1 by default, on every interface with AMIPLUS_PUBLISH_ADDRESS;
@@ -230,6 +233,7 @@ def test_compose_publishes_on_this_machine_unless_told(name: str) -> None:
                     assert port.host_ip == expected, f"{service_name}: {port}"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", COMPOSE_FILES)
 def test_compose_needs_a_grafana_password(name: str) -> None:
     for missing in ({}, {"GRAFANA_ADMIN_PASSWORD": ""}):
@@ -241,6 +245,7 @@ def test_compose_needs_a_grafana_password(name: str) -> None:
     assert re.search(r"^GRAFANA_ADMIN_PASSWORD=$", example, re.MULTILINE), "the user chooses it"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", COMPOSE_FILES)
 def test_compose_parts_fit_together(name: str) -> None:
     found = services(name)
@@ -324,6 +329,7 @@ def check_config(path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", ["amiplus.example.yml", "amiplus.network.example.yml"])
 def test_example_configuration_passes_check_config(name: str, tmp_path: Path) -> None:
     done = check_config(DEPLOY / name)
@@ -353,6 +359,7 @@ def unit() -> configparser.RawConfigParser:
     return parser
 
 
+@pytest.mark.integration
 def test_systemd_unit_parses_and_is_hardened() -> None:
     parsed = unit()
     assert parsed.sections() == ["Unit", "Service", "Install"]

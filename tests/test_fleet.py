@@ -31,6 +31,8 @@ from .test_dashboards import DASHBOARDS, load, panels, substitute
 from .test_prometheus_rules import promtool, rules
 from .victoria import VictoriaMetrics
 
+pytestmark = pytest.mark.integration  # promtool, Prometheus, VictoriaMetrics, exporters
+
 ROOT = Path(__file__).parent.parent
 FLEET = ROOT / "deploy" / "prometheus" / "fleet"
 FLEET_CONFIG = FLEET / "prometheus.yml"

@@ -4,7 +4,6 @@ connection bound and the bcrypt gate of `WebServer` in-process with short limits
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import http.client
 import os
@@ -22,7 +21,7 @@ import pytest
 from exporter.web import server as web
 from exporter.web.server import Routes, SecurityFile, WebServer
 
-from .conftest import closed_by_peer, wait_until
+from .conftest import basic_auth, closed_by_peer, wait_until
 from .servers import Start
 
 IDLE_CONNECTIONS = 1000
@@ -197,10 +196,6 @@ def test_new_connections_close_the_longest_waiting_and_refuse_only_when_all_are_
             sock.close()
 
 
-def basic(user: str, password: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
 def test_checked_credentials_are_remembered_right_and_wrong(
     serve: Callable[..., WebServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -218,11 +213,11 @@ def test_checked_credentials_are_remembered_right_and_wrong(
     server = serve(security=SecurityFile(config))
     port = server.server_address[1]
     for _ in range(20):
-        assert timed_get(port, "/metrics", basic("prometheus", "wrong"))[0] == 401
-        assert timed_get(port, "/metrics", basic("prometheus", "right"))[0] == 200
-        assert timed_get(port, "/metrics", basic("nobody", "wrong"))[0] == 401
+        assert timed_get(port, "/metrics", basic_auth("prometheus", "wrong"))[0] == 401
+        assert timed_get(port, "/metrics", basic_auth("prometheus", "right"))[0] == 200
+        assert timed_get(port, "/metrics", basic_auth("nobody", "wrong"))[0] == 401
     assert sorted(checks) == [b"right", b"wrong", b"wrong"]  # one bcrypt check each
-    assert timed_get(port, "/metrics", basic("prometheus", ""))[0] == 401
+    assert timed_get(port, "/metrics", basic_auth("prometheus", ""))[0] == 401
     assert timed_get(port, "/metrics")[0] == 401
 
 
@@ -253,7 +248,7 @@ def test_only_one_bcrypt_check_runs_at_a_time(
     answers: list[int] = []
 
     def guess(n: int) -> None:
-        answers.append(timed_get(port, "/metrics", basic("prometheus", f"guess {n}"))[0])
+        answers.append(timed_get(port, "/metrics", basic_auth("prometheus", f"guess {n}"))[0])
 
     threads = [threading.Thread(target=guess, args=(n,)) for n in range(12)]
     for thread in threads:
@@ -281,11 +276,13 @@ def test_a_request_waiting_too_long_for_bcrypt_is_told_to_retry(
     monkeypatch.setattr(web, "BCRYPT_WAIT", 0.2)
     server = serve(security=SecurityFile(config))
     port = server.server_address[1]
-    first = threading.Thread(target=timed_get, args=(port, "/metrics", basic("prometheus", "a")))
+    first = threading.Thread(
+        target=timed_get, args=(port, "/metrics", basic_auth("prometheus", "a"))
+    )
     first.start()
     assert checking.wait(5)
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    connection.request("GET", "/metrics", headers=basic("prometheus", "b"))
+    connection.request("GET", "/metrics", headers=basic_auth("prometheus", "b"))
     response = connection.getresponse()
     assert (response.status, response.getheader("Retry-After")) == (503, "1")
     response.read()

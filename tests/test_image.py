@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+import exporter
 from exporter.amiplus.families import FAMILIES_BY_NAME
 from exporter.amiplus.simulated import SimulatedMeter
 from exporter.cli import build_parser
@@ -27,6 +28,7 @@ from .conftest import free_port, http_get, require, wait_until
 from .docker_engine import DOCKERFILE, ROOT, Container, DockerEngine, build_image, run
 from .emulators.imst import Im871aEmulator
 from .servers import SIMULATED_KEY, InfluxDB
+from .test_release import image_build_args
 
 TAG = "amiplus-exporter:test"
 STATE = "/var/lib/amiplus-exporter"
@@ -36,8 +38,9 @@ UID, DIALOUT = 10001, 20  # the image's user; Debian's dialout group, as in the 
 
 @pytest.fixture(scope="module")
 def image(engine: DockerEngine) -> str:
-    """The image of deploy/Dockerfile (the exporter's, its default target)."""
-    build_image(engine, TAG)
+    """The image of deploy/Dockerfile (the exporter's, its default target) with the labels
+    `make image` gives it."""
+    build_image(engine, TAG, *(f"--build-arg={k}={v}" for k, v in image_build_args().items()))
     return TAG
 
 
@@ -88,8 +91,15 @@ def test_the_image_promises(engine: DockerEngine, image: str) -> None:
     expected = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "MALLOC_ARENA_MAX": "2"}
     assert {key: env.get(key) for key in expected} == expected
     assert "AMIPLUS_CONFIG" not in env, "without a configuration it runs the simulator"
-    for label in ("title", "description", "licenses", "version", "base.name"):
-        assert config["Labels"].get(f"org.opencontainers.image.{label}"), label
+    labels = {
+        name.removeprefix("org.opencontainers.image."): value
+        for name, value in config["Labels"].items()
+    }
+    for label in ("title", "description", "licenses", "version", "revision", "base.name"):
+        assert labels.get(label), label
+    built = image_build_args()
+    assert (labels["version"], labels["revision"]) == (exporter.__version__, built["REVISION"])
+    assert labels["source"] == built["SOURCE"]  # the origin's address; none in a bare clone
     assert config["Entrypoint"] == ["amiplus-exporter"]
     arguments = build_parser().parse_args(config["Cmd"])
     assert (arguments.command, arguments.listen) == (None, ":9264")

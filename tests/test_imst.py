@@ -37,7 +37,7 @@ from exporter.receivers.imst import (
     slip_unescape,
 )
 
-from .conftest import vector
+from .conftest import run_session, vector
 from .emulators.imst import ESCAPE_TEST_FRAME, SENSUS, Im871aEmulator, Iu891aEmulator
 from .emulators.pty_device import PtyDevice
 
@@ -498,26 +498,6 @@ def read_exactly(port: serial.Serial, size: int) -> bytes:
     return data
 
 
-def run_session(
-    port: serial.Serial, framer: Framer, steps: list[SessionStep], wait: float = READ_WAIT
-) -> tuple[list[Event], list[str | None]]:
-    """Send each step's command and read until a reply it accepts (bounded); all events seen."""
-    events: list[Event] = []
-    verdicts: list[str | None] = []
-    for step in steps:
-        port.write(step.command)
-        if step.timeout == 0:
-            continue
-        deadline = time.monotonic() + wait
-        reply = None
-        while reply is None and time.monotonic() < deadline:
-            new = framer.feed(port.read(512), NOW)
-            events += new
-            reply = next((e for e in new if isinstance(e, Reply) and step.accepts(e)), None)
-        verdicts.append("no reply" if reply is None else step.verdict(reply))
-    return events, verdicts
-
-
 def test_im871a_emulator_answers_with_the_spec_bytes(
     make: Emulators,
 ) -> None:
@@ -619,7 +599,8 @@ def test_telegram_between_command_and_ack(make: Emulators) -> None:
     )
     for stick, dialect, frame in sticks:
         with open_port(stick) as port:
-            events, verdicts = run_session(port, dialect.framer(), dialect.session(LinkMode.T1))
+            steps = dialect.session(LinkMode.T1)
+            events, verdicts = run_session(port, dialect.framer(), steps, clock=lambda: NOW)
         assert set(verdicts) == {None}
         frames = [e for e in events if isinstance(e, Frame)]
         # one before the set acknowledgement (the mode is set by then) and one before the read-back

@@ -25,15 +25,11 @@ from exporter.outputs.influx import outcome_of, point
 from exporter.outputs.spool import Spool
 from exporter.wmbus import MeterKey, decode
 
-from .conftest import free_port, wait_until
+from .conftest import free_port, reading, wait_until
 from .servers import CONSOLE_SCRIPT, SIMULATED_KEY, InfluxDB, Start, simulated_config
 
 KEY = SIMULATED_KEY
 T0 = 1_782_043_205_000  # a timestamp in milliseconds
-
-
-def reading(**values: object) -> MeterReading:
-    return MeterReading("12345678", "APA", 1, 2, values=values)
 
 
 def test_line_protocol_points() -> None:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from exporter.pipeline.heard import HeardMeters, configured_match, peek_or_none
 from exporter.receivers.base import Frame
 
@@ -28,6 +30,7 @@ def listen(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.integration
 def test_json_lines_name_every_meter_and_mark_mine(tmp_path: Path) -> None:
     capture = tmp_path / "capture.txt"
     capture.write_text(f"{A7}\n{C7A}\n{B2}\ngarbage\n{C7A}\n")
@@ -49,6 +52,7 @@ def test_json_lines_name_every_meter_and_mark_mine(tmp_path: Path) -> None:
     assert heard[2]["device_type_name"] == "electricity"
 
 
+@pytest.mark.integration
 def test_table_at_the_end_when_not_on_a_terminal(tmp_path: Path) -> None:
     capture = tmp_path / "capture.txt"
     capture.write_text(f"{A7}\n{B2}\n{B2}\n")
@@ -64,6 +68,7 @@ def test_table_at_the_end_when_not_on_a_terminal(tmp_path: Path) -> None:
     assert rows[1].split()[:2] == ["00086426", "NES"]
 
 
+@pytest.mark.integration
 def test_simulated_meters_for_a_while() -> None:
     done = listen("--receiver", "simulator:meters=2,interval=0.2", "--duration", "1.5", "--json")
     assert done.returncode == 0, done.stderr
@@ -71,6 +76,7 @@ def test_simulated_meters_for_a_while() -> None:
     assert ids == {"12345678", "12345679"}
 
 
+@pytest.mark.integration
 def test_nothing_heard_says_what_to_check(tmp_path: Path) -> None:
     capture = tmp_path / "empty.txt"
     capture.write_text("\n")
@@ -79,6 +85,7 @@ def test_nothing_heard_says_what_to_check(tmp_path: Path) -> None:
     assert "HAN is activated in eLicznik" in done.stderr
 
 
+@pytest.mark.integration
 def test_bad_receiver_is_a_usage_error() -> None:
     done = listen("--receiver", "carrier-pigeon:/dev/null")
     assert done.returncode == 2

@@ -441,6 +441,7 @@ def test_a_meter_removed_by_a_reload_leaves_the_broker(
         after.close()
 
 
+@pytest.mark.integration
 def test_the_compose_broker_wants_a_password_and_the_example_points_at_it(
     tmp_path: Path,
 ) -> None:

@@ -302,6 +302,7 @@ print(json.dumps(sorted(m for m in sys.modules if m.startswith("paho"))))
 """
 
 
+@pytest.mark.integration
 def test_the_daemon_without_mqtt_does_not_import_paho() -> None:
     done = subprocess.run(
         [sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60, check=True

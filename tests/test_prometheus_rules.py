@@ -52,12 +52,14 @@ def rule_count(path: Path = RULES) -> int:
     return len(rules("alert", path)) + len(rules("record", path))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("path", RULE_FILES, ids=[path.name for path in RULE_FILES])
 def test_the_rules_file_is_valid(path: Path) -> None:
     result = promtool("check", "rules", "--lint=all", "--lint-fatal", str(path))
     assert f"SUCCESS: {rule_count(path)} rules found" in result.stdout, result.stdout
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", SCRAPE_CONFIGS)
 def test_the_example_scrape_configs_are_valid(name: str, tmp_path: Path) -> None:
     config = load(DEPLOY / name)
@@ -88,6 +90,7 @@ def test_the_example_scrape_configs_are_valid(name: str, tmp_path: Path) -> None
     assert f"SUCCESS: {rule_count()} rules found" in result.stdout, result.stdout
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("tests", RULE_FILES.values(), ids=[p.name for p in RULE_FILES.values()])
 def test_the_rule_unit_tests_pass(tests: Path) -> None:
     result = promtool("test", "rules", str(tests))

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.amiplus.families import FAMILIES_BY_NAME
-from exporter.amiplus.reading import MeterReading, read_meter
+from exporter.amiplus.reading import read_meter
 from exporter.amiplus.simulated import DEFAULT_KEY, SimulatedMeter
 from exporter.outputs.prometheus import (
     MAX_AGE,
@@ -22,12 +22,10 @@ from exporter.pipeline.state import State, stale_after
 from exporter.receivers.receiver import ReceiverStats
 from exporter.wmbus import MeterKey, decode
 
+from .conftest import reading
+
 KEY = MeterKey.from_bytes(DEFAULT_KEY)
 T0 = datetime(2026, 6, 21, 10, 0, tzinfo=UTC)
-
-
-def reading(**values: object) -> MeterReading:
-    return MeterReading("12345678", "APA", 1, 2, values=values)
 
 
 def test_alternating_record_sets_are_merged() -> None:

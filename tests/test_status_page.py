@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import bcrypt
@@ -15,7 +15,10 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from .conftest import require, wait_until
+import exporter as package
+from exporter.amiplus.clock import WARSAW
+
+from .conftest import basic_auth, require, wait_until
 from .servers import SIMULATED_KEY, Start, simulated_config
 
 KEY = SIMULATED_KEY
@@ -137,10 +140,8 @@ def test_basic_auth_protects_the_page(start_exporter: Start, tmp_path: Path) -> 
     web = tmp_path / "web.yml"
     hashed = bcrypt.hashpw(b"open sesame", bcrypt.gensalt(rounds=4)).decode()
     web.write_text(f"basic_auth_users:\n  family: '{hashed}'\n")
-    token = base64.b64encode(b"family:open sesame").decode()
-    exporter = start_exporter(
-        CONFIG + f"web:\n  config_file: {web}\n", headers={"Authorization": f"Basic {token}"}
-    )
+    auth = basic_auth("family", "open sesame")
+    exporter = start_exporter(CONFIG + f"web:\n  config_file: {web}\n", headers=auth)
     assert exporter.get("/", headers={})[0] == 401
     assert exporter.get("/api/status", headers={})[0] == 401
     code, page = exporter.get("/")
@@ -155,8 +156,7 @@ def test_basic_auth_protects_the_page(start_exporter: Start, tmp_path: Path) -> 
         assert KEY not in driver.page_source and "12345678" not in driver.page_source
         # What a browser does once the user typed the password: send it with every request.
         driver.execute_cdp_cmd("Network.enable", {})
-        headers = {"headers": {"Authorization": f"Basic {token}"}}
-        driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", headers)
+        driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": auth})
         driver.get(exporter.url + "/")
         WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-meter]"))
         first = text(driver, "#updated")
@@ -164,3 +164,65 @@ def test_basic_auth_protects_the_page(start_exporter: Start, tmp_path: Path) -> 
         assert not driver.find_element(By.ID, "offline").is_displayed()
     finally:
         driver.quit()
+
+
+def local(*fields: int) -> float:
+    return datetime(*fields, tzinfo=WARSAW).timestamp()
+
+
+#: Spans the page's charts may hold (from local Warsaw times), the most labels that fit, and the
+#: ticks they get: seconds, minutes or hours as the span needs, on whole steps, never twice.
+TICKS = [
+    ((2026, 6, 10, 0, 30), 1, 4, ["00:30:00", "00:30:01"]),
+    ((2026, 6, 10, 0, 30), 60, 7, [f"00:30:{s}0" for s in range(6)] + ["00:31:00"]),
+    ((2026, 6, 10, 0, 30), 300, 7, [f"00:3{m}" for m in range(6)]),
+    (
+        (2026, 6, 10, 0, 30),
+        3600,
+        7,
+        ["00:30", "00:40", "00:50", "01:00", "01:10", "01:20", "01:30"],
+    ),
+    ((2026, 6, 10, 0, 30), 86400, 7, ["04:00", "08:00", "12:00", "16:00", "20:00", "00:00"]),
+    # the night the clocks go back: 02:00 comes twice, its label once
+    ((2026, 10, 25, 0, 0), 7 * 3600, 8, [f"0{h}:00" for h in range(7)]),
+]
+
+
+def test_the_time_axis_follows_the_span(chrome: webdriver.Chrome, start_exporter: Start) -> None:
+    exporter = start_exporter(CONFIG)
+    chrome.get(exporter.url + "/")
+    day = '[data-meter="12345678"] [data-chart="day"] svg text.tick'
+    WebDriverWait(chrome, 30, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, day)
+    )
+    # A minute of data: the 24-hour chart holds one 5-minute step and labels its minutes.
+    labels = chrome.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map(e => e.textContent)", day
+    )
+    assert len(labels) >= 2 and len(set(labels)) == len(labels), labels
+    assert all(len(label) == 5 for label in labels), labels  # HH:MM
+    for start, span, most, expected in TICKS:
+        x0 = local(*start)
+        shown = chrome.execute_script(
+            "return ticks(arguments[0], arguments[1], arguments[2]).map(t => t[1])",
+            x0,
+            x0 + span,
+            most,
+        )
+        assert shown == expected, (start, span)
+
+
+def test_the_built_in_meter_shows_example_prices_and_the_version(
+    chrome: webdriver.Chrome, start_exporter: Start
+) -> None:
+    exporter = start_exporter(None)  # `make run`: no configuration
+    assert exporter.status()["exporter"]["example_prices"] is True
+    chrome.get(exporter.url + "/")
+    note = '[data-meter="12345678"] [data-state="example-prices"]'
+    wait = WebDriverWait(chrome, 30, ignored_exceptions=(StaleElementReferenceException,))
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, note))
+    assert text(chrome, note) == "cost: example prices"
+    assert "zł" in text(chrome, '[data-meter="12345678"] [data-period="today"]')
+    assert text(chrome, "footer") == f"amiplus-exporter {package.__version__}"
+    chrome.find_element(By.ID, "lang").click()
+    wait.until(lambda d: text(d, note) == "koszt: ceny przykładowe")

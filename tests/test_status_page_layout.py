@@ -204,6 +204,7 @@ def test_the_page_fits_and_speaks(exporter: Any, size: str, language: str) -> No
             assert "partial" in card and "Tariff zone now" in card
             assert "Not heard yet" in never and "amiplus-exporter listen" in never
             assert "cannot be opened" in receivers
+        assert not driver.find_elements(By.CSS_SELECTOR, '[data-state="example-prices"]')  # its own
         clock = driver.find_element(By.CSS_SELECTOR, '[data-meter="12345678"] [data-field="clock"]')
         assert re.search(r"\d\d:\d\d:\d\d", clock.text) and "T" not in clock.text  # local, not ISO
         link = driver.find_element(By.ID, "metrics")

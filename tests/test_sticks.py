@@ -36,7 +36,7 @@ from exporter.receivers.rc1180 import rssi_dbm as rc1180_rssi_dbm
 from exporter.wmbus.encoder import to_air
 from exporter.wmbus.frame import format_a_length
 
-from .conftest import vector
+from .conftest import run_session, vector
 from .emulators.pty_device import PtyDevice
 from .emulators.sticks import AmberEmulator, CulEmulator, Rc1180Emulator
 
@@ -485,22 +485,10 @@ def read_events(
     return events
 
 
-def run_session(port: serial.Serial, framer: Framer, steps: list[SessionStep]) -> list[Event]:
-    """Send each step's command and wait for its accepted reply; every event read, in order."""
-    events: list[Event] = []
-    for step in steps:
-        port.write(step.command)
-        if not step.timeout:
-            continue
-
-        def answered(got: list[Event], step: SessionStep = step) -> bool:
-            return any(isinstance(e, Reply) and step.accepts(e) for e in got)
-
-        got = read_events(port, framer, answered)
-        reply = next((e for e in got if isinstance(e, Reply) and step.accepts(e)), None)
-        assert reply is not None, f"no reply to {step.description}"
-        assert step.verdict(reply) is None
-        events += got
+def accepted_session(port: serial.Serial, framer: Framer, steps: list[SessionStep]) -> list[Event]:
+    """A session whose every reply came and was accepted: the events read, in order."""
+    events, verdicts = run_session(port, framer, steps)
+    assert verdicts == [None] * len(verdicts), verdicts
     return events
 
 
@@ -515,7 +503,7 @@ def test_amber_emulator_session_then_telegram(
     emulator = AmberEmulator(transparent=transparent)
     port = plug(emulator)
     framer = Amber().framer()
-    events = run_session(port, framer, Amber().session(LinkMode.T1))
+    events = accepted_session(port, framer, Amber().session(LinkMode.T1))
     assert emulator.mode is LinkMode.T1
     assert emulator.commands == [GET_NVM, bytes.fromhex("FF040108F2")]
     nvm = next(e for e in events if isinstance(e, Reply) and e.message == 0x8A)
@@ -534,7 +522,7 @@ def test_amber_emulator_output_switched_mid_stream_and_corrupt_xor(
     emulator = AmberEmulator()
     port = plug(emulator)
     framer = Amber().framer()
-    run_session(port, framer, Amber().session(LinkMode.C1_T1))
+    accepted_session(port, framer, Amber().session(LinkMode.C1_T1))
     assert emulator.mode is LinkMode.C1_T1
     assert emulator.telegram(SENSUS, corrupt=True)
     assert emulator.telegram(SENSUS)
@@ -554,7 +542,7 @@ def test_amber_emulator_drops_telegrams_until_the_mode_is_set_and_after_reset(
     assert not emulator.telegram(SENSUS)
     assert port.read(64) == b""
     framer = Amber().framer()
-    run_session(port, framer, Amber().session(LinkMode.T1))
+    accepted_session(port, framer, Amber().session(LinkMode.T1))
     port.write(command(0x05))
     events = read_events(port, framer, bool)
     assert events == [Reply(0x85, b"\x00")]
@@ -567,7 +555,7 @@ def test_amber_emulator_telegram_before_ack_yields_frame_and_reply(
 ) -> None:
     emulator = AmberEmulator(telegram_before_ack=SENSUS)  # wmbusmeters issue #440
     port = plug(emulator)
-    events = run_session(port, Amber().framer(), Amber().session(LinkMode.T1))
+    events = accepted_session(port, Amber().framer(), Amber().session(LinkMode.T1))
     kinds = [type(e).__name__ for e in events]
     assert kinds == ["Reply", "Frame", "Reply"]  # NVM (no mode yet: no telegram), frame, ack
     assert events[2] == Reply(0x84, b"\x00")
@@ -589,7 +577,7 @@ def test_cul_emulator_session_then_telegram_faults(
     port = plug(emulator)
     framer = Cul().framer()
     assert not emulator.telegram(SENSUS)
-    events = run_session(port, framer, Cul().session(LinkMode.T1))
+    events = accepted_session(port, framer, Cul().session(LinkMode.T1))
     assert events == [Reply(0, b"V 1.67 nanoCUL868"), Reply(0, b"TMODE")]
     assert emulator.mode is LinkMode.T1
     assert emulator.wait_for(lambda: emulator.reporting, timeout=1)
@@ -610,7 +598,7 @@ def test_cul_emulator_c_mode_and_telegram_before_ack(
     emulator = CulEmulator(telegram_before_ack=SENSUS)
     port = plug(emulator)
     framer = Cul().framer()
-    events = run_session(port, framer, Cul().session(LinkMode.C1_T1))
+    events = accepted_session(port, framer, Cul().session(LinkMode.C1_T1))
     assert events[0] == Reply(0, b"V 1.67 nanoCUL868")  # no mode yet: no telegram before it
     assert frames(events) == [SENSUS] and events[-1] == Reply(0, b"CMODE")
     assert emulator.wait_for(lambda: emulator.reporting, timeout=1)

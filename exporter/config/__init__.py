@@ -24,7 +24,7 @@ from .influxdb import InfluxConfig, influx_section
 from .meter_table import meters_from_files
 from .meters import MeterConfig, meters_section
 from .mqtt import DEFAULT_BASE_TOPIC, MqttConfig, mqtt_section
-from .prices import Prices, prices_section
+from .prices import PriceEntry, Prices, TariffPrice, prices_section
 from .reader import ConfigError, Problem, Reader
 from .receivers import receivers_section
 
@@ -40,8 +40,10 @@ __all__ = [
     "InfluxConfig",
     "MeterConfig",
     "MqttConfig",
+    "PriceEntry",
     "Prices",
     "Problem",
+    "TariffPrice",
     "WebConfig",
     "wants_broker",
 ]

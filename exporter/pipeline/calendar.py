@@ -28,7 +28,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from datetime import time as clock_time
@@ -309,16 +309,18 @@ class Calendar:
         prices: Prices | None = None,
         directory: Path | None = None,
         clock: Any = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.zone = zone
         self.prices = prices or Prices()
         self.store = Store(directory)
         self.clock = clock
+        self._monotonic = monotonic  # when to save: seconds since the last save
         self.lock = threading.Lock()
         self._meters: dict[str, MeterCalendar] = {}
         self._saved: dict[str, MeterCalendar] = {}  # read from the file, until the meter is known
         self._loaded = False
-        self._saved_at = time.monotonic()
+        self._saved_at = monotonic()
         self._changed = False  # a reading since the last save
         self._marks_changed = False  # a mark since the last save: save soon
         self._stop = threading.Event()
@@ -344,7 +346,7 @@ class Calendar:
     def flush(self, everything: bool = False) -> None:
         """Save when a meter crossed midnight (at most every `SAVE_SOON` seconds), when a
         reading came `SAVE_EVERY` seconds after the last save, and at stop (`everything`)."""
-        now = time.monotonic()
+        now = self._monotonic()
         with self.lock:
             waited = now - self._saved_at
             due = (self._marks_changed and waited >= SAVE_SOON) or (

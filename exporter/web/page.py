@@ -16,6 +16,8 @@ import json
 from importlib import resources
 from typing import Any
 
+from .history import DAY_STEP, HISTORY_STEP
+
 REFRESH_SECONDS = 5
 PAGE = resources.files(__package__).joinpath("static/status.html").read_text(encoding="utf-8")
 METRICS_LINK = '<a href="metrics" id="metrics">/metrics</a>'
@@ -25,5 +27,14 @@ def render(status: dict[str, Any], *, metrics: bool = True) -> str:
     """The page, carrying the current status as JSON (safe inside its script element), with
     a link to `/metrics` where that is served too."""
     data = json.dumps(status, ensure_ascii=False, default=str).replace("<", "\\u003c")
-    page = PAGE.replace("__METRICS_LINK__", METRICS_LINK if metrics else "")
-    return page.replace("__STATUS__", data).replace("__REFRESH__", str(REFRESH_SECONDS))
+    filled = {
+        "__METRICS_LINK__": METRICS_LINK if metrics else "",
+        "__REFRESH__": REFRESH_SECONDS,
+        "__HOUR_STEP__": HISTORY_STEP,
+        "__DAY_STEP__": DAY_STEP,
+        "__STATUS__": data,  # last: the status may hold any of the other names
+    }
+    page = PAGE
+    for name, value in filled.items():
+        page = page.replace(name, str(value))
+    return page

@@ -197,10 +197,11 @@ def status(
     history: PageHistory | None = None,
     histories: frozenset[str] = frozenset(),
     calendar: Calendar | None = None,
+    example_prices: bool = False,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything the status page shows; `histories` says which of the page's charts'
-    histories go in (HOUR, DAY)."""
+    histories go in (HOUR, DAY); `example_prices`: the prices are the built-in examples."""
     now = time.time()
     meters = sorted(state.snapshot(), key=lambda m: m.name)
     counts = state.counts()
@@ -214,6 +215,7 @@ def status(
             "now": now,
             "timezone": config.timezone.key,
             "prices": bool(config.prices.entries),
+            "example_prices": example_prices,
         },
         "meters": [
             _meter(meter, state, now, config=config, calendar=calendar, history=hour, day=day)

@@ -27,7 +27,6 @@ soft limit of 1,024 open files, the usual default. Target: every scrape within 1
 from __future__ import annotations
 
 import argparse
-import base64
 import http.client
 import os
 import platform
@@ -50,6 +49,7 @@ sys.path.insert(0, str(REPO))
 import bcrypt  # noqa: E402
 from provenance import source_state  # noqa: E402  (tests/bench/provenance.py)
 
+from tests.conftest import basic_auth  # noqa: E402
 from tests.servers import ExporterProcess, simulated_config  # noqa: E402
 from tests.test_daemon import _certificates  # noqa: E402
 
@@ -192,11 +192,6 @@ def figure_latency(directory: Path, clients: int, requests: int) -> None:
             exporter.stop()
 
 
-def basic(password: str) -> dict[str, str]:
-    token = base64.b64encode(f"prometheus:{password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
-
-
 def figure_flood(directory: Path, clients: int, flood: int) -> None:
     print(
         f"\nFigure 2: a scrape every 100 ms during {flood} wrong-password requests from "
@@ -209,7 +204,7 @@ def figure_flood(directory: Path, clients: int, flood: int) -> None:
     exporter = ExporterProcess(
         directory / "auth",
         simulated_config(2, f"web:\n  config_file: {web}\n"),
-        headers=basic("right password"),
+        headers=basic_auth("prometheus", "right password"),
     )
     try:
         for label, password in (
@@ -230,7 +225,9 @@ def flood_once(
 
     def scraper() -> None:
         while not done.is_set():
-            status, seconds = get(port, "/metrics", headers=basic("right password"))
+            status, seconds = get(
+                port, "/metrics", headers=basic_auth("prometheus", "right password")
+            )
             scrapes.append(seconds * 1000 if status == 200 else float("inf"))
             time.sleep(0.1)
 
@@ -238,7 +235,9 @@ def flood_once(
     started = time.perf_counter()
     thread.start()
     answers = run_clients(
-        clients, flood, lambda n: get(port, "/metrics", headers=basic(password(n)))
+        clients,
+        flood,
+        lambda n: get(port, "/metrics", headers=basic_auth("prometheus", password(n))),
     )
     took = time.perf_counter() - started
     done.set()
