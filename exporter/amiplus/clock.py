@@ -8,7 +8,8 @@ receive time, only decides which of the two repeated autumn hours is meant
 from __future__ import annotations
 
 import functools
-from datetime import datetime
+from datetime import date, datetime, timedelta
+from datetime import time as clock_time
 from zoneinfo import ZoneInfo
 
 from ..wmbus.timepoint import TimePoint, TimeType
@@ -89,3 +90,23 @@ def time_point(moment: datetime) -> TimePoint:
         second=moment.second,
         summer_time=bool(moment.dst()),
     )
+
+
+def period_start(kind: str, day: date, back: int = 0) -> date:
+    """The first local day of the period of `kind` that is `back` periods before the one
+    holding `day` (negative: after it)."""
+    if kind == "day":
+        return day - timedelta(days=back)
+    if kind == "week":
+        return day - timedelta(days=day.weekday() + 7 * back)
+    months = day.year * 12 + day.month - 1 - back
+    return date(months // 12, months % 12 + 1, 1)
+
+
+def midnight(day: date, zone: ZoneInfo) -> float:
+    """When a local day begins, as Unix time (its length follows the zone's rules)."""
+    return datetime.combine(day, clock_time(), zone).timestamp()
+
+
+def local_day(moment: float, zone: ZoneInfo) -> date:
+    return datetime.fromtimestamp(moment, zone).date()

@@ -24,22 +24,25 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from datetime import time as clock_time
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..amiplus import fields
-from ..amiplus.clock import WARSAW
+from ..amiplus.clock import WARSAW, local_day, midnight, period_start
 from ..amiplus.fields import Field, Shape
 from ..config.prices import Prices
+from ..plumbing import write_atomically
+
+#: The local calendar's helpers live in `amiplus.clock` (settlement counts in it too); the
+#: outputs still read them here.
+__all__ = ["Calendar", "Figure", "local_day", "midnight", "period_start"]
 
 log = logging.getLogger("amiplus_exporter")
 
@@ -81,26 +84,6 @@ PERIODS: tuple[Period, ...] = (
     Period("last_month", "month", 1),
 )
 KINDS = ("day", "week", "month")
-
-
-def period_start(kind: str, day: date, back: int = 0) -> date:
-    """The first local day of the period of `kind` that is `back` periods before the one
-    holding `day` (negative: after it)."""
-    if kind == "day":
-        return day - timedelta(days=back)
-    if kind == "week":
-        return day - timedelta(days=day.weekday() + 7 * back)
-    months = day.year * 12 + day.month - 1 - back
-    return date(months // 12, months % 12 + 1, 1)
-
-
-def midnight(day: date, zone: ZoneInfo) -> float:
-    """When a local day begins, as Unix time (its length follows the zone's rules)."""
-    return datetime.combine(day, clock_time(), zone).timestamp()
-
-
-def local_day(moment: float, zone: ZoneInfo) -> date:
-    return datetime.fromtimestamp(moment, zone).date()
 
 
 def boundaries(day: date) -> set[date]:
@@ -249,8 +232,8 @@ class Figure:
 
 
 class Store:
-    """The calendar's file: every meter's marks in one JSON document, replaced atomically (write,
-    fsync, rename, fsync of the directory). One file, not one per meter: a fleet's thousands of
+    """The calendar's file: every meter's marks in one JSON document, replaced atomically
+    (`plumbing.write_atomically`). One file, not one per meter: a fleet's thousands of
     meters cost one write every few minutes and one read at start. A directory that cannot be
     written is reported once and the calendar carries on in memory."""
 
@@ -283,21 +266,11 @@ class Store:
         if path is None:
             return True
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_suffix(".tmp")
             # dumps, not dump: json.dump streams through the pure-Python encoder (four times
             # slower; 20,000 meters took 2 s of CPU)
-            text = json.dumps({"format": self.FORMAT, "meters": meters}, separators=(",", ":"))
-            with temporary.open("w") as file:
-                file.write(text)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-            descriptor = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(descriptor)
-            finally:
-                os.close(descriptor)
+            write_atomically(
+                path, json.dumps({"format": self.FORMAT, "meters": meters}, separators=(",", ":"))
+            )
         except OSError as error:
             if not self._failing:
                 log.warning(
