@@ -14,6 +14,7 @@ from .commands import EXIT_OK, EXIT_USAGE, UsageError
 from .commands.check_config import run_check_config
 from .commands.decode import run_decode
 from .commands.listen import run_listen_command
+from .commands.settle import run_settle
 from .commands.simulate import run_simulate
 from .config import ConfigError, load_config
 from .receivers.grammar import TYPES
@@ -115,6 +116,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--realtime", action="store_true", help="wait in real time between telegrams"
     )
     simulate_parser.set_defaults(handler=run_simulate)
+    settle_parser = commands.add_parser(
+        "settle",
+        help="prosumer settlement of a CSV file of readings, per month",
+        description=(
+            "Balance a file of readings (CSV: time,energy_imported_kwh,energy_exported_kwh; "
+            "times ISO 8601 with an offset) per hour and settle it by the configuration's "
+            "settlement: (net-billing deposit or net-metering bank), printing one line per "
+            "Warsaw calendar month, or a JSON object per month with --json."
+        ),
+    )
+    settle_parser.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="the configuration with settlement: (and market_prices:, prices:)",
+    )
+    settle_parser.add_argument(
+        "--meter", metavar="ID", help="settle by this meter's rules (its id or name)"
+    )
+    settle_parser.add_argument("--json", action="store_true", help="a JSON object per month")
+    settle_parser.add_argument("readings", type=Path, metavar="READINGS.csv")
+    settle_parser.set_defaults(handler=run_settle)
     return parser
 
 
@@ -130,6 +153,9 @@ def run_exporter(args: argparse.Namespace) -> int:
             f"The configuration has {len(error.problems)} problem(s); nothing started.",
             file=sys.stderr,
         )
+        return EXIT_USAGE
+    if not config.receivers:
+        print(f"{args.config}: {daemon.NO_RECEIVERS}", file=sys.stderr)
         return EXIT_USAGE
     return daemon.run(config, args.config, args.listen)
 

@@ -23,12 +23,13 @@ from typing import Any
 from . import __version__
 from .amiplus.credentials import id_variants
 from .amiplus.simulated import DEFAULT_KEY, DEFAULT_METER_ID
-from .config import Config, ConfigError, MeterConfig, load_config
+from .config import Config, ConfigError, MeterConfig, Problem, load_config
 from .outputs import OUTPUTS
 from .outputs.base import Output
 from .outputs.prometheus import ConfigReloads, ExporterCollector, Exposition, registry
 from .pipeline.calendar import Calendar
 from .pipeline.intake import Intake
+from .pipeline.settlement import Settlements
 from .pipeline.state import State
 from .receivers.build import build_receiver
 from .receivers.grammar import ReceiverSpec
@@ -41,6 +42,11 @@ from .wmbus import MeterKey
 
 log = logging.getLogger("amiplus_exporter")
 
+#: What a configuration without receivers lacks for the exporter (it is enough for `settle`).
+NO_RECEIVERS = (
+    "no receivers: this file is enough for `amiplus-exporter settle`, but the exporter needs "
+    "at least one receiver to hear meters (see README.md, 'Receivers')"
+)
 READY_WITHIN = 900.0  # /readyz: a frame in the last 15 minutes
 CONFIG_POLL = 2.0  # seconds between checks of the configuration file's modification time
 
@@ -92,10 +98,18 @@ class Exporter:
         self.config = config
         self.started_at = time.time()
         self.state = State(config.stale_after)
-        self.calendar = Calendar(config.timezone, config.prices, config.state_directory)
+        self.settlements = Settlements(config)
+        self.calendar = Calendar(
+            config.timezone,
+            config.prices,
+            config.state_directory,
+            market=self.settlements.market_price,
+        )
         self.history = PageHistory()
         self.outputs: dict[str, Output] = {}
-        self.intake = Intake(config, self.state, calendar=self.calendar)
+        self.intake = Intake(
+            config, self.state, calendar=self.calendar, settlements=self.settlements
+        )
         self.receivers: dict[ReceiverSpec, Receiver] = {}
         self.reloads = ConfigReloads(True, self.started_at)
         for meter in config.meters:
@@ -104,6 +118,7 @@ class Exporter:
 
     def start(self) -> None:
         self.calendar.start()
+        self.settlements.start()
         self._start_outputs(self.config)
         self._start_receivers(self.config.receivers)
 
@@ -146,6 +161,7 @@ class Exporter:
         self.calendar.zone, self.calendar.prices = config.timezone, config.prices
         self.calendar.forget_except(m.meter_id for m in config.meters)
         self.calendar.know(m.meter_id for m in config.meters)
+        self.settlements.reconfigure(config)
         meters = {m.meter_id: m.name for m in config.meters}
         for output in self.intake.outputs:
             output.meters_changed(meters)
@@ -166,6 +182,7 @@ class Exporter:
         for receiver in self.receivers.values():
             receiver.stop()
         self.calendar.stop()
+        self.settlements.stop()
         for output in self.outputs.values():
             output.stop()
 
@@ -297,7 +314,10 @@ def _reload(exporter: Exporter, path: Path | None) -> None:
         log.info("running the built-in configuration: nothing to reload")
         return
     try:
-        exporter.apply(load_config(path))
+        config = load_config(path)
+        if not config.receivers:
+            raise ConfigError(str(path), [Problem(None, NO_RECEIVERS)])
+        exporter.apply(config)
     except ConfigError as error:
         exporter.reloads.successful = False
         log.error("configuration not reloaded, the previous one stays:\n%s", error)

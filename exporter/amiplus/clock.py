@@ -8,6 +8,7 @@ receive time, only decides which of the two repeated autumn hours is meant
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as clock_time
 from zoneinfo import ZoneInfo
@@ -90,6 +91,27 @@ def time_point(moment: datetime) -> TimePoint:
         second=moment.second,
         summer_time=bool(moment.dst()),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """One period the calendar keeps: its name in the API, its kind (the `period` label of the
+    metrics) and how many periods of that kind back it is (0: the current one)."""
+
+    name: str
+    kind: str
+    back: int
+
+
+PERIODS: tuple[Period, ...] = (
+    Period("today", "day", 0),
+    Period("yesterday", "day", 1),
+    Period("this_week", "week", 0),
+    Period("last_week", "week", 1),
+    Period("this_month", "month", 0),
+    Period("last_month", "month", 1),
+)
+KINDS = ("day", "week", "month")
 
 
 def period_start(kind: str, day: date, back: int = 0) -> date:

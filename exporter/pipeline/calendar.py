@@ -27,7 +27,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -35,14 +35,23 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..amiplus import fields
-from ..amiplus.clock import WARSAW, local_day, midnight, period_start
+from ..amiplus.clock import KINDS, PERIODS, WARSAW, Period, local_day, midnight, period_start
 from ..amiplus.fields import Field, Shape
 from ..config.prices import Prices
 from ..plumbing import write_atomically
 
 #: The local calendar's helpers live in `amiplus.clock` (settlement counts in it too); the
 #: outputs still read them here.
-__all__ = ["Calendar", "Figure", "local_day", "midnight", "period_start"]
+__all__ = [
+    "KINDS",
+    "PERIODS",
+    "Calendar",
+    "Figure",
+    "Period",
+    "local_day",
+    "midnight",
+    "period_start",
+]
 
 log = logging.getLogger("amiplus_exporter")
 
@@ -63,27 +72,6 @@ SAVE_EVERY = 300.0  # seconds between saves when only the latest readings or new
 SAVE_SOON = 10.0  # seconds at least between saves when a meter crossed midnight
 FLUSH_POLL = 1.0  # seconds between the flusher's looks at what changed
 SEPARATOR = "/"  # in flat keys: "energy_imported_tariff_kwh/2", "energy/2"
-
-
-@dataclass(frozen=True, slots=True)
-class Period:
-    """One period the calendar keeps: its name in the API, its kind (the `period` label of the
-    metrics) and how many periods of that kind back it is (0: the current one)."""
-
-    name: str
-    kind: str
-    back: int
-
-
-PERIODS: tuple[Period, ...] = (
-    Period("today", "day", 0),
-    Period("yesterday", "day", 1),
-    Period("this_week", "week", 0),
-    Period("last_week", "week", 1),
-    Period("this_month", "month", 0),
-    Period("last_month", "month", 1),
-)
-KINDS = ("day", "week", "month")
 
 
 def boundaries(day: date) -> set[date]:
@@ -296,9 +284,11 @@ class Calendar:
         prices: Prices | None = None,
         directory: Path | None = None,
         clock: Any = time.time,
+        market: Callable[[float], float | None] = lambda at: None,
     ) -> None:
         self.zone = zone
         self.prices = prices or Prices()
+        self.market = market  # a dynamic tariff's base: the market price at a time, PLN per kWh
         self.store = Store(directory)
         self.clock = clock
         self.lock = threading.Lock()
@@ -398,7 +388,7 @@ class Calendar:
                 for start in {period_start(kind, day) for kind in KINDS}:
                     calendar.marks[start] = Mark(at, registers, {}, partial=True)
             else:
-                money = self._priced(calendar, latest, registers, self._day_ending(at))
+                money = self._priced(calendar, latest, registers, at)
                 gap = at - latest.at > silent_after
             reading = Mark(at, registers, money)
             if latest is not None:
@@ -426,12 +416,13 @@ class Calendar:
         return day - timedelta(days=1) if midnight(day, self.zone) == at else day
 
     def _priced(
-        self, calendar: MeterCalendar, latest: Mark, registers: dict[str, float], day: date
+        self, calendar: MeterCalendar, latest: Mark, registers: dict[str, float], at: float
     ) -> dict[str, float]:
-        """The running cost after the energy since `latest`, at the prices of `day`; also
-        notes the tariff zone whose register advanced."""
+        """The running cost after the energy since `latest`, at the prices of the day it
+        counts to (a dynamic tariff: of the market at `at`); also notes the tariff zone whose
+        register advanced."""
         money = dict(latest.money)
-        entry = self.prices.at(day)
+        entry = self.prices.at(self._day_ending(at))
         old_zones = _tariffs(latest.registers, IMPORTED)
         new_zones = _tariffs(registers, IMPORTED)
         if not new_zones and IMPORTED.key in registers:  # no zones: all of it counts as zone 1
@@ -444,10 +435,11 @@ class Calendar:
                 continue
             advanced[zone] = used
             price = entry.tariff(zone) if entry else None
-            if price is None:
+            energy = price.energy_at(self.market(at) if price.market else None) if price else None
+            if price is None or energy is None:
                 money["unpriced"] = money.get("unpriced", 0.0) + used
                 continue
-            for part, rate in (("energy", price.energy), ("distribution", price.distribution)):
+            for part, rate in (("energy", energy), ("distribution", price.distribution)):
                 name = flat_key(part, zone)
                 money[name] = money.get(name, 0.0) + used * rate
         exported = registers.get(EXPORTED.key, 0.0) - latest.registers.get(
