@@ -18,7 +18,15 @@ from zoneinfo import ZoneInfo
 
 from .. import __version__
 from ..plumbing import read_state, write_atomically
-from .pse import FetchSchedule, PriceDataError, cache_days, cache_json, day_prices, quarters_of
+from .pse import (
+    SPACING,
+    FetchSchedule,
+    PriceDataError,
+    cache_days,
+    cache_json,
+    day_prices,
+    quarters_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +115,7 @@ class PriceFetcher:
         *,
         timeout: float = TIMEOUT,
         clock: Callable[[], float] = time.time,
+        spacing: float = SPACING,
     ) -> None:
         self.base_url = base_url
         self.zone = zone
@@ -115,7 +124,7 @@ class PriceFetcher:
         self.timeout = timeout
         self.clock = clock
         self.days = cache.load()
-        self.schedule = FetchSchedule(since, zone, complete_days(self.days, zone))
+        self.schedule = FetchSchedule(since, zone, complete_days(self.days, zone), spacing=spacing)
         self.last_error: str | None = None
         self.last_answer_at: float | None = None
         self.retry_at: float | None = None

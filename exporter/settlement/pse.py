@@ -168,11 +168,13 @@ class FetchSchedule:
         zone: ZoneInfo,
         complete: Iterable[date] = (),
         uniform: Callable[[float, float], float] | None = None,
+        spacing: float = SPACING,
     ) -> None:
         self.since = max(since, FIRST_DAY)
         self.zone = zone
         self.complete = set(complete)
         self.uniform = uniform
+        self.spacing = spacing
         self._tries: dict[date, int] = {}  # a day that came back empty or incomplete
         self._not_before: dict[date, float] = {}
         self._failures = 0
@@ -192,7 +194,7 @@ class FetchSchedule:
 
     def next(self, now: float) -> tuple[date | None, float]:
         """The day to ask for and from when (Unix time); None: nothing until then."""
-        earliest = max(self._paused_until, self._last_request + SPACING)
+        earliest = max(self._paused_until, self._last_request + self.spacing)
         waiting: list[float] = []
         for day in self.wanted(now):
             if day in self.complete:
