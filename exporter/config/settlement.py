@@ -118,7 +118,8 @@ class Settlement:
         )
 
 
-#: What a `settlement:` mapping says: key -> (converted value, its node for messages).
+#: What a `settlement:` mapping says: key -> (converted value, its node for messages); the value
+#: is None when it was wrong (and the problem is said).
 Entries = dict[str, tuple[Any, "Node"]]
 
 
@@ -211,9 +212,7 @@ def settlement_entries(reader: Reader, node: Node, where: str) -> Entries:
     fields = reader.mapping(node, where, KEYS)
     entries: Entries = {}
     for key, value_node in fields.items():
-        value = _convert(reader, key, value_node, where)
-        if value is not None:
-            entries[key] = (value, value_node)
+        entries[key] = (_convert(reader, key, value_node, where), value_node)
     return entries
 
 
@@ -230,15 +229,17 @@ def resolve(
             return None  # only the common section, which lacks it: already said there
         reader.problem(node, f"{where}: {SAY_SCHEME}")
         return None
-    scheme: Scheme = merged["scheme"][0]
-    if scheme is Scheme.NONE:
-        return None
+    scheme: Scheme | None = merged["scheme"][0]
+    if scheme is None or scheme is Scheme.NONE:
+        return None  # a wrong scheme is said where it is
     for key, (_, key_node) in own.items():
         wanted = ONLY_FOR.get(key)
         if wanted is not None and wanted is not scheme:
             reader.problem(key_node, f"{where}: {key} applies to {wanted} only, not {scheme}")
+    if any(value is None for value, _ in merged.values()):
+        return None  # a wrong value is said where it is
     options: dict[str, Any] = {
-        key: value for key, (value, _) in merged.items() if key not in ("export_price",)
+        key: value for key, (value, _) in merged.items() if key != "export_price"
     }
     if "coefficient" in options:
         options["coefficients"] = options.pop("coefficient")
