@@ -109,7 +109,7 @@ class Settlements:
             self._fetcher_key, self._fetcher = key, None
             if since is not None and market is not None:
                 cache = PriceCache(config.state_directory, self._zone)
-                self._fetcher = PriceFetcher(market.url, since, self._zone, cache, self._arrived)
+                self._fetcher = PriceFetcher(market.url, since, self._zone, cache, self.prices_arrived)
         self._book = PriceBook(market, config.prices)
         if self._fetcher is not None:
             self._book.add(self._fetcher.cached())
@@ -137,7 +137,7 @@ class Settlements:
             ledger = Ledger(rules, self._book, self._zone)
         return ledger
 
-    def _arrived(self, prices: DayPrices) -> None:
+    def prices_arrived(self, prices: DayPrices) -> None:
         """A day of market prices from the fetcher: hours that waited for them are valued."""
         with self.lock:
             self._book.add(prices.items())
