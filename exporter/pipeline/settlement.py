@@ -109,7 +109,9 @@ class Settlements:
             self._fetcher_key, self._fetcher = key, None
             if since is not None and market is not None:
                 cache = PriceCache(config.state_directory, self._zone)
-                self._fetcher = PriceFetcher(market.url, since, self._zone, cache, self.prices_arrived)
+                self._fetcher = PriceFetcher(
+                    market.url, since, self._zone, cache, self.prices_arrived
+                )
         self._book = PriceBook(market, config.prices)
         if self._fetcher is not None:
             self._book.add(self._fetcher.cached())
