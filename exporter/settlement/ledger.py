@@ -14,8 +14,9 @@ the balancer cuts them into local hours, and each closed hour is settled by the 
 
 A price that is not known yet leaves the hour's energy unpriced (never valued at 0): the hour
 waits in `pending` and `reprice` values it when the price arrives (PSE late, RCEm after the
-month), for up to `PENDING_KEPT` seconds. Totals are kept per local day (for the calendar
-periods) and per month; the state serialises to JSON.
+month, a dynamic tariff's market price), for up to `PENDING_KEPT` seconds. Import on a day
+without a `prices:` entry stays unpriced (as the calendar counts it). Totals are kept per local
+day (for the calendar periods) and per month; the state serialises to JSON.
 """
 
 from __future__ import annotations
@@ -220,11 +221,14 @@ class Ledger:
             exported, imported = hour.balanced_exported, hour.balanced_imported
             if exported and not self._credit(hour.start, day, month, exported):
                 waiting.export_kwh = exported
+            unpriced = 0.0
             if imported and not self._pay(hour.start, day, hour.zone, imported):
-                waiting.import_kwh = imported
+                unpriced = imported
+                if self.book.import_may_come(day, hour.zone):
+                    waiting.import_kwh = imported
             for totals in counted:
                 totals.unpriced_export_kwh += waiting.export_kwh
-                totals.unpriced_import_kwh += waiting.import_kwh
+                totals.unpriced_import_kwh += unpriced
             if waiting.export_kwh or waiting.import_kwh:
                 self.pending[hour.start] = waiting
         self._balances(hour.start + HOUR, counted)

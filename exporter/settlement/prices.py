@@ -84,6 +84,14 @@ class PriceBook:
         market = self.market_hour(hour_start) if price.market else None
         return price.energy_at(None if market is None else market / 1000)
 
+    def import_may_come(self, day: date, zone: int | None) -> bool:
+        """Whether an unpriced import of `day` may get its price later: only a dynamic tariff's
+        (the market price comes late); a day without a `prices:` entry stays unpriced, as the
+        calendar counts it."""
+        entry = self.tariffs.at(day)
+        price = entry.tariff(zone or 1) if entry else None
+        return price is not None and price.market
+
     def known_days(self) -> int:
         """How many UTC days hold at least one price (for the status)."""
         return len(self._days)
