@@ -17,9 +17,17 @@ from typing import TextIO
 
 from ..amiplus.credentials import CredentialsError, normalise_meter_id
 from ..config import Config, ConfigError, PriceSource, Scheme, Settlement, load_config
-from ..settlement import Ledger, PriceBook, Totals
-from ..settlement.fetcher import PriceCache, complete_days, http_get
-from ..settlement.pse import FIRST_DAY, PriceDataError, day_prices
+from ..settlement import (
+    FIRST_DAY,
+    Ledger,
+    PriceBook,
+    PriceCache,
+    PriceDataError,
+    Totals,
+    complete_days,
+    day_prices,
+    http_get,
+)
 from . import EXIT_OK, EXIT_USAGE, UsageError
 
 COLUMNS = ("time", "energy_imported_kwh", "energy_exported_kwh")

@@ -21,8 +21,15 @@ from typing import Any
 
 from ..config import Config, ExportPrice, PriceSource, Scheme, Settlement
 from ..plumbing import read_state, write_atomically
-from ..settlement import Ledger, LedgerView, PriceBook, hour_start
-from ..settlement.fetcher import DayPrices, PriceCache, PriceFetcher
+from ..settlement import (
+    DayPrices,
+    Ledger,
+    LedgerView,
+    PriceBook,
+    PriceCache,
+    PriceFetcher,
+    hour_start,
+)
 from .calendar import EXPORTED, IMPORTED
 
 log = logging.getLogger(__name__)
@@ -217,6 +224,8 @@ class Settlements:
             )
             if not due or self._path is None:
                 return
+            if not self._ledgers and not self._set_aside and not self._path.exists():
+                return  # nothing settled, nothing kept: no file
             meters = {key: ledger.as_json() for key, ledger in self._ledgers.items()}
             horizon = self.clock() - FORGET_AFTER
             meters.update(

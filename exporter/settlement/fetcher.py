@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 TIMEOUT = 30.0  # seconds per request
 MAX_BODY = 10 * 1024 * 1024  # bytes of one answer: a day is about 30 KB
 SAVE_EVERY = 60.0  # seconds between cache saves while days keep coming
+STOP_WAIT = 2.0  # seconds a stop waits for the thread
 REPLAN = 300.0  # seconds at most between two looks at the schedule (the clock may jump)
 CACHE_FILE = "market_prices.json"
 
@@ -143,11 +144,13 @@ class PriceFetcher:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop asking (a request under way is left to its daemon thread: a stop must not wait
+        for PSE) and keep what was fetched."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=self.timeout + 5)
+            self._thread.join(timeout=STOP_WAIT)
         if self._unsaved:
-            self.cache.save(self.days)
+            self.cache.save(dict(self.days))  # a copy: the thread may still add a day
 
     def _run(self) -> None:
         while not self._stop.is_set():
