@@ -112,8 +112,13 @@ def test_the_schedule_asks_for_tomorrow_from_14_30_and_the_newest_first() -> Non
     assert schedule.next(early) == (None, at(2025, 10, 23, 14, 30))
 
 
+def within_jitter(delay: float, base: float) -> bool:
+    """A backoff delay is its base +-20 %."""
+    return 0.8 * base <= delay <= 1.2 * base
+
+
 def test_the_schedule_waits_for_an_empty_day_and_backs_off_when_pse_fails() -> None:
-    schedule = FetchSchedule(date(2025, 10, 20), WARSAW, uniform=lambda low, high: 1.0)
+    schedule = FetchSchedule(date(2025, 10, 20), WARSAW)
     now = at(2025, 10, 21, 15)
     assert schedule.next(now) == (date(2025, 10, 22), now)
     schedule.asked(now)
@@ -121,21 +126,19 @@ def test_the_schedule_waits_for_an_empty_day_and_backs_off_when_pse_fails() -> N
     assert schedule.next(now) == (date(2025, 10, 21), now + 1.0)  # the others go on, gently
     schedule.asked(now + 1)
     delays = [schedule.failed(now + 1) - (now + 1) for _ in range(12)]
-    assert delays[:3] == [
-        NETWORK_BACKOFF.first,
-        2 * NETWORK_BACKOFF.first,
-        4 * NETWORK_BACKOFF.first,
-    ]
-    assert max(delays) == NETWORK_BACKOFF.cap  # capped
-    paused = now + 1 + NETWORK_BACKOFF.cap
+    for attempt, delay in enumerate(delays):  # doubling, capped
+        base = min(NETWORK_BACKOFF.cap, NETWORK_BACKOFF.first * 2**attempt)
+        assert within_jitter(delay, base), (attempt, delay)
+    paused = now + 1 + delays[-1]
     assert schedule.next(now + 2) == (date(2025, 10, 21), paused)
     schedule.answered(date(2025, 10, 21), True, paused)  # an answer ends the backoff
-    assert paused > now + DAY_BACKOFF.first  # by now the empty day may be asked again
+    assert paused > now + 1.2 * DAY_BACKOFF.first  # by now the empty day may be asked again
     assert schedule.next(paused + 5) == (date(2025, 10, 22), paused + 5)
     schedule.answered(date(2025, 10, 22), False, paused + 5)  # still empty: twice as long
     assert schedule.next(paused + 5) == (date(2025, 10, 20), paused + 5)
     schedule.answered(date(2025, 10, 20), True, paused + 5)
-    assert schedule.next(paused + 5) == (None, paused + 5 + 2 * DAY_BACKOFF.first)
+    day, when = schedule.next(paused + 5)
+    assert day is None and within_jitter(when - (paused + 5), 2 * DAY_BACKOFF.first)
 
 
 def test_the_schedule_starts_with_the_api(api: PseApi) -> None:

@@ -68,7 +68,7 @@ class Settlements:
         self.lock = threading.Lock()
         self._zone = config.timezone
         self._path = config.state_directory / STATE_FILE if config.state_directory else None
-        self._book = PriceBook(config.market_prices, config.prices)
+        self._book = PriceBook()  # made by _configure
         self._ledgers: dict[str, Ledger] = {}
         self._set_aside: dict[str, Any] = self._load()
         self._fetcher: PriceFetcher | None = None

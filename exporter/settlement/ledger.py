@@ -173,7 +173,6 @@ class Ledger:
         self.days: dict[date, Totals] = {}
         self.months: dict[str, Totals] = {}
         self.pending: dict[float, Pending] = {}  # by the hour's start
-        self.revision = 0  # counts closed hours and repricings, for whoever saves the ledger
 
     # --- readings -----------------------------------------------------------------------------
 
@@ -232,7 +231,6 @@ class Ledger:
             if waiting.export_kwh or waiting.import_kwh:
                 self.pending[hour.start] = waiting
         self._balances(hour.start + HOUR, counted)
-        self.revision += 1
 
     def _bank(self, hour: Hour, day: date, counted: list[Totals]) -> None:
         into = hour.balanced_exported * self.rules.ratio
@@ -325,8 +323,6 @@ class Ledger:
                 waiting.import_kwh, changed = 0.0, True
             if not (waiting.export_kwh or waiting.import_kwh):
                 del self.pending[start]
-        if changed:
-            self.revision += 1
         return changed
 
     # --- what outputs read --------------------------------------------------------------------

@@ -167,13 +167,11 @@ class FetchSchedule:
         since: date,
         zone: ZoneInfo,
         complete: Iterable[date] = (),
-        uniform: Callable[[float, float], float] | None = None,
         spacing: float = SPACING,
     ) -> None:
         self.since = max(since, FIRST_DAY)
         self.zone = zone
         self.complete = set(complete)
-        self.uniform = uniform
         self.spacing = spacing
         self._tries: dict[date, int] = {}  # a day that came back empty or incomplete
         self._not_before: dict[date, float] = {}
@@ -224,15 +222,10 @@ class FetchSchedule:
             return
         tries = self._tries.get(day, 0)
         self._tries[day] = tries + 1
-        self._not_before[day] = now + self._delay(DAY_BACKOFF, tries)
+        self._not_before[day] = now + DAY_BACKOFF.delay(tries)
 
     def failed(self, now: float) -> float:
         """PSE or the network failed: nothing is asked for a while; returns until when."""
-        self._paused_until = now + self._delay(NETWORK_BACKOFF, self._failures)
+        self._paused_until = now + NETWORK_BACKOFF.delay(self._failures)
         self._failures += 1
         return self._paused_until
-
-    def _delay(self, backoff: Backoff, attempt: int) -> float:
-        if self.uniform is None:
-            return backoff.delay(attempt)
-        return backoff.delay(attempt, self.uniform)
