@@ -32,6 +32,11 @@ class TariffPrice:
     market: bool = False
     margin: float = 0.0
 
+    @property
+    def total(self) -> float:
+        """Energy and distribution together (a dynamic tariff: without the market price)."""
+        return self.energy + self.distribution + self.margin
+
     def energy_at(self, market_price: float | None) -> float | None:
         """The energy price in PLN per kWh, given the hour's market price in PLN per kWh
         (None: unknown, so a dynamic tariff's energy is unpriced)."""
