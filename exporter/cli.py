@@ -21,6 +21,7 @@ from .commands import (
     run_check_config,
     run_decode,
     run_listen_command,
+    run_settle,
     run_simulate,
 )
 from .config import ConfigError, load_config
@@ -103,6 +104,20 @@ def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _settle_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="the configuration with settlement: (and market_prices:, prices:)",
+    )
+    parser.add_argument(
+        "--meter", metavar="ID", help="settle by this meter's rules (its id or name)"
+    )
+    parser.add_argument("--json", action="store_true", help="a JSON object per month")
+    parser.add_argument("readings", type=Path, metavar="READINGS.csv")
+
+
 @dataclass(frozen=True, slots=True)
 class Command:
     """A command of the command line: its name, help, arguments and what runs it."""
@@ -151,6 +166,16 @@ COMMANDS = (
         run_simulate,
     ),
     Command(
+        "settle",
+        "prosumer settlement of a CSV file of readings, per month",
+        "Balance a file of readings (CSV: time,energy_imported_kwh,energy_exported_kwh; "
+        "times ISO 8601 with an offset) per hour and settle it by the configuration's "
+        "settlement: (net-billing deposit or net-metering bank), printing one line per "
+        "Warsaw calendar month, or a JSON object per month with --json.",
+        _settle_arguments,
+        run_settle,
+    ),
+    Command(
         "addon",
         "run as a Home Assistant add-on (options from DATA/options.json)",
         "Run the exporter as a Home Assistant add-on: the configuration from the options "
@@ -175,6 +200,9 @@ def run_exporter(args: argparse.Namespace) -> int:
             f"The configuration has {len(error.problems)} problem(s); nothing started.",
             file=sys.stderr,
         )
+        return EXIT_USAGE
+    if not config.receivers:
+        print(f"{args.config}: {daemon.NO_RECEIVERS}", file=sys.stderr)
         return EXIT_USAGE
     return daemon.run(config, args.config, args.listen)
 

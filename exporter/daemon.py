@@ -22,9 +22,18 @@ from typing import Any
 
 from . import __version__
 from .amiplus import DEFAULT_KEY, DEFAULT_METER_ID, id_variants
-from .config import Config, ConfigError, MeterConfig, PriceEntry, Prices, TariffPrice, load_config
+from .config import (
+    Config,
+    ConfigError,
+    MeterConfig,
+    PriceEntry,
+    Prices,
+    Problem,
+    TariffPrice,
+    load_config,
+)
 from .outputs import OUTPUTS, ConfigReloads, ExporterCollector, Exposition, registry
-from .pipeline import Calendar, Intake, Output, State
+from .pipeline import Calendar, Intake, Output, Settlements, State
 from .plumbing import MissingExtra
 from .receivers import Receiver, ReceiverSpec, ReceiverStats, build_receiver
 from .web import (
@@ -43,6 +52,11 @@ from .wmbus import MeterKey
 
 log = logging.getLogger(__name__)
 
+#: What a configuration without receivers lacks for the exporter (it is enough for `settle`).
+NO_RECEIVERS = (
+    "no receivers: this file is enough for `amiplus-exporter settle`, but the exporter needs "
+    "at least one receiver to hear meters (see README.md, 'Receivers')"
+)
 READY_WITHIN = 900.0  # /readyz: a frame in the last 15 minutes
 CONFIG_POLL = 2.0  # seconds between checks of the configuration file's modification time
 
@@ -114,10 +128,18 @@ class Exporter:
         self.config = config
         self.started_at = time.time()
         self.state = State(config.stale_after)
-        self.calendar = Calendar(config.timezone, config.prices, config.state_directory)
+        self.settlements = Settlements(config)
+        self.calendar = Calendar(
+            config.timezone,
+            config.prices,
+            config.state_directory,
+            market=self.settlements.market_price,
+        )
         self.history = PageHistory()
         self.outputs: dict[str, Output] = {}
-        self.intake = Intake(config, self.state, calendar=self.calendar)
+        self.intake = Intake(
+            config, self.state, calendar=self.calendar, settlements=self.settlements
+        )
         self.receivers: dict[ReceiverSpec, Receiver] = {}
         self.reloads = ConfigReloads(True, self.started_at)
         self.state.reconfigure(config.stale_after, config.meters)
@@ -125,6 +147,7 @@ class Exporter:
 
     def start(self) -> None:
         self.calendar.start()
+        self.settlements.start()
         self._start_outputs(self.config)
         self._start_receivers(self.config.receivers)
 
@@ -164,6 +187,7 @@ class Exporter:
         self.intake.reconfigure(config)
         self.state.reconfigure(config.stale_after, config.meters)
         self.calendar.reconfigure(config.timezone, config.prices, config.meter_ids)
+        self.settlements.reconfigure(config)
         meters = {m.meter_id: m.name for m in config.meters}
         for output in self.intake.outputs:
             output.meters_changed(meters)
@@ -184,6 +208,7 @@ class Exporter:
         for receiver in self.receivers.values():
             receiver.stop()
         self.calendar.stop()
+        self.settlements.stop()
         for output in self.outputs.values():
             output.stop()
 
@@ -344,7 +369,10 @@ def _reload(exporter: Exporter, path: Path | None) -> None:
         log.info("nothing to reload: the configuration is %s, not a file", exporter.config.source)
         return
     try:
-        exporter.apply(load_config(path))
+        config = load_config(path)
+        if not config.receivers:
+            raise ConfigError(str(path), [Problem(None, NO_RECEIVERS)])
+        exporter.apply(config)
     except ConfigError as error:
         exporter.reloads.successful = False
         log.error("configuration not reloaded, the previous one stays:\n%s", error)

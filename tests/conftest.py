@@ -69,6 +69,7 @@ INTEGRATION_FIXTURES = frozenset(
         # exporter processes, real servers, mount(8)
         "start_exporter",
         "exporter",
+        "api",  # the stand-in of PSE's price API (tests/pse_api.py)
         "prometheus",
         "influxdb",
         "influx",

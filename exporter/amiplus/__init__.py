@@ -1,7 +1,7 @@
 """What AMIplus telegrams mean: the field table, readings, meter clocks, vendor families,
 eLicznik credentials, plain-words explanations and simulated meters."""
 
-from .clock import WARSAW
+from .clock import KINDS, PERIODS, WARSAW, Period, local_day, midnight, period_start
 from .credentials import (
     CredentialsError,
     id_variants,
@@ -49,8 +49,10 @@ __all__ = [
     "DEFAULT_KEY",
     "DEFAULT_METER_ID",
     "FAMILIES_BY_NAME",
+    "KINDS",
     "MAKERS",
     "NOT_HEARD",
+    "PERIODS",
     "PHASES",
     "RECEIVER_FINISHED",
     "RECEIVER_NO_ANSWER",
@@ -68,16 +70,20 @@ __all__ = [
     "MeterReading",
     "Metric",
     "MetricType",
+    "Period",
     "Shape",
     "SimulatedMeter",
     "advice",
     "backward",
     "failure_as_json",
     "id_variants",
+    "local_day",
+    "midnight",
     "model_of",
     "normalise_meter_id",
     "parse_key",
     "parse_qr",
+    "period_start",
     "read_meter",
     "reversed_meter_id",
     "simulated_meters",

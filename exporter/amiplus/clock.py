@@ -8,7 +8,9 @@ receive time, only decides which of the two repeated autumn hours is meant
 from __future__ import annotations
 
 import functools
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from datetime import time as clock_time
 from zoneinfo import ZoneInfo
 
 from ..wmbus import TimePoint, TimeType
@@ -89,3 +91,44 @@ def time_point(moment: datetime) -> TimePoint:
         second=moment.second,
         summer_time=bool(moment.dst()),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """One period the calendar keeps: its name in the API, its kind (the `period` label of the
+    metrics) and how many periods of that kind back it is (0: the current one)."""
+
+    name: str
+    kind: str
+    back: int
+
+
+PERIODS: tuple[Period, ...] = (
+    Period("today", "day", 0),
+    Period("yesterday", "day", 1),
+    Period("this_week", "week", 0),
+    Period("last_week", "week", 1),
+    Period("this_month", "month", 0),
+    Period("last_month", "month", 1),
+)
+KINDS = ("day", "week", "month")
+
+
+def period_start(kind: str, day: date, back: int = 0) -> date:
+    """The first local day of the period of `kind` that is `back` periods before the one
+    holding `day` (negative: after it)."""
+    if kind == "day":
+        return day - timedelta(days=back)
+    if kind == "week":
+        return day - timedelta(days=day.weekday() + 7 * back)
+    months = day.year * 12 + day.month - 1 - back
+    return date(months // 12, months % 12 + 1, 1)
+
+
+def midnight(day: date, zone: ZoneInfo) -> float:
+    """When a local day begins, as Unix time (its length follows the zone's rules)."""
+    return datetime.combine(day, clock_time(), zone).timestamp()
+
+
+def local_day(moment: float, zone: ZoneInfo) -> date:
+    return datetime.fromtimestamp(moment, zone).date()

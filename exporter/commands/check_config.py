@@ -7,6 +7,7 @@ import sys
 from typing import TextIO
 
 from ..config import ConfigError, load_config
+from ..daemon import NO_RECEIVERS
 from ..outputs import unusable_entries
 from .exits import EXIT_OK, EXIT_USAGE
 
@@ -28,6 +29,13 @@ def run_check_config(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) ->
         )
     for spec in config.receivers:
         stdout.write(f"  receiver {spec.label}: {spec.type}\n")
+    if not config.receivers:
+        stdout.write(f"  note: {NO_RECEIVERS}\n")
+    if config.settlement is not None:
+        stdout.write(f"  settlement: {config.settlement.describe()}\n")
+    for meter in config.settled:
+        assert meter.settlement is not None
+        stdout.write(f"  meter {meter.name} settlement: {meter.settlement.describe()}\n")
     if config.influxdb is not None:
         for warning in unusable_entries(config.influxdb.spool):
             stdout.write(f"  warning: InfluxDB spool: {warning}\n")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,12 +21,22 @@ from ..receivers import ReceiverSpec
 from ..wmbus import shown
 from .addon import ADDON_SOURCE, Broker, OptionsTree, wants_broker
 from .influxdb import InfluxConfig, influx_section
+from .market_prices import MarketPrices, PriceSource, QuarterSeries, market_prices_section
 from .meter_table import meters_from_files
 from .meters import MeterConfig, meters_section
 from .mqtt import DEFAULT_BASE_TOPIC, MqttConfig, mqtt_section
 from .prices import PriceEntry, Prices, TariffPrice, prices_section
 from .reader import ConfigError, Problem, Reader
 from .receivers import receivers_section
+from .settlement import (
+    Coefficient,
+    Entries,
+    ExportPrice,
+    NegativeQuarters,
+    Scheme,
+    Settlement,
+    common_settlement,
+)
 
 if TYPE_CHECKING:
     from yaml import Node
@@ -35,14 +45,22 @@ __all__ = [
     "DEFAULT_BASE_TOPIC",
     "OUTPUT_SECTIONS",
     "Broker",
+    "Coefficient",
     "Config",
     "ConfigError",
+    "ExportPrice",
     "InfluxConfig",
+    "MarketPrices",
     "MeterConfig",
     "MqttConfig",
+    "NegativeQuarters",
     "PriceEntry",
+    "PriceSource",
     "Prices",
     "Problem",
+    "QuarterSeries",
+    "Scheme",
+    "Settlement",
     "TariffPrice",
     "WebConfig",
     "wants_broker",
@@ -69,8 +87,12 @@ _TOP = (
     "timezone",
     "state",
     "prices",
+    "settlement",
+    "market_prices",
     "log",
 )
+#: Sections that make a file enough for `settle` without receivers (the exporter needs them).
+SETTLE_ONLY = ("settlement", "market_prices")
 _WEB = ("listen", "config_file")
 _STATE = ("directory", "stale_after", "dedupe_window")
 _LOG = ("level", "format")
@@ -92,6 +114,8 @@ class Config:
     stale_after: float | None = None  # None: derived from each meter's observed interval
     state_directory: Path | None = None  # None: calendar periods are kept in memory only
     prices: Prices = field(default_factory=Prices)
+    settlement: Settlement | None = None  # the settlement: section's own rules (for `settle`)
+    market_prices: MarketPrices | None = None  # None: nothing is priced at the market
     dedupe_window: float = 5.0
     log_level: str = "info"
     log_format: str = "text"
@@ -120,6 +144,11 @@ class Config:
     def meter_for(self, meter_id: str) -> MeterConfig | None:
         """The configured meter with this ID in either byte order."""
         return self._by_id.get(meter_id)
+
+    @property
+    def settled(self) -> tuple[MeterConfig, ...]:
+        """The meters kept by prosumer settlement."""
+        return tuple(meter for meter in self.meters if meter.settlement is not None)
 
 
 def _settings(reader: Reader, top: dict[str, Node]) -> dict[str, Any]:
@@ -160,6 +189,8 @@ def _settings(reader: Reader, top: dict[str, Node]) -> dict[str, Any]:
             options["dedupe_window"] = window
     if "prices" in top:
         options["prices"] = prices_section(reader, top["prices"])
+    if "market_prices" in top:
+        options["market_prices"] = market_prices_section(reader, top["market_prices"])
     if "log" in top:
         log = reader.mapping(top["log"], "log", _LOG)
         level = reader.optional(log, "level", partial(reader.choice, choices=LOG_LEVELS), "log")
@@ -189,6 +220,19 @@ def _without_clashes(
     return out
 
 
+def _needs_market(meters: list[MeterConfig], options: dict[str, Any]) -> bool:
+    """Whether something is priced at the market (RCE for net-billing, a dynamic tariff)."""
+    rules = [meter.settlement for meter in meters] + [options.get("settlement")]
+    rce = any(
+        rule is not None
+        and rule.scheme is Scheme.NET_BILLING
+        and rule.export_price is ExportPrice.RCE
+        for rule in rules
+    )
+    prices: Prices = options.get("prices", Prices())
+    return rce or prices.market
+
+
 def parse_config(
     text: str,
     source: str = "<config>",
@@ -213,11 +257,21 @@ def _read(reader: Reader, root: Node, source: str) -> Config:
     """A configuration from a node tree: a YAML file's, or the one the add-on's options
     become; raises `ConfigError` listing every problem."""
     top = reader.mapping(root, "the configuration", _TOP)
-    meters = meters_section(reader, top.get("meters"))
+    common: Entries = {}
+    options: dict[str, Any] = {}
+    if "settlement" in top:
+        common, options["settlement"] = common_settlement(reader, top["settlement"])
+    meters = meters_section(reader, top.get("meters"), common)
     if "meters_file" in top:
-        meters += _without_clashes(reader, meters, meters_from_files(reader, top["meters_file"]))
-    receivers = receivers_section(reader, top.get("receivers"), root)
-    options = _settings(reader, top)
+        table = meters_from_files(reader, top["meters_file"])
+        if options.get("settlement") is not None:
+            table = [replace(meter, settlement=options["settlement"]) for meter in table]
+        meters += _without_clashes(reader, meters, table)
+    settle_only = "receivers" not in top and any(key in top for key in SETTLE_ONLY)
+    receivers = [] if settle_only else receivers_section(reader, top.get("receivers"), root)
+    options.update(_settings(reader, top))
+    if "market_prices" not in options and _needs_market(meters, options):
+        options["market_prices"] = MarketPrices()
     if reader.problems:
         ordered = sorted(reader.problems, key=lambda p: (p.source or "", p.line or 0))
         raise ConfigError(source, ordered)

@@ -15,11 +15,22 @@ from ..amiplus import (
 )
 from ..wmbus import MeterKey
 from .reader import Reader
+from .settlement import Entries, Settlement, resolve, settlement_entries
 
 if TYPE_CHECKING:
     from yaml import Node
 
-_METER = ("id", "key", "key_file", "qr", "qr_file", "name", "site", "contracted_power")
+_METER = (
+    "id",
+    "key",
+    "key_file",
+    "qr",
+    "qr_file",
+    "name",
+    "site",
+    "contracted_power",
+    "settlement",
+)
 #: Contracted power (moc umowna) in watts: households have 2-40 kW; below 1000 it was kW.
 CONTRACTED_POWER = (1000.0, 1_000_000.0)
 
@@ -35,13 +46,20 @@ class MeterConfig:
     recognised: str = ""  # what a QR text turned out to hold, for check-config
     site: str = ""  # where the meter is, for people (amiplus_meter_info's meter_site)
     contracted_power: float | None = None  # watts: the one place alerts and dashboards read
+    settlement: Settlement | None = None  # prosumer rules (its own over settlement:'s), or none
 
 
-def _meter(reader: Reader, node: Node, number: int) -> MeterConfig | None:
+def _meter(reader: Reader, node: Node, number: int, common: Entries) -> MeterConfig | None:
     fields = reader.mapping(node, f"meter {number}", _METER)
     name = reader.optional(fields, "name", reader.text, f"meter {number}")
     where = f"meter {name!r}" if name else f"meter {number}"
     contracted = _contracted_power(reader, fields.get("contracted_power"), where)
+    own = (
+        settlement_entries(reader, fields["settlement"], f"{where} settlement")
+        if "settlement" in fields
+        else {}
+    )
+    settlement = resolve(reader, f"{where} settlement", common, own, fields.get("settlement", node))
     key_node, key_text = reader.secret(fields, "key", where)
     qr_node, qr_text = reader.secret(fields, "qr", where)
     meter_id: str | None = None
@@ -91,7 +109,14 @@ def _meter(reader: Reader, node: Node, number: int) -> MeterConfig | None:
         return None
     site = reader.optional(fields, "site", reader.text, where) or ""
     return MeterConfig(
-        name or meter_id, meter_id, ids, key, recognised, site=site, contracted_power=contracted
+        name or meter_id,
+        meter_id,
+        ids,
+        key,
+        recognised,
+        site=site,
+        contracted_power=contracted,
+        settlement=settlement,
     )
 
 
@@ -116,7 +141,10 @@ def _contracted_power(reader: Reader, node: Node | None, where: str) -> float | 
     return watts
 
 
-def meters_section(reader: Reader, node: Node | None) -> list[MeterConfig]:
+def meters_section(
+    reader: Reader, node: Node | None, common: Entries | None = None
+) -> list[MeterConfig]:
+    """The `meters:` list; `common` is what the `settlement:` section says for every meter."""
     if node is None:
         return []
     if not isinstance(node, reader.yaml.SequenceNode):
@@ -125,7 +153,7 @@ def meters_section(reader: Reader, node: Node | None) -> list[MeterConfig]:
     meters: list[MeterConfig] = []
     owner: dict[str, tuple[int, str]] = {}  # an address in either byte order -> entry, its words
     for number, item in enumerate(node.value, start=1):
-        meter = _meter(reader, item, number)
+        meter = _meter(reader, item, number, common or {})
         if meter is None:
             continue
         clash = next((owner[i] for i in sorted(meter.ids) if i in owner), None)

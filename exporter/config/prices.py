@@ -17,20 +17,32 @@ if TYPE_CHECKING:
     from yaml import Node
 
 _ENTRY = ("from", "tariffs", "export")
-_TARIFF = ("energy", "distribution")
+_TARIFF = ("energy", "distribution", "margin")
+MARKET = "market"  # `energy: market`: a dynamic tariff, the market price of each hour
 HIGHEST = 100.0  # PLN per kWh: anything above is a typo (grosze for złote, a missing point)
 
 
 @dataclass(frozen=True, slots=True)
 class TariffPrice:
-    """PLN per kWh of one tariff zone: the energy (sprzedaż) and the variable distribution."""
+    """PLN per kWh of one tariff zone: the energy (sprzedaż) and the variable distribution.
+    A dynamic tariff (`market`) prices the energy at each hour's market price plus `margin`."""
 
     energy: float
     distribution: float = 0.0
+    market: bool = False
+    margin: float = 0.0
 
     @property
     def total(self) -> float:
-        return self.energy + self.distribution
+        """Energy and distribution together (a dynamic tariff: without the market price)."""
+        return self.energy + self.distribution + self.margin
+
+    def energy_at(self, market_price: float | None) -> float | None:
+        """The energy price in PLN per kWh, given the hour's market price in PLN per kWh
+        (None: unknown, so a dynamic tariff's energy is unpriced)."""
+        if not self.market:
+            return self.energy
+        return None if market_price is None else market_price + self.margin
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +56,22 @@ class PriceEntry:
     def tariff(self, number: int) -> TariffPrice | None:
         return next((price for tariff, price in self.tariffs if tariff == number), None)
 
+    @property
+    def market(self) -> bool:
+        """Whether a zone of this entry follows the market price (a dynamic tariff)."""
+        return any(price.market for _, price in self.tariffs)
+
 
 @dataclass(frozen=True, slots=True)
 class Prices:
     """Every entry, oldest first."""
 
     entries: tuple[PriceEntry, ...] = ()
+
+    @property
+    def market(self) -> bool:
+        """Whether any entry follows the market price, so market prices must be fetched."""
+        return any(entry.market for entry in self.entries)
 
     def at(self, day: date) -> PriceEntry | None:
         """The entry that applies on a local day (None before the first)."""
@@ -83,6 +105,35 @@ def _zones(reader: Reader, node: Node, where: str) -> list[tuple[int, Node]]:
     return sorted(out.items())
 
 
+def _tariff(reader: Reader, node: Node, place: str) -> TariffPrice | None:
+    """One zone's prices: `energy` a price, or `market` with an optional `margin`."""
+    prices = reader.mapping(node, place, _TARIFF)
+    if "energy" not in prices:
+        reader.problem(node, f"{place}: give its energy price in PLN per kWh (or market)")
+        return None
+    distribution = (
+        _price(reader, prices["distribution"], f"{place} distribution")
+        if "distribution" in prices
+        else 0.0
+    )
+    energy_text = reader.text(prices["energy"], f"{place} energy")
+    if energy_text is None:
+        return None
+    if energy_text.lower() == MARKET:
+        margin = (
+            reader.number(prices["margin"], f"{place} margin", -HIGHEST, HIGHEST)
+            if "margin" in prices
+            else 0.0
+        )
+        if distribution is None or margin is None:
+            return None
+        return TariffPrice(0.0, distribution, market=True, margin=margin)
+    if "margin" in prices:
+        reader.problem(prices["margin"], f"{place}: margin goes with energy: market only")
+    energy = _price(reader, prices["energy"], f"{place} energy")
+    return None if energy is None or distribution is None else TariffPrice(energy, distribution)
+
+
 def _entry(reader: Reader, node: Node, number: int) -> PriceEntry | None:
     where = f"prices[{number}]"
     fields = reader.mapping(node, where, _ENTRY)
@@ -103,18 +154,9 @@ def _entry(reader: Reader, node: Node, number: int) -> PriceEntry | None:
     else:
         for name, zone in _zones(reader, fields["tariffs"], f"{where} tariffs"):
             place = f"{where} tariff {name}"
-            prices = reader.mapping(zone, place, _TARIFF)
-            if "energy" not in prices:
-                reader.problem(zone, f"{place}: give its energy price in PLN per kWh")
-                continue
-            energy = _price(reader, prices["energy"], f"{place} energy")
-            distribution = (
-                _price(reader, prices["distribution"], f"{place} distribution")
-                if "distribution" in prices
-                else 0.0
-            )
-            if energy is not None and distribution is not None:
-                tariffs.append((name, TariffPrice(energy, distribution)))
+            price = _tariff(reader, zone, place)
+            if price is not None:
+                tariffs.append((name, price))
     export = _price(reader, fields["export"], f"{where} export") if "export" in fields else None
     if start is None:
         return None

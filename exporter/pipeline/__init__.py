@@ -12,6 +12,7 @@ from .calendar import (
 from .handoff import MeterUpdate, Output
 from .heard import HeardMeter, HeardMeters, configured_match, peek_or_none
 from .intake import Intake
+from .settlement import Settlements
 from .state import MeterState, State
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "MeterState",
     "MeterUpdate",
     "Output",
+    "Settlements",
     "State",
     "configured_match",
     "local_day",

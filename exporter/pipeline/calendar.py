@@ -24,20 +24,42 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from datetime import time as clock_time
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..amiplus import WARSAW, Field, table
+from ..amiplus import (
+    KINDS,
+    PERIODS,
+    WARSAW,
+    Field,
+    Period,
+    local_day,
+    midnight,
+    period_start,
+    table,
+)
 from ..config import Prices
+from ..plumbing import write_atomically
+
+#: The local calendar's helpers live in `amiplus.clock` (settlement counts in it too); the
+#: outputs still read them here.
+__all__ = [
+    "KINDS",
+    "PERIODS",
+    "Calendar",
+    "Figure",
+    "Period",
+    "local_day",
+    "midnight",
+    "period_start",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,47 +67,6 @@ SAVE_EVERY = 300.0  # seconds between saves when only the latest readings or new
 SAVE_SOON = 10.0  # seconds at least between saves when a meter crossed midnight
 FLUSH_POLL = 1.0  # seconds between the flusher's looks at what changed
 SEPARATOR = "/"  # in flat keys: "energy_imported_tariff_kwh/2", "energy/2"
-
-
-@dataclass(frozen=True, slots=True)
-class Period:
-    """One period the calendar keeps: its name in the API, its kind (the `period` label of the
-    metrics) and how many periods of that kind back it is (0: the current one)."""
-
-    name: str
-    kind: str
-    back: int
-
-
-PERIODS: tuple[Period, ...] = (
-    Period("today", "day", 0),
-    Period("yesterday", "day", 1),
-    Period("this_week", "week", 0),
-    Period("last_week", "week", 1),
-    Period("this_month", "month", 0),
-    Period("last_month", "month", 1),
-)
-KINDS = ("day", "week", "month")
-
-
-def period_start(kind: str, day: date, back: int = 0) -> date:
-    """The first local day of the period of `kind` that is `back` periods before the one
-    holding `day` (negative: after it)."""
-    if kind == "day":
-        return day - timedelta(days=back)
-    if kind == "week":
-        return day - timedelta(days=day.weekday() + 7 * back)
-    months = day.year * 12 + day.month - 1 - back
-    return date(months // 12, months % 12 + 1, 1)
-
-
-def midnight(day: date, zone: ZoneInfo) -> float:
-    """When a local day begins, as Unix time (its length follows the zone's rules)."""
-    return datetime.combine(day, clock_time(), zone).timestamp()
-
-
-def local_day(moment: float, zone: ZoneInfo) -> date:
-    return datetime.fromtimestamp(moment, zone).date()
 
 
 def boundaries(day: date) -> set[date]:
@@ -235,8 +216,8 @@ class Figure:
 
 
 class Store:
-    """The calendar's file: every meter's marks in one JSON document, replaced atomically (write,
-    fsync, rename, fsync of the directory). One file, not one per meter: a fleet's thousands of
+    """The calendar's file: every meter's marks in one JSON document, replaced atomically
+    (`plumbing.write_atomically`). One file, not one per meter: a fleet's thousands of
     meters cost one write every few minutes and one read at start. A directory that cannot be
     written is reported once and the calendar carries on in memory."""
 
@@ -269,21 +250,11 @@ class Store:
         if path is None:
             return True
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_suffix(".tmp")
             # dumps, not dump: json.dump streams through the pure-Python encoder (four times
             # slower; 20,000 meters took 2 s of CPU)
-            text = json.dumps({"format": self.FORMAT, "meters": meters}, separators=(",", ":"))
-            with temporary.open("w") as file:
-                file.write(text)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-            descriptor = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(descriptor)
-            finally:
-                os.close(descriptor)
+            write_atomically(
+                path, json.dumps({"format": self.FORMAT, "meters": meters}, separators=(",", ":"))
+            )
         except OSError as error:
             if not self._failing:
                 log.warning(
@@ -309,10 +280,13 @@ class Calendar:
         prices: Prices | None = None,
         directory: Path | None = None,
         clock: Any = time.time,
+        *,
         monotonic: Callable[[], float] = time.monotonic,
+        market: Callable[[float], float | None] = lambda at: None,
     ) -> None:
         self.zone = zone
         self.prices = prices or Prices()
+        self.market = market  # a dynamic tariff's base: the market price at a time, PLN per kWh
         self.store = Store(directory)
         self.clock = clock
         self._monotonic = monotonic  # when to save: seconds since the last save
@@ -419,7 +393,7 @@ class Calendar:
                 for start in {period_start(kind, day) for kind in KINDS}:
                     calendar.marks[start] = Mark(at, registers, {}, partial=True)
             else:
-                money = self._priced(calendar, latest, registers, self._day_ending(at))
+                money = self._priced(calendar, latest, registers, at)
                 gap = at - latest.at > silent_after
             reading = Mark(at, registers, money)
             if latest is not None:
@@ -447,12 +421,13 @@ class Calendar:
         return day - timedelta(days=1) if midnight(day, self.zone) == at else day
 
     def _priced(
-        self, calendar: MeterCalendar, latest: Mark, registers: dict[str, float], day: date
+        self, calendar: MeterCalendar, latest: Mark, registers: dict[str, float], at: float
     ) -> dict[str, float]:
-        """The running cost after the energy since `latest`, at the prices of `day`; also
-        notes the tariff zone whose register advanced."""
+        """The running cost after the energy since `latest`, at the prices of the day it
+        counts to (a dynamic tariff: of the market at `at`); also notes the tariff zone whose
+        register advanced."""
         money = dict(latest.money)
-        entry = self.prices.at(day)
+        entry = self.prices.at(self._day_ending(at))
         imports, exports = table().imported, table().exported
         old_zones = _tariffs(latest.registers, imports)
         new_zones = _tariffs(registers, imports)
@@ -466,10 +441,11 @@ class Calendar:
                 continue
             advanced[zone] = used
             price = entry.tariff(zone) if entry else None
-            if price is None:
+            energy = price.energy_at(self.market(at) if price.market else None) if price else None
+            if price is None or energy is None:
                 money["unpriced"] = money.get("unpriced", 0.0) + used
                 continue
-            for part, rate in (("energy", price.energy), ("distribution", price.distribution)):
+            for part, rate in (("energy", energy), ("distribution", price.distribution)):
                 name = flat_key(part, zone)
                 money[name] = money.get(name, 0.0) + used * rate
         exported = registers.get(exports.key, 0.0) - latest.registers.get(

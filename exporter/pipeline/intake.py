@@ -5,7 +5,8 @@ dedupe window is one reading; each receiver's signal is kept, so the best receiv
 known. A failure is counted against the meter that sent it (or as undecodable) every time, but
 logged only the first time and then as a summary every `REPEAT_SUMMARY` seconds while it goes on
 (a wrong key fails every telegram, thousands a day); an accepted reading goes to the state, then
-to the calendar (its periods and running cost), then to every output.
+to the calendar (its periods and running cost), then to a settled meter's prosumer ledger, then
+to every output.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ..amiplus import read_meter
+from ..amiplus import read_meter, table
 from ..config import Config, MeterConfig
 from ..receivers import Frame
 from ..wmbus import Address, MeterKey, Peek, WMBusError, decode, peek
@@ -25,6 +26,7 @@ from .calendar import Calendar
 from .dedupe import Deduplicator
 from .handoff import MeterUpdate, Output
 from .heard import HeardMeters
+from .settlement import Settlements
 from .state import State
 
 log = logging.getLogger(__name__)
@@ -48,12 +50,15 @@ class Intake:
         config: Config,
         state: State,
         outputs: Sequence[Output] = (),
+        *,
         clock: Callable[[], float] = time.monotonic,
         calendar: Calendar | None = None,
+        settlements: Settlements | None = None,
     ) -> None:
         self.config = config
         self.state = state
         self.calendar = calendar
+        self.settlements = settlements
         self.outputs: Sequence[Output] = outputs
         self.heard = HeardMeters()
         self.dedupe = Deduplicator(config.dedupe_window)
@@ -112,9 +117,15 @@ class Intake:
         at = frame.received_at
         accepted, values = self.state.record(meter.meter_id, meter.name, reading, at, receiver)
         cost: dict[str, float] = {}
-        if self.calendar is not None:
+        settlements = self.settlements if meter.settlement is not None else None
+        if self.calendar is not None or settlements is not None:
             silent = self.state.silent_after(meter.meter_id)
-            cost = self.calendar.record(meter.meter_id, values, at, silent)
+            if self.calendar is not None:
+                cost = self.calendar.record(meter.meter_id, values, at, silent)
+            if settlements is not None and (
+                table().imported.key in accepted.values or table().exported.key in accepted.values
+            ):
+                settlements.record(meter.meter_id, values, at, silent)
         update = MeterUpdate(
             meter.meter_id, meter.name, accepted, values, at, receiver, cost, meter.contracted_power
         )

@@ -4,6 +4,7 @@ from .addresses import listening_family
 from .backoff import Backoff
 from .connections import Admission, ConnectionLimit
 from .extras import MissingExtra, import_extra, missing_extra
+from .statefile import read_state, write_atomically
 
 __all__ = [
     "Admission",
@@ -13,4 +14,6 @@ __all__ = [
     "import_extra",
     "listening_family",
     "missing_extra",
+    "read_state",
+    "write_atomically",
 ]

@@ -1,0 +1,31 @@
+"""Prosumer settlement (docs/prosumer.md): hourly balancing, the net-billing deposit, the
+net-metering bank and market prices, as plain code that the live exporter and the `settle`
+command share. Only the price fetcher has a thread, thin around its plain schedule."""
+
+from .fetcher import DayPrices, PriceCache, PriceFetcher, complete_days, http_get
+from .hours import HOUR, Balancer, Hour, Registers, hour_start
+from .ledger import Ledger, LedgerView, OpenHour, PeriodTotals, Totals
+from .prices import PriceBook
+from .pse import FIRST_DAY, PriceDataError, day_prices
+
+__all__ = [
+    "FIRST_DAY",
+    "HOUR",
+    "Balancer",
+    "DayPrices",
+    "Hour",
+    "Ledger",
+    "LedgerView",
+    "OpenHour",
+    "PeriodTotals",
+    "PriceBook",
+    "PriceCache",
+    "PriceDataError",
+    "PriceFetcher",
+    "Registers",
+    "Totals",
+    "complete_days",
+    "day_prices",
+    "hour_start",
+    "http_get",
+]
