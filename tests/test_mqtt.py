@@ -24,6 +24,7 @@ import exporter
 from exporter.amiplus.families import FAMILIES_BY_NAME
 from exporter.amiplus.simulated import SimulatedMeter
 from exporter.config import load_config
+from exporter.outputs.mqtt import RESYNC_INTERVAL
 
 from .conftest import free_port, require, wait_until
 from .mosquitto import PASSWORD, USER, BrokerTls, Mosquitto, Subscriber
@@ -269,6 +270,33 @@ def test_home_assistant_online_brings_discovery_again_and_a_killed_exporter_its_
         retained.close()
 
 
+def test_a_burst_of_home_assistant_births_resends_everything_at_most_twice(
+    broker: Mosquitto, start_exporter: Start
+) -> None:
+    """Issue 23, item 13: each non-retained `online` on Home Assistant's status topic used to
+    resend everything (100 of them: 1,030 messages). A burst is answered at once and once more
+    when RESYNC_INTERVAL is over, and the last resend comes after the last birth."""
+    base = "burst"
+    live = Subscriber(broker, f"{base}/#", f"{base}-ha/#")
+    try:
+        start_exporter(simulator_config(mqtt_section(broker, base)))
+        device = f"{base}-ha/binary_sensor/amiplus_exporter_{base}/status/config"
+        prefix = f"{base}-ha/sensor/amiplus_12345678/"
+        assert live.wait(lambda: live.on(f"{prefix}energy_imported_kwh/config"))
+        announced = len(live.topics_under(prefix))
+        before = len(live.on(device))
+        burst_start = time.time()
+        for _ in range(100):
+            live.publish(f"{base}-ha/status", "online")
+        burst_end = time.time()
+        assert live.wait(lambda: live.on(device)[-1].at > burst_end, RESYNC_INTERVAL + 15)
+        assert not live.wait(lambda: len(live.on(device)) > before + 2, RESYNC_INTERVAL + 2)
+        resent = [m for m in live.messages if m.topic.startswith(prefix) and m.at >= burst_start]
+        assert len(resent) <= 2 * announced, len(resent)
+    finally:
+        live.close()
+
+
 def test_a_silent_meter_goes_offline_and_comes_back_with_its_next_telegram(
     broker: Mosquitto, start_exporter: Start, tmp_path: Path
 ) -> None:
@@ -492,8 +520,8 @@ def test_the_compose_broker_wants_a_password_and_the_example_points_at_it(
     copy = tmp_path / "amiplus.yml"
     copy.write_text("\n".join(lines) + "\n" + section + "\n")
     config = load_config(copy, env={"MQTT_PASSWORD": "x"}).mqtt
-    assert config is not None and (config.host, config.port) == ("mosquitto", 1883)
-    assert config.host in services("docker-compose.yml")
+    assert config is not None and (config.broker.host, config.broker.port) == ("mosquitto", 1883)
+    assert config.broker.host in services("docker-compose.yml")
 
 
 def answer(port: int, credentials: tuple[str, str] | None) -> str:
