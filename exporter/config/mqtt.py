@@ -1,6 +1,7 @@
 """The `mqtt:` section: the broker that Home Assistant and other MQTT consumers read
 (docs/contracts.md, section 7). Every value is checked here, files included, so `check-config`
-lists every problem at once; the password never appears in a message or a repr."""
+lists every problem at once; the password never appears in a message or a repr. The broker's
+part (`broker_settings`, giving a `net.Broker`) serves every section that connects to one."""
 
 from __future__ import annotations
 
