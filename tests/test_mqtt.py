@@ -24,14 +24,17 @@ import exporter
 from exporter.amiplus.families import FAMILIES_BY_NAME
 from exporter.amiplus.simulated import SimulatedMeter
 from exporter.config import load_config
-from exporter.outputs.mqtt import RESYNC_INTERVAL
+from exporter.config.mqtt import MqttConfig
+from exporter.net import Broker
+from exporter.outputs.mqtt import MAX_PENDING, RESYNC_INTERVAL, MqttOutput
+from exporter.pipeline.state import State
 
-from .conftest import free_port, require, wait_until
+from .conftest import configured_meter, free_port, require, wait_until
 from .mosquitto import PASSWORD, USER, BrokerTls, Mosquitto, Subscriber
 from .servers import SIMULATED_KEY, ExporterProcess, Start
 from .test_daemon import _certificates
 from .test_deploy import DEPLOY, host_path, services
-from .test_mqtt_discovery import check_discovery
+from .test_mqtt_discovery import check_discovery, merged, update
 from .test_status_page import browser
 
 FIXED = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
@@ -361,6 +364,51 @@ def test_the_output_reconnects_after_the_broker_restarts(
         assert "MQTT: connected to mqtt://127.0.0.1" in log and "again" in log
         assert metric(process, 'amiplus_mqtt_errors_total{reason="connection_lost"}') == 1
     finally:
+        own.stop()
+
+
+def test_a_stalled_broker_holds_at_most_max_pending_messages_and_gets_the_rest_after(
+    tmp_path: Path,
+) -> None:
+    """A broker that stops answering (SIGSTOP): the output hands paho MAX_PENDING messages and
+    waits for room, so the rest of the readings stay in the bounded queue; once the broker
+    answers again every reading goes out, none dropped."""
+    own = Mosquitto(tmp_path / "broker")
+    state = State()
+    state.reconfigure(None, [configured_meter("12345678", "home")])
+    broker = Broker("127.0.0.1", own.port, username=USER, password=PASSWORD)
+    output = MqttOutput(MqttConfig(broker, base_topic="stall", discovery_prefix=None), state)
+    live = Subscriber(own, "stall/12345678/state")
+    output.start()
+    try:
+        assert wait_until(lambda: output.status()["connected"])
+        assert own.process is not None
+        reading, values = merged("otus")
+        own.process.send_signal(signal.SIGSTOP)
+        extra = 100
+        began = time.time()
+        for n in range(MAX_PENDING + extra):
+            output.submit(update(reading, values, at=began + n))
+
+        def queued() -> int:
+            count = output.status()["queued_updates"]
+            assert isinstance(count, int)
+            return count
+
+        # the first reading sends `online` besides its state; the status message may be pending
+        assert wait_until(lambda: extra - 3 <= queued() <= extra + 1, 30), queued()
+        assert not wait_until(lambda: queued() < extra - 3, 1.0)  # held back, not dropped
+        own.process.send_signal(signal.SIGCONT)
+        newest = datetime.fromtimestamp(began + MAX_PENDING + extra - 1, UTC)
+        last = f'"received_at":"{newest.isoformat(timespec="milliseconds")}"'
+        assert live.wait(lambda: last.encode() in (live.latest("stall/12345678/state") or b""))
+        assert output.status()["updates_dropped"] == 0
+        assert output.errors["queue_full"] == 0
+    finally:
+        if own.process is not None:
+            own.process.send_signal(signal.SIGCONT)
+        output.stop()
+        live.close()
         own.stop()
 
 

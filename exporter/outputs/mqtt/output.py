@@ -184,7 +184,7 @@ class MqttOutput(Output):
                 log.exception("MQTT output: unexpected error")
                 attempt += 1
                 problem = Problem("connection", f"unexpected {type(error).__name__}; see the log")
-            if problem is None:
+            if problem is None or self._stopping.is_set():
                 break
             self._count(problem.reason)
             delay = BACKOFF.delay(attempt - 1)
@@ -196,9 +196,10 @@ class MqttOutput(Output):
         self.retry_at = None
 
     def _serve(self, client: paho.Client) -> Problem | None:
-        """One accepted connection until it is lost (why) or the output stops (None)."""
-        self._up(client)
+        """One accepted connection until it is lost (why) or the output stops (None); it ends
+        with a clean disconnect (no will), which a lost connection no longer needs."""
         try:
+            self._up(client)
             self._send(client, self.publisher.connect(time.monotonic()))
             while self._lost is None and not self._stopping.is_set():
                 self._turn(client, time.monotonic() + SERVICE)
@@ -210,6 +211,8 @@ class MqttOutput(Output):
             self._connected.clear()
             self.publisher.disconnected()
             self._outbox.clear()
+            with contextlib.suppress(Exception):
+                client.disconnect()
 
     def _prepare(self, client: paho.Client) -> None:
         """Callbacks and limits of a new client, before it connects."""
@@ -247,7 +250,8 @@ class MqttOutput(Output):
             self._logged = problem
 
     def _goodbye(self, client: paho.Client) -> None:
-        """`offline` on the status topic before a clean disconnect (the will is not sent then)."""
+        """`offline` on the status topic, acknowledged (up to 2 s) before the clean disconnect:
+        the broker sends no will then."""
         message = self.publisher.goodbye()
         info = client.publish(message.topic, message.payload, message.qos, message.retain)
         deadline = time.monotonic() + GOODBYE_TIMEOUT
@@ -255,7 +259,6 @@ class MqttOutput(Output):
             if self._lost is not None or time.monotonic() > deadline:
                 break
             self._loop(client, 0.05)
-        client.disconnect()
 
     # --- the output's thread: turns
 
