@@ -1,6 +1,6 @@
 """Shared fixtures and helpers: the public test vectors, hypothesis profiles, free ports, waiting
-for a condition (never a fixed sleep), plain HTTP, required binaries, and the real servers of
-servers.py started once per session."""
+for a condition (never a fixed sleep), plain HTTP, required binaries, the real servers of
+servers.py started once per session, and a mosquitto per test module (mosquitto.py)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from exporter.wmbus import MeterKey
 from .emulators.pty_device import PtyDevice
 
 if TYPE_CHECKING:
+    from .mosquitto import Mosquitto
     from .servers import ExporterProcess, Prometheus
 
 DATA = Path(__file__).parent / "data"
@@ -192,6 +193,16 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
     from .servers import Prometheus
 
     server = Prometheus(tmp_path_factory.mktemp("prometheus"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """One mosquitto for a module's tests that do not stop it; each test has its own topics."""
+    from .mosquitto import Mosquitto
+
+    server = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
     yield server
     server.stop()
 

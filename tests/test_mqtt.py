@@ -11,13 +11,11 @@ import signal
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import takewhile
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-import pytest
 from selenium.webdriver.common.by import By
 
 import exporter
@@ -116,14 +114,6 @@ EXPORTER = (
     f'"sw_version":"{exporter.__version__}"}},{ORIGIN}}}'
 )
 RECEIVED_AT = re.compile(rb'"received_at":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00)"')
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    """One broker for the tests that do not stop it; each test has its own topics."""
-    server = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
-    yield server
-    server.stop()
 
 
 def otus_frames(count: int, meter_id: str = "12345678") -> list[str]:

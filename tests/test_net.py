@@ -33,13 +33,6 @@ from .conftest import free_port, wait_until
 from .mosquitto import PASSWORD, USER, Mosquitto, Subscriber
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    server = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def listener() -> Iterator[socket.socket]:
     """A loopback TCP socket that accepts connections and says nothing."""
