@@ -1,6 +1,7 @@
 """Shared fixtures and helpers: the public test vectors, hypothesis profiles, the `integration`
 mark, free ports, waiting for a condition (never a fixed sleep), plain HTTP, required binaries,
-and the real servers of servers.py started once per session."""
+the real servers of servers.py started once per session, and a mosquitto per test module
+(mosquitto.py)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     import serial
 
     from .docker_engine import DockerEngine
+    from .mosquitto import Mosquitto
     from .servers import ExporterProcess, Prometheus
 
 DATA = Path(__file__).parent / "data"
@@ -70,6 +72,7 @@ INTEGRATION_FIXTURES = frozenset(
         "start_exporter",
         "exporter",
         "api",  # the stand-in of PSE's price API (tests/pse_api.py)
+        "listener",  # a bare TCP listener that plays a broker (tests/test_net.py)
         "prometheus",
         "influxdb",
         "influx",
@@ -336,6 +339,16 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
     from .servers import Prometheus
 
     server = Prometheus(tmp_path_factory.mktemp("prometheus"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """One mosquitto for a module's tests that do not stop it; each test has its own topics."""
+    from .mosquitto import Mosquitto
+
+    server = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
     yield server
     server.stop()
 

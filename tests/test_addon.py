@@ -19,7 +19,7 @@ import yaml
 from jsonschema import Draft7Validator
 
 from exporter.commands.addon import NOT_ENABLED, NoBroker, broker_from_answer, read_options
-from exporter.config import Broker, ConfigError, parse_options, wants_broker
+from exporter.config import ConfigError, ServiceBroker, parse_options, wants_broker
 from exporter.receivers.grammar import TYPES
 from exporter.web.ingress import SERVED, SUPERVISOR, Ingress
 from exporter.web.page import render
@@ -247,7 +247,7 @@ def test_the_schemas_fields_are_the_readers(tmp_path: Path) -> None:
 
 
 def test_good_options_become_the_configuration(tmp_path: Path) -> None:
-    broker = Broker("core-mosquitto", 1883, False, "addons", "broker-s3cret")
+    broker = ServiceBroker("core-mosquitto", 1883, False, "addons", "broker-s3cret")
     given = options(
         mqtt={"base_topic": "dom"},
         influxdb={"url": "http://influx:8086", "bucket": "b", "token": "t"},
@@ -259,12 +259,12 @@ def test_good_options_become_the_configuration(tmp_path: Path) -> None:
     assert [(m.name, m.meter_id) for m in config.meters] == [("dom", "12345678")]
     assert [spec.type for spec in config.receivers] == ["simulator"]
     assert config.mqtt is not None
-    assert (config.mqtt.host, config.mqtt.port, config.mqtt.username) == (
+    assert (config.mqtt.broker.host, config.mqtt.broker.port, config.mqtt.broker.username) == (
         "core-mosquitto",
         1883,
         "addons",
     )
-    assert (config.mqtt.password, config.mqtt.base_topic) == ("broker-s3cret", "dom")
+    assert (config.mqtt.broker.password, config.mqtt.base_topic) == ("broker-s3cret", "dom")
     assert config.influxdb is not None and config.influxdb.spool == tmp_path / "spool"
     assert config.state_directory == tmp_path and config.log_level == "debug"
     entry = config.prices.entries[0]
@@ -275,8 +275,8 @@ def test_good_options_become_the_configuration(tmp_path: Path) -> None:
 def test_the_options_own_broker_wins(tmp_path: Path) -> None:
     given = options(mqtt={"host": "192.168.1.10", "username": "u", "password": "p"})
     assert not wants_broker(given)
-    config = parse_options(given, tmp_path, Broker("core-mosquitto", 1883))
-    assert config.mqtt is not None and (config.mqtt.host, config.mqtt.port) == (
+    config = parse_options(given, tmp_path, ServiceBroker("core-mosquitto", 1883))
+    assert config.mqtt is not None and (config.mqtt.broker.host, config.mqtt.broker.port) == (
         "192.168.1.10",
         1883,
     )
@@ -290,7 +290,7 @@ def test_option_values_are_taken_as_written(tmp_path: Path) -> None:
     """`${...}` in a password is part of it (the YAML file would read an environment variable)."""
     given = options(mqtt={"host": "broker", "username": "u", "password": "pa${ss}"})
     config = parse_options(given, tmp_path)
-    assert config.mqtt is not None and config.mqtt.password == "pa${ss}"
+    assert config.mqtt is not None and config.mqtt.broker.password == "pa${ss}"
 
 
 def test_options_left_blank_are_not_given(tmp_path: Path) -> None:
@@ -365,14 +365,14 @@ def test_options_json_that_cannot_be_read(tmp_path: Path, content: str | None, s
 # --- the Supervisor's answers -----------------------------------------------------------------
 
 
-def _answer(status: int, document: Any) -> Broker | NoBroker:
+def _answer(status: int, document: Any) -> ServiceBroker | NoBroker:
     return broker_from_answer(status, json.dumps(document).encode())
 
 
 def test_the_supervisors_broker() -> None:
     data = {"addon": "core_mosquitto", "host": "172.30.33.0", "port": "1883", "ssl": False}
     answer = _answer(200, {"result": "ok", "data": {**data, "username": "u", "password": "p"}})
-    assert answer == Broker("172.30.33.0", 1883, False, "u", "p")
+    assert answer == ServiceBroker("172.30.33.0", 1883, False, "u", "p")
     assert "p" not in repr(answer).replace("port", "")
 
 

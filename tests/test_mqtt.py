@@ -11,7 +11,6 @@ import signal
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import takewhile
 from pathlib import Path
@@ -24,13 +23,17 @@ import exporter
 from exporter.amiplus.families import FAMILIES_BY_NAME
 from exporter.amiplus.simulated import SimulatedMeter
 from exporter.config import load_config
+from exporter.config.mqtt import MqttConfig
+from exporter.net import Broker
+from exporter.outputs.mqtt import MAX_PENDING, RESYNC_INTERVAL, MqttOutput
+from exporter.pipeline.state import State
 
-from .conftest import free_port, require, wait_until
+from .conftest import configured_meter, free_port, require, wait_until
 from .mosquitto import PASSWORD, USER, BrokerTls, Mosquitto, Subscriber
 from .servers import SIMULATED_KEY, ExporterProcess, Start
 from .test_daemon import _certificates
 from .test_deploy import DEPLOY, host_path, services
-from .test_mqtt_discovery import check_discovery
+from .test_mqtt_discovery import check_discovery, merged, update
 from .test_status_page import browser
 
 FIXED = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
@@ -112,14 +115,6 @@ EXPORTER = (
     f'"sw_version":"{exporter.__version__}"}},{ORIGIN}}}'
 )
 RECEIVED_AT = re.compile(rb'"received_at":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00)"')
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    """One broker for the tests that do not stop it; each test has its own topics."""
-    server = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
-    yield server
-    server.stop()
 
 
 def otus_frames(count: int, meter_id: str = "12345678") -> list[str]:
@@ -269,6 +264,33 @@ def test_home_assistant_online_brings_discovery_again_and_a_killed_exporter_its_
         retained.close()
 
 
+def test_a_burst_of_home_assistant_births_resends_everything_at_most_twice(
+    broker: Mosquitto, start_exporter: Start
+) -> None:
+    """Issue 23, item 13: each non-retained `online` on Home Assistant's status topic used to
+    resend everything (100 of them: 1,030 messages). A burst is answered at once and once more
+    when RESYNC_INTERVAL is over, and the last resend comes after the last birth."""
+    base = "burst"
+    live = Subscriber(broker, f"{base}/#", f"{base}-ha/#")
+    try:
+        start_exporter(simulator_config(mqtt_section(broker, base)))
+        device = f"{base}-ha/binary_sensor/amiplus_exporter_{base}/status/config"
+        prefix = f"{base}-ha/sensor/amiplus_12345678/"
+        assert live.wait(lambda: live.on(f"{prefix}energy_imported_kwh/config"))
+        announced = len(live.topics_under(prefix))
+        before = len(live.on(device))
+        burst_start = time.time()
+        for _ in range(100):
+            live.publish(f"{base}-ha/status", "online")
+        burst_end = time.time()
+        assert live.wait(lambda: live.on(device)[-1].at > burst_end, RESYNC_INTERVAL + 15)
+        assert not live.wait(lambda: len(live.on(device)) > before + 2, RESYNC_INTERVAL + 2)
+        resent = [m for m in live.messages if m.topic.startswith(prefix) and m.at >= burst_start]
+        assert len(resent) <= 2 * announced, len(resent)
+    finally:
+        live.close()
+
+
 def test_a_silent_meter_goes_offline_and_comes_back_with_its_next_telegram(
     broker: Mosquitto, start_exporter: Start, tmp_path: Path
 ) -> None:
@@ -333,6 +355,52 @@ def test_the_output_reconnects_after_the_broker_restarts(
         assert "MQTT: connected to mqtt://127.0.0.1" in log and "again" in log
         assert metric(process, 'amiplus_mqtt_errors_total{reason="connection_lost"}') == 1
     finally:
+        own.stop()
+
+
+@pytest.mark.integration
+def test_a_stalled_broker_holds_at_most_max_pending_messages_and_gets_the_rest_after(
+    tmp_path: Path,
+) -> None:
+    """A broker that stops answering (SIGSTOP): the output hands paho MAX_PENDING messages and
+    waits for room, so the rest of the readings stay in the bounded queue; once the broker
+    answers again every reading goes out, none dropped."""
+    own = Mosquitto(tmp_path / "broker")
+    state = State()
+    state.reconfigure(None, [configured_meter("12345678", "home")])
+    broker = Broker("127.0.0.1", own.port, username=USER, password=PASSWORD)
+    output = MqttOutput(MqttConfig(broker, base_topic="stall", discovery_prefix=None), state)
+    live = Subscriber(own, "stall/12345678/state")
+    output.start()
+    try:
+        assert wait_until(lambda: output.status()["connected"])
+        assert own.process is not None
+        reading, values = merged("otus")
+        own.process.send_signal(signal.SIGSTOP)
+        extra = 100
+        began = time.time()
+        for n in range(MAX_PENDING + extra):
+            output.submit(update(reading, values, at=began + n))
+
+        def queued() -> int:
+            count = output.status()["queued_updates"]
+            assert isinstance(count, int)
+            return count
+
+        # the first reading sends `online` besides its state; the status message may be pending
+        assert wait_until(lambda: extra - 3 <= queued() <= extra + 1, 30), queued()
+        assert not wait_until(lambda: queued() < extra - 3, 1.0)  # held back, not dropped
+        own.process.send_signal(signal.SIGCONT)
+        newest = datetime.fromtimestamp(began + MAX_PENDING + extra - 1, UTC)
+        last = f'"received_at":"{newest.isoformat(timespec="milliseconds")}"'
+        assert live.wait(lambda: last.encode() in (live.latest("stall/12345678/state") or b""))
+        assert output.status()["updates_dropped"] == 0
+        assert output.errors["queue_full"] == 0
+    finally:
+        if own.process is not None:
+            own.process.send_signal(signal.SIGCONT)
+        output.stop()
+        live.close()
         own.stop()
 
 
@@ -493,8 +561,8 @@ def test_the_compose_broker_wants_a_password_and_the_example_points_at_it(
     copy = tmp_path / "amiplus.yml"
     copy.write_text("\n".join(lines) + "\n" + section + "\n")
     config = load_config(copy, env={"MQTT_PASSWORD": "x"}).mqtt
-    assert config is not None and (config.host, config.port) == ("mosquitto", 1883)
-    assert config.host in services("docker-compose.yml")
+    assert config is not None and (config.broker.host, config.broker.port) == ("mosquitto", 1883)
+    assert config.broker.host in services("docker-compose.yml")
 
 
 def answer(port: int, credentials: tuple[str, str] | None) -> str:

@@ -22,6 +22,7 @@ from exporter.amiplus.reading import MeterReading, read_meter
 from exporter.amiplus.simulated import DEFAULT_KEY, SimulatedMeter
 from exporter.config import ConfigError, parse_config
 from exporter.config.mqtt import MqttConfig
+from exporter.net import Broker
 from exporter.outputs.mqtt import (
     QUEUE_SIZE,
     Identity,
@@ -166,7 +167,7 @@ def announced(topics: Topics, family: str, meter_id: str = "12345678") -> dict[s
     }
 
 
-TOPICS = Topics(MqttConfig("127.0.0.1"))
+TOPICS = Topics(MqttConfig(Broker("127.0.0.1")))
 
 
 @pytest.mark.parametrize("family", [f.name for f in FAMILIES])
@@ -280,7 +281,7 @@ def test_every_family_identity_has_one_model() -> None:
 def test_a_full_queue_drops_and_counts_never_blocks() -> None:
     """Nothing drains the queue (the output is not started): updates beyond its bound are
     dropped at once and counted; memory stays bounded."""
-    output = MqttOutput(MqttConfig("127.0.0.1", port=9), State())
+    output = MqttOutput(MqttConfig(Broker("127.0.0.1", port=9)), State())
     reading, values = merged("otus")
     for _ in range(QUEUE_SIZE + 25):
         output.submit(update(reading, values))
@@ -329,14 +330,14 @@ def problems(text: str, env: dict[str, str] | None = None, base: Path | None = N
 
 def test_a_small_mqtt_section_and_its_defaults() -> None:
     config = parse_config(METER + "mqtt:\n  host: mosquitto\n", env={}).mqtt
-    assert config == MqttConfig("mosquitto")
-    assert (config.port, config.base_topic, config.discovery_prefix) == (
+    assert config == MqttConfig(Broker("mosquitto"))
+    assert (config.broker.port, config.base_topic, config.discovery_prefix) == (
         1883,
         "amiplus",
         "homeassistant",
     )
     assert (config.qos, config.retain, config.client_name) == (1, True, "amiplus-exporter-amiplus")
-    assert config.where == "mqtt://mosquitto:1883"
+    assert config.broker.where == "mqtt://mosquitto:1883"
 
 
 def test_every_mqtt_setting(tmp_path: Path) -> None:
@@ -358,25 +359,25 @@ def test_every_mqtt_setting(tmp_path: Path) -> None:
   retain: false
 """
     config = parse_config(METER + text, env={}, base=tmp_path).mqtt
-    assert config is not None and config.tls is not None
-    assert (config.port, config.tls.ca_file, config.tls.key_file) == (
+    assert config is not None and config.broker.tls is not None
+    assert (config.broker.port, config.broker.tls.ca_file, config.broker.tls.key_file) == (
         8883,
         tmp_path / "ca.crt",
         tmp_path / "client.key",
     )
-    assert (config.password, config.client_name, config.discovery_prefix) == (
+    assert (config.broker.password, config.client_name, config.discovery_prefix) == (
         "pass-from-file",
         "exporter-attic",
         None,
     )
     assert (config.qos, config.retain, config.base_topic) == (0, False, "home/energy")
     assert "pass-from-file" not in repr(config)
-    assert config.where == "mqtts://broker.lan:8883"
+    assert config.broker.where == "mqtts://broker.lan:8883"
     env = parse_config(
         METER + "mqtt:\n  host: h\n  username: u\n  password: ${MQTT_PASSWORD}\n  tls: true\n",
         env={"MQTT_PASSWORD": "from-env"},
     ).mqtt
-    assert env is not None and env.password == "from-env" and env.tls is not None
+    assert env is not None and env.broker.password == "from-env" and env.broker.tls is not None
 
 
 def test_every_mqtt_problem_at_once_without_the_password(tmp_path: Path) -> None:

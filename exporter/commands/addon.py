@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .. import daemon
-from ..config import Broker, ConfigError, Problem, parse_options, wants_broker
+from ..config import ConfigError, Problem, ServiceBroker, parse_options, wants_broker
 from ..web import INGRESS_LISTEN, SUPERVISOR, Ingress
 from .exits import EXIT_USAGE, UsageError
 
@@ -46,7 +46,7 @@ class NoBroker:
     reason: str
 
 
-def broker_from_answer(status: int, body: bytes) -> Broker | NoBroker:
+def broker_from_answer(status: int, body: bytes) -> ServiceBroker | NoBroker:
     """The broker in the Supervisor's answer to `GET /services/mqtt`: `{"result": "ok", "data":
     {"host", "port", "ssl", "username", "password", ...}}`, or an error with its message."""
     try:
@@ -74,7 +74,7 @@ def broker_from_answer(status: int, body: bytes) -> Broker | NoBroker:
     return NoBroker(f"the Supervisor answered HTTP {status} ({said.strip() or 'no message'})")
 
 
-def _broker(data: Any) -> Broker | None:
+def _broker(data: Any) -> ServiceBroker | None:
     if not isinstance(data, Mapping):
         return None
     host = data.get("host")
@@ -84,7 +84,7 @@ def _broker(data: Any) -> Broker | None:
         return None
     if not isinstance(host, str) or not host or not 0 < number < 65536:
         return None
-    return Broker(
+    return ServiceBroker(
         host,
         number,
         data.get("ssl") is True,
@@ -93,7 +93,7 @@ def _broker(data: Any) -> Broker | None:
     )
 
 
-def ask_supervisor(url: str, token: str, timeout: float = TIMEOUT) -> Broker | NoBroker:
+def ask_supervisor(url: str, token: str, timeout: float = TIMEOUT) -> ServiceBroker | NoBroker:
     """`GET <url>/services/mqtt` with the add-on's token (no proxy: the Supervisor is local)."""
     request = urllib.request.Request(
         f"{url.rstrip('/')}/services/mqtt", headers={"Authorization": f"Bearer {token}"}
@@ -109,7 +109,7 @@ def ask_supervisor(url: str, token: str, timeout: float = TIMEOUT) -> Broker | N
         return NoBroker(f"the Supervisor at {url} cannot be reached ({reason})")
 
 
-def supervisor_broker(env: Mapping[str, str]) -> Broker | None:
+def supervisor_broker(env: Mapping[str, str]) -> ServiceBroker | None:
     """The broker Home Assistant offers, or None with the reason logged."""
     token = env.get("SUPERVISOR_TOKEN")
     if token:

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from ..amiplus import WARSAW
 from ..receivers import ReceiverSpec
 from ..wmbus import shown
-from .addon import ADDON_SOURCE, Broker, OptionsTree, wants_broker
+from .addon import ADDON_SOURCE, OptionsTree, ServiceBroker, wants_broker
 from .influxdb import InfluxConfig, influx_section
 from .market_prices import MarketPrices, PriceSource, QuarterSeries, market_prices_section
 from .meter_table import meters_from_files
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_BASE_TOPIC",
     "OUTPUT_SECTIONS",
-    "Broker",
     "Coefficient",
     "Config",
     "ConfigError",
@@ -60,6 +59,7 @@ __all__ = [
     "Problem",
     "QuarterSeries",
     "Scheme",
+    "ServiceBroker",
     "Settlement",
     "TariffPrice",
     "WebConfig",
@@ -287,7 +287,9 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     return parse_config(text, str(path), env, path.parent)
 
 
-def parse_options(options: Mapping[str, Any], data: Path, broker: Broker | None = None) -> Config:
+def parse_options(
+    options: Mapping[str, Any], data: Path, broker: ServiceBroker | None = None
+) -> Config:
     """A configuration from the Home Assistant add-on's options (`<data>/options.json`), read
     by the same reader with the same messages; a problem names its option (`meters[1].key`)
     where a file's names its line. `broker`: the MQTT broker the Supervisor offers, used when

@@ -31,7 +31,7 @@ _MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 
 
 @dataclass(frozen=True, slots=True)
-class Broker:
+class ServiceBroker:
     """The MQTT broker the Supervisor offers to add-ons: its `/services/mqtt` answer."""
 
     host: str
@@ -76,7 +76,7 @@ class OptionsTree:
         self.data = data
         self.names: list[str] = []
 
-    def configuration(self, options: Mapping[str, Any], broker: Broker | None) -> Node:
+    def configuration(self, options: Mapping[str, Any], broker: ServiceBroker | None) -> Node:
         """The whole configuration: the options as the YAML file's sections, the Supervisor's
         broker when the options name none, and the state directory in `data`."""
         entries: list[tuple[str, Node]] = []
@@ -178,7 +178,7 @@ class OptionsTree:
             fields.append(("tariffs", self.mapping(tariffs, name)))
         return self.mapping(fields, name)
 
-    def _mqtt(self, value: Any, broker: Broker | None) -> Node | None:
+    def _mqtt(self, value: Any, broker: ServiceBroker | None) -> Node | None:
         """The options' broker; or, when they name no host, the Supervisor's with the options'
         other settings (topics); or none."""
         if _broker_host(value) is not None:

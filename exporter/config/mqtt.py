@@ -1,35 +1,26 @@
 """The `mqtt:` section: the broker that Home Assistant and other MQTT consumers read
 (docs/contracts.md, section 7). Every value is checked here, files included, so `check-config`
-lists every problem at once; the password never appears in a message or a repr."""
+lists every problem at once; the password never appears in a message or a repr. The broker's
+part (`broker_settings`, giving a `net.Broker`) serves every section that connects to one."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..net import DEFAULT_PORT, DEFAULT_TLS_PORT, Broker, TlsFiles
 from .reader import Reader
 
 if TYPE_CHECKING:
     from yaml import Node
 
-_MQTT = (
-    "host",
-    "port",
-    "tls",
-    "username",
-    "password",
-    "password_file",
-    "client_id",
-    "base_topic",
-    "discovery_prefix",
-    "qos",
-    "retain",
-)
+#: The keys of a broker's settings, in every section that connects to one.
+BROKER_KEYS = ("host", "port", "tls", "username", "password", "password_file", "client_id")
+_MQTT = (*BROKER_KEYS, "base_topic", "discovery_prefix", "qos", "retain")
 _TLS = ("ca_file", "cert_file", "key_file")
-DEFAULT_PORT, DEFAULT_TLS_PORT = 1883, 8883
 DEFAULT_BASE_TOPIC = "amiplus"
 DEFAULT_DISCOVERY_PREFIX = "homeassistant"
 #: A topic: levels of letters, digits, '_', '-' and '.', separated by single '/'.
@@ -41,25 +32,11 @@ HOST = re.compile(r"[A-Za-z0-9_.:-]+")
 
 
 @dataclass(frozen=True, slots=True)
-class MqttTls:
-    """TLS to the broker: the system's roots, or `ca_file`; a client certificate optional."""
-
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class MqttConfig:
-    """Where the MQTT output publishes (docs/contracts.md, section 7); used by
-    `outputs.mqtt`."""
+    """Where the MQTT output publishes (docs/contracts.md, section 7): the broker, and the
+    topics and flags of its messages; used by `outputs.mqtt`."""
 
-    host: str
-    port: int = DEFAULT_PORT
-    tls: MqttTls | None = None
-    username: str = ""
-    password: str = field(default="", repr=False)
-    client_id: str = ""  # empty: amiplus-exporter-<base topic>
+    broker: Broker  # its client_id empty: amiplus-exporter-<base topic>
     base_topic: str = DEFAULT_BASE_TOPIC
     discovery_prefix: str | None = DEFAULT_DISCOVERY_PREFIX  # None: no Home Assistant discovery
     qos: int = 1
@@ -69,13 +46,7 @@ class MqttConfig:
     def client_name(self) -> str:
         """The client ID given, or one derived from the base topic (unique on a broker as long
         as the topics are)."""
-        return self.client_id or "amiplus-exporter-" + self.base_topic.replace("/", "-")
-
-    @property
-    def where(self) -> str:
-        """The broker's address for logs and the status page (no credentials)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{'mqtts' if self.tls else 'mqtt'}://{host}:{self.port}"
+        return self.broker.client_id or "amiplus-exporter-" + self.base_topic.replace("/", "-")
 
 
 def _topic(reader: Reader, node: Node, where: str) -> str | None:
@@ -106,35 +77,36 @@ def _readable(reader: Reader, node: Node, where: str) -> Path | None:
     return path
 
 
-def _tls(reader: Reader, node: Node) -> MqttTls | None:
+def _tls(reader: Reader, node: Node, where: str) -> TlsFiles | None:
     """`tls: true` (the system's roots), `false`, or a mapping of files."""
     if isinstance(node, reader.yaml.ScalarNode):
-        on = reader.boolean(node, "mqtt tls")
-        return MqttTls() if on else None
-    fields = reader.mapping(node, "mqtt tls", _TLS)
-    files = {key: _readable(reader, fields[key], f"mqtt tls {key}") for key in fields}
+        on = reader.boolean(node, f"{where} tls")
+        return TlsFiles() if on else None
+    fields = reader.mapping(node, f"{where} tls", _TLS)
+    files = {key: _readable(reader, fields[key], f"{where} tls {key}") for key in fields}
     if ("cert_file" in fields) != ("key_file" in fields):
-        reader.problem(node, "mqtt tls: a client certificate needs both cert_file and key_file")
-    return MqttTls(**files)
+        reader.problem(node, f"{where} tls: a client certificate needs both cert_file and key_file")
+    return TlsFiles(**files)
 
 
-def mqtt_section(reader: Reader, node: Node) -> MqttConfig | None:
-    where = "mqtt"
-    fields = reader.mapping(node, where, _MQTT)
+def broker_settings(
+    reader: Reader, node: Node, fields: dict[str, Node], where: str
+) -> Broker | None:
+    """The broker's part (`BROKER_KEYS`) of the section `where`, whose keys are `fields`."""
     if "host" not in fields:
-        reader.problem(node, "mqtt: give the broker's host, e.g. 127.0.0.1 or mosquitto")
+        reader.problem(node, f"{where}: give the broker's host, e.g. 127.0.0.1 or mosquitto")
         return None
-    host = reader.text(fields["host"], "mqtt host") or ""
+    host = reader.text(fields["host"], f"{where} host") or ""
     if "://" in host or not HOST.fullmatch(host):
         reader.problem(
-            fields["host"], f"mqtt host must be a host name or address only, not {host!r}"
+            fields["host"], f"{where} host must be a host name or address only, not {host!r}"
         )
     options: dict[str, Any] = {"host": host}
     if "tls" in fields:
-        options["tls"] = _tls(reader, fields["tls"])
+        options["tls"] = _tls(reader, fields["tls"], where)
     port = reader.optional(fields, "port", partial(reader.number, low=1, high=65535), where)
     if port is not None and port != int(port):
-        reader.problem(fields["port"], f"mqtt port must be a whole number, not {port:g}")
+        reader.problem(fields["port"], f"{where} port must be a whole number, not {port:g}")
     options["port"] = (
         int(port) if port else DEFAULT_TLS_PORT if options.get("tls") else DEFAULT_PORT
     )
@@ -145,7 +117,7 @@ def mqtt_section(reader: Reader, node: Node) -> MqttConfig | None:
     if password is not None:
         options["password"] = password
         if username is None:
-            reader.problem(password_node, "mqtt: a password needs a username")
+            reader.problem(password_node, f"{where}: a password needs a username")
     client_id = reader.optional(fields, "client_id", reader.text, where)
     if client_id is not None:
         if CLIENT_ID.fullmatch(client_id):
@@ -153,9 +125,19 @@ def mqtt_section(reader: Reader, node: Node) -> MqttConfig | None:
         else:
             reader.problem(
                 fields["client_id"],
-                f"mqtt client_id must be 1-128 printable characters without spaces, "
+                f"{where} client_id must be 1-128 printable characters without spaces, "
                 f"not {client_id!r}",
             )
+    return Broker(**options)
+
+
+def mqtt_section(reader: Reader, node: Node) -> MqttConfig | None:
+    where = "mqtt"
+    fields = reader.mapping(node, where, _MQTT)
+    broker = broker_settings(reader, node, fields, where)
+    if broker is None:
+        return None
+    options: dict[str, Any] = {}
     base = reader.optional(fields, "base_topic", partial(_topic, reader), where)
     if base is not None:
         options["base_topic"] = base
@@ -171,7 +153,7 @@ def mqtt_section(reader: Reader, node: Node) -> MqttConfig | None:
     retain = reader.optional(fields, "retain", reader.boolean, where)
     if retain is not None:
         options["retain"] = retain
-    config = MqttConfig(**options)
+    config = MqttConfig(broker, **options)
     if config.discovery_prefix == config.base_topic:
         reader.problem(node, "mqtt: base_topic and discovery_prefix must differ")
     return config

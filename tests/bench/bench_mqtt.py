@@ -16,8 +16,8 @@ and /proc (no /api/status: rendering it for 1,000 meters would
 stall the exporter and show in the latency).
 
 Figure 1, backlog: frames received against the schedule, MQTT messages published against
-frames, state messages the subscriber has against telegrams sent; no growth means the exporter
-keeps up.
+frames, state messages the subscriber has against telegrams sent, and what the output dropped
+for want of room (`queue_full`); no growth means the exporter keeps up.
 Figure 2, telegram-to-broker latency: the subscriber's receive time minus the state's
 `received_at` (when the receiver read the telegram), so it includes the broker's delivery to
 the subscriber; the first `WARM_UP` seconds of telegrams (every meter's discovery) apart from the
@@ -202,6 +202,7 @@ class Run:
     cpu_s: float  # over the telegrams' span
     span_s: float
     published: float  # MQTT messages during the span
+    dropped: float  # updates and messages the MQTT output dropped for want of room (queue_full)
     final_rss_mb: float
     peak_rss_mb: float
     telegrams: int
@@ -272,11 +273,14 @@ def run(
         published = (metric(process, "amiplus_mqtt_messages_published_total") or 0.0) - (
             published_before
         )
+        dropped = metric(process, 'amiplus_mqtt_errors_total{reason="queue_full"}') or 0.0
         memory = process.memory()
         process.stop()
     finally:
         process.kill()
-    return Run(name, samples, cpu, span, published, memory.rss_mb, memory.hwm_mb, telegrams)
+    return Run(
+        name, samples, cpu, span, published, dropped, memory.rss_mb, memory.hwm_mb, telegrams
+    )
 
 
 # --- the figures ----------------------------------------------------------------------------
@@ -340,6 +344,10 @@ def figures(directory: Path, meters: int, minutes: float, lead: float) -> None:
     print(
         f"  state messages         : {delivered:,} delivered for {telegrams:,} telegrams "
         f"({arrivals.unreadable} unreadable)"
+    )
+    print(
+        f"  dropped for want of room: {with_mqtt.dropped:,.0f} "
+        '(amiplus_mqtt_errors_total{reason="queue_full"}: updates and messages)'
     )
 
     print("\nFigure 2: telegram-to-broker latency (to this process's subscriber)")
