@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import sys
 import threading
 import time
@@ -38,6 +37,7 @@ from zoneinfo import ZoneInfo
 
 from ..amiplus import WARSAW, Field, table
 from ..config import Prices
+from ..plumbing import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -235,10 +235,11 @@ class Figure:
 
 
 class Store:
-    """The calendar's file: every meter's marks in one JSON document, replaced atomically (write,
-    fsync, rename, fsync of the directory). One file, not one per meter: a fleet's thousands of
-    meters cost one write every few minutes and one read at start. A directory that cannot be
-    written is reported once and the calendar carries on in memory."""
+    """The calendar's file: every meter's marks in one JSON document, replaced atomically
+    (plumbing's `write_atomically`: a file 0600 in a directory 0700). One file, not one per
+    meter: a fleet's thousands of meters cost one write every few minutes and one read at
+    start. A directory that cannot be written is reported once and the calendar carries on in
+    memory."""
 
     FORMAT = 2
 
@@ -269,21 +270,10 @@ class Store:
         if path is None:
             return True
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_suffix(".tmp")
             # dumps, not dump: json.dump streams through the pure-Python encoder (four times
             # slower; 20,000 meters took 2 s of CPU)
             text = json.dumps({"format": self.FORMAT, "meters": meters}, separators=(",", ":"))
-            with temporary.open("w") as file:
-                file.write(text)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-            descriptor = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(descriptor)
-            finally:
-                os.close(descriptor)
+            write_atomically(path, text.encode())
         except OSError as error:
             if not self._failing:
                 log.warning(
