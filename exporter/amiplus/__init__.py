@@ -12,6 +12,7 @@ from .credentials import (
 )
 from .explain import (
     ADVICE,
+    NOT_ENCRYPTED,
     NOT_HEARD,
     RECEIVER_FINISHED,
     RECEIVER_NO_ANSWER,
@@ -50,6 +51,7 @@ __all__ = [
     "DEFAULT_METER_ID",
     "FAMILIES_BY_NAME",
     "MAKERS",
+    "NOT_ENCRYPTED",
     "NOT_HEARD",
     "PHASES",
     "RECEIVER_FINISHED",
