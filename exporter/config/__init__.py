@@ -26,6 +26,7 @@ from .mqtt import DEFAULT_BASE_TOPIC, MqttConfig, mqtt_section
 from .prices import Prices, prices_section
 from .reader import ConfigError, Problem, Reader
 from .receivers import receivers_section
+from .web import WebConfig, web_section
 
 if TYPE_CHECKING:
     from yaml import Node
@@ -43,7 +44,6 @@ __all__ = [
     "WebConfig",
 ]
 
-DEFAULT_LISTEN = ":9264"
 #: Where the calendar periods' starts are kept, unless `state: directory:` says otherwise; a
 #: systemd unit with StateDirectory= says so through $STATE_DIRECTORY.
 DEFAULT_STATE_DIRECTORY = Path("/var/lib/amiplus-exporter")
@@ -66,22 +66,15 @@ _TOP = (
     "prices",
     "log",
 )
-_WEB = ("listen", "config_file")
 _STATE = ("directory", "stale_after", "dedupe_window")
 _LOG = ("level", "format")
-
-
-@dataclass(frozen=True, slots=True)
-class WebConfig:
-    listen: str = DEFAULT_LISTEN
-    config_file: Path | None = None  # exporter-toolkit web config: TLS and basic auth
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
     meters: tuple[MeterConfig, ...]
     receivers: tuple[ReceiverSpec, ...]
-    web: WebConfig = WebConfig()
+    web: WebConfig = field(default_factory=WebConfig)
     outputs: Mapping[str, Any] = field(default_factory=dict)  # section name -> its settings
     timezone: ZoneInfo = WARSAW
     stale_after: float | None = None  # None: derived from each meter's observed interval
@@ -123,10 +116,7 @@ def _settings(reader: Reader, top: dict[str, Node]) -> dict[str, Any]:
         "state_directory": Path(reader.env.get("STATE_DIRECTORY") or DEFAULT_STATE_DIRECTORY)
     }
     if "web" in top:
-        web = reader.mapping(top["web"], "web", _WEB)
-        listen = reader.optional(web, "listen", reader.text, "web")
-        config_file = reader.optional(web, "config_file", reader.path, "web")
-        options["web"] = WebConfig(listen or DEFAULT_LISTEN, config_file)
+        options["web"] = web_section(reader, top["web"])
     options["outputs"] = {
         name: read(reader, top[name]) for name, read in OUTPUT_SECTIONS.items() if name in top
     }
@@ -176,7 +166,7 @@ def _without_clashes(
                 Problem(
                     None,
                     f"meters_file: the address {meter.meter_id} (either byte order) is already "
-                    f"meter {clash!r}'s; give each meter once, with its own key",
+                    f"meter {shown(clash)}'s; give each meter once, with its own key",
                 )
             )
     return out

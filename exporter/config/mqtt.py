@@ -10,6 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..wmbus import shown
 from .reader import Reader
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def _topic(reader: Reader, node: Node, where: str) -> str | None:
             node,
             f"{where} must be letters, digits, '_', '-' and '.' in levels separated by single "
             f"'/' (no wildcards, no '/' at either end, at most {TOPIC_MAX} characters), "
-            f"not {value!r}",
+            f"not {shown(value)}",
         )
         return None
     return value
@@ -127,7 +128,7 @@ def mqtt_section(reader: Reader, node: Node) -> MqttConfig | None:
     host = reader.text(fields["host"], "mqtt host") or ""
     if "://" in host or not HOST.fullmatch(host):
         reader.problem(
-            fields["host"], f"mqtt host must be a host name or address only, not {host!r}"
+            fields["host"], f"mqtt host must be a host name or address only, not {shown(host)}"
         )
     options: dict[str, Any] = {"host": host}
     if "tls" in fields:
@@ -154,7 +155,7 @@ def mqtt_section(reader: Reader, node: Node) -> MqttConfig | None:
             reader.problem(
                 fields["client_id"],
                 f"mqtt client_id must be 1-128 printable characters without spaces, "
-                f"not {client_id!r}",
+                f"not {shown(client_id)}",
             )
     base = reader.optional(fields, "base_topic", partial(_topic, reader), where)
     if base is not None:
