@@ -25,19 +25,19 @@ from .amiplus import DEFAULT_KEY, DEFAULT_METER_ID, id_variants
 from .config import Config, ConfigError, MeterConfig, load_config
 from .outputs import OUTPUTS, ConfigReloads, ExporterCollector, Exposition, registry
 from .pipeline import Calendar, Intake, Output, State
-from .plumbing import MissingExtra
+from .plumbing import MissingExtra, parse_listen
 from .receivers import Receiver, ReceiverSpec, ReceiverStats, build_receiver
 from .web import (
     PageHistory,
+    Protection,
     Routes,
     SecurityFile,
     WebConfigError,
     WebServer,
-    parse_listen,
     render,
     status,
 )
-from .wmbus import MeterKey
+from .wmbus import MeterKey, shown
 
 log = logging.getLogger(__name__)
 
@@ -168,12 +168,16 @@ class Exporter:
         for output in self.outputs.values():
             output.stop()
 
-    def ready(self) -> tuple[bool, str]:
-        """Ready when a receiver is up and a frame arrived recently."""
+    def ready(self, private: bool = False) -> tuple[bool, str]:
+        """Ready when a receiver is up and a frame arrived recently; why not names devices and
+        files only to a `private` client."""
         stats = [r.stats for r in self.receivers.values()]
         up = [s for s in stats if s.up]
         if not up:
-            reasons = "; ".join(f"{s.name}: {s.down_reason}" for s in stats) or "no receivers"
+            reasons = (
+                "; ".join(f"{s.name}: {s.down_reason if private else s.down_code}" for s in stats)
+                or "no receivers"
+            )
             return False, f"no receiver is up ({reasons})"
         latest = max((s.last_frame_at or 0 for s in stats), default=0)
         if time.time() - latest > READY_WITHIN:
@@ -183,7 +187,9 @@ class Exporter:
     def receiver_stats(self) -> list[ReceiverStats]:
         return [r.stats for r in self.receivers.values()]
 
-    def status(self, histories: frozenset[str] = frozenset()) -> dict[str, Any]:
+    def status(
+        self, histories: frozenset[str] = frozenset(), private: bool = False
+    ) -> dict[str, Any]:
         return status(
             self.config,
             self.state,
@@ -195,6 +201,7 @@ class Exporter:
             histories=histories,
             calendar=self.calendar,
             extra={"version": __version__},
+            private=private,
         )
 
     def exposition(self) -> Exposition:
@@ -237,8 +244,12 @@ def run(config: Config, config_path: Path | None, listen: str | None) -> int:
     setup_logging(config.log_level, config.log_format)
     try:
         address = parse_listen(listen or config.web.listen)
+    except ValueError as error:
+        log.error("listen address %s: %s", shown(listen or config.web.listen), error)
+        return 2
+    try:
         security = SecurityFile(config.web.config_file)
-    except (ValueError, WebConfigError) as error:
+    except WebConfigError as error:
         log.error("%s", error)
         return 2
     exporter = Exporter(config)
@@ -250,7 +261,8 @@ def run(config: Config, config_path: Path | None, listen: str | None) -> int:
         exporter.ready,
     )
     try:
-        server = WebServer(address, routes, security)
+        protection = Protection(allowed_hosts=config.web.allowed_hosts)
+        server = WebServer(address, routes, security, protection=protection)
     except OSError as error:
         log.error("cannot listen on %s:%s: %s", address[0] or "*", address[1], error.strerror)
         return 1

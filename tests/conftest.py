@@ -1,6 +1,6 @@
 """Shared fixtures and helpers: the public test vectors, hypothesis profiles, free ports, waiting
-for a condition (never a fixed sleep), plain HTTP, required binaries, and the real servers of
-servers.py started once per session."""
+for a condition (never a fixed sleep), plain HTTP, required binaries, the real servers of
+servers.py started once per session, and the exporter's web server in-process."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +25,9 @@ from hypothesis import HealthCheck, settings
 from exporter.amiplus import id_variants
 from exporter.config import MeterConfig
 from exporter.receivers.receiver import Receiver
+from exporter.web import server as web
+from exporter.web.security import SecurityFile
+from exporter.web.server import Routes, WebServer
 from exporter.wmbus import MeterKey
 
 from .emulators.pty_device import PtyDevice
@@ -213,6 +217,42 @@ def start_exporter(tmp_path: Path) -> Iterator[Callable[..., ExporterProcess]]:
     yield start
     for process in started:
         assert process.stop() == 0, process.log()
+
+
+def routes(slow: threading.Event | None = None) -> Routes:
+    """Routes whose `/slow` answers only once `slow` is set (a connection being answered)."""
+
+    def metrics(compressed: bool) -> bytes:
+        return b"# metrics\n"
+
+    def status(histories: frozenset[str], private: bool) -> dict[str, Any]:
+        if slow is not None:
+            slow.wait(10)
+        return {}
+
+    return Routes(metrics, status, lambda _: "page", lambda private: (True, "ready"))
+
+
+@pytest.fixture
+def serve(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Callable[..., WebServer]]:
+    """A `WebServer` on a free port with short timeouts, in a thread; closed afterwards."""
+    monkeypatch.setattr(web, "IDLE_TIMEOUT", 1.0)
+    monkeypatch.setattr(web, "HEADER_TIMEOUT", 1.0)
+    started: list[WebServer] = []
+
+    def start(**options: Any) -> WebServer:
+        security = options.pop("security", SecurityFile(None))
+        server = WebServer(("127.0.0.1", 0), options.pop("routes", routes()), security, **options)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.shutdown()
+        server.server_close()
 
 
 def configured_meter(

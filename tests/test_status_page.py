@@ -135,7 +135,7 @@ def test_page_weight_and_no_key_anywhere(start_exporter: Start) -> None:
 
 def test_basic_auth_protects_the_page(start_exporter: Start, tmp_path: Path) -> None:
     web = tmp_path / "web.yml"
-    hashed = bcrypt.hashpw(b"open sesame", bcrypt.gensalt(rounds=4)).decode()
+    hashed = bcrypt.hashpw(b"open sesame", bcrypt.gensalt(rounds=10)).decode()
     web.write_text(f"basic_auth_users:\n  family: '{hashed}'\n")
     token = base64.b64encode(b"family:open sesame").decode()
     exporter = start_exporter(

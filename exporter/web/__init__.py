@@ -1,17 +1,20 @@
 """The HTTP server: metrics, health, the status page and its data."""
 
+from .browser import Protection
 from .history import PageHistory
 from .page import render
-from .server import Routes, SecurityFile, WebConfigError, WebServer, parse_listen
+from .security import SecurityFile, WebConfigError, WebSecurity
+from .server import Routes, WebServer
 from .status import status
 
 __all__ = [
     "PageHistory",
+    "Protection",
     "Routes",
     "SecurityFile",
     "WebConfigError",
+    "WebSecurity",
     "WebServer",
-    "parse_listen",
     "render",
     "status",
 ]
