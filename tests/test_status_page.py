@@ -23,11 +23,12 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 CONFIG = simulated_config(1)
 
 
-def browser(language: str = "en-GB") -> webdriver.Chrome:
-    """Debian's Chromium, headless, with the flags this closed network needs."""
+def browser(language: str = "en-GB", *flags: str) -> webdriver.Chrome:
+    """Debian's Chromium, headless, with the flags this closed network needs (and `flags`)."""
     options = webdriver.ChromeOptions()
     options.binary_location = require("chromium", "chromium")
     for flag in (
+        *flags,
         "--headless=new",
         "--no-sandbox",
         "--disable-gpu",
