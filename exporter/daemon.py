@@ -28,8 +28,8 @@ from .pipeline import Calendar, Intake, Output, State
 from .plumbing import MissingExtra, parse_listen
 from .receivers import Receiver, ReceiverSpec, ReceiverStats, build_receiver
 from .web import (
+    Listener,
     PageHistory,
-    Protection,
     Routes,
     SecurityFile,
     WebConfigError,
@@ -261,8 +261,8 @@ def run(config: Config, config_path: Path | None, listen: str | None) -> int:
         exporter.ready,
     )
     try:
-        protection = Protection(allowed_hosts=config.web.allowed_hosts)
-        server = WebServer(address, routes, security, protection=protection)
+        listener = Listener(allowed_hosts=config.web.allowed_hosts)
+        server = WebServer(address, routes, security, listener=listener)
     except OSError as error:
         log.error("cannot listen on %s:%s: %s", address[0] or "*", address[1], error.strerror)
         return 1

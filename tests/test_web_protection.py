@@ -24,7 +24,7 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from exporter.web import Protection, WebConfigError, WebSecurity
+from exporter.web import Listener, WebConfigError, WebSecurity
 from exporter.web.page import INLINE_SOURCES
 from exporter.web.security import SecurityFile
 from exporter.web.server import MAX_HEADER_BYTES, WebServer
@@ -182,7 +182,7 @@ def test_every_answer_carries_the_browser_protections(serve: Serve) -> None:
 
 
 def test_a_listener_without_frame_protection_may_be_framed(serve: Serve) -> None:
-    port = serve(protection=Protection(frame_protection=False)).server_address[1]
+    port = serve(listener=Listener(frame_protection=False)).server_address[1]
     headers = get(port)[1]
     assert "x-frame-options" not in headers
     assert "frame-ancestors" not in headers["content-security-policy"]
@@ -222,7 +222,7 @@ def test_web_config_headers_are_checked(tmp_path: Path, headers: str, says: str)
 
 
 def test_without_basic_auth_only_this_servers_names_are_answered(serve: Serve) -> None:
-    port = serve(protection=Protection(allowed_hosts=("amiplus.lan",))).server_address[1]
+    port = serve(listener=Listener(allowed_hosts=("amiplus.lan",))).server_address[1]
     for host in (
         f"127.0.0.1:{port}",
         "localhost",
@@ -236,7 +236,7 @@ def test_without_basic_auth_only_this_servers_names_are_answered(serve: Serve) -
     assert status.startswith("HTTP/1.1 421") and b"allowed_hosts" in body
     assert headers["x-frame-options"] == "DENY"
     assert get(port, "/healthz", Host="rebind.example")[0] == "HTTP/1.1 200 OK"
-    anywhere = serve(protection=Protection(allowed_hosts=None)).server_address[1]
+    anywhere = serve(listener=Listener(allowed_hosts=None)).server_address[1]
     assert get(anywhere, "/", Host="ingress.example")[0] == "HTTP/1.1 200 OK"
 
 
@@ -446,7 +446,7 @@ def framed(driver: webdriver.Chrome, url: str) -> str | None:
 
 
 def test_a_listener_without_frame_protection_is_shown_in_a_frame(serve: Serve) -> None:
-    port = serve(protection=Protection(frame_protection=False)).server_address[1]
+    port = serve(listener=Listener(frame_protection=False)).server_address[1]
     driver = browser()
     try:
         assert framed(driver, f"http://127.0.0.1:{port}/") == "page"

@@ -1,6 +1,6 @@
 """The HTTP server: metrics, health, the status page and its data."""
 
-from .browser import Protection
+from .browser import Listener
 from .history import PageHistory
 from .page import render
 from .security import SecurityFile, WebConfigError, WebSecurity
@@ -8,8 +8,8 @@ from .server import Routes, WebServer
 from .status import status
 
 __all__ = [
+    "Listener",
     "PageHistory",
-    "Protection",
     "Routes",
     "SecurityFile",
     "WebConfigError",

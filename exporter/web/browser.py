@@ -33,8 +33,8 @@ HSTS_MAX_AGE = 31_536_000  # a year, as browsers expect for Strict-Transport-Sec
 
 
 @dataclass(frozen=True, slots=True)
-class Protection:
-    """How one listener protects its answers; the defaults suit the main listener.
+class Listener:
+    """What one listening address allows; the defaults suit the exporter's own port.
 
     `frame_protection`: no other page may show the answers in a frame (off for a listener whose
     page a proxy shows in a frame, as Home Assistant's ingress does). `allowed_hosts`: names
@@ -45,11 +45,11 @@ class Protection:
     allowed_hosts: tuple[str, ...] | None = ()
 
 
-FULL_PROTECTION = Protection()
+MAIN_LISTENER = Listener()
 
 
 def response_headers(
-    protection: Protection, *, tls: bool, configured: Mapping[str, str]
+    listener: Listener, *, tls: bool, configured: Mapping[str, str]
 ) -> list[tuple[str, str]]:
     """The headers of every answer; those of the web config file replace the server's own."""
     policy = CONTENT_SECURITY_POLICY
@@ -58,7 +58,7 @@ def response_headers(
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",
     }
-    if protection.frame_protection:
+    if listener.frame_protection:
         headers["X-Frame-Options"] = "DENY"
         policy += "; frame-ancestors 'none'"
     headers["Content-Security-Policy"] = policy

@@ -35,7 +35,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 from ..plumbing import ConnectionLimit, RateLimitedLog, listening_family
-from .browser import FULL_PROTECTION, HostCheck, Protection, response_headers
+from .browser import MAIN_LISTENER, HostCheck, Listener, response_headers
 from .security import SecurityFile, Verdict
 
 log = logging.getLogger(__name__)
@@ -259,13 +259,13 @@ class WebServer(HTTPServer):
         routes: Routes,
         security: SecurityFile,
         max_connections: int = MAX_CONNECTIONS,
-        protection: Protection = FULL_PROTECTION,
+        listener: Listener = MAIN_LISTENER,
     ) -> None:
         self.routes = routes
         self.security = security
         self.max_connections = max_connections
-        self.protection = protection
-        hosts = protection.allowed_hosts
+        self.listener = listener
+        hosts = listener.allowed_hosts
         self._host_check = None if hosts is None else HostCheck(address[0], hosts)
         self.closed_for_room = 0  # connections closed to make room for a new one
         self.refused = 0  # connections refused: every open one was being answered
@@ -347,9 +347,7 @@ class WebServer(HTTPServer):
 
     def headers(self, tls: bool) -> list[tuple[str, str]]:
         """The headers every answer carries (those of the web config file win)."""
-        return response_headers(
-            self.protection, tls=tls, configured=self.security.current().headers
-        )
+        return response_headers(self.listener, tls=tls, configured=self.security.current().headers)
 
     def mark(self, sock: socket.socket, phase: Phase) -> None:
         """A connection's thread says where it is."""
