@@ -248,6 +248,20 @@ def test_with_basic_auth_any_name_may_ask(serve: Serve, tmp_path: Path) -> None:
     assert get(port, "/", Host="amiplus.example", Authorization=right)[0] == "HTTP/1.1 200 OK"
 
 
+def test_required_client_certificates_prove_who_asks_too(serve: Serve, tmp_path: Path) -> None:
+    _certificates(tmp_path)
+    security = web_config(
+        tmp_path,
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+        "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
+    )
+    port = serve(security=security).server_address[1]
+    context = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+    context.load_cert_chain(tmp_path / "client.crt", tmp_path / "client.key")
+    request = b"GET /api/status HTTP/1.1\r\nHost: amiplus.example\r\n\r\n"
+    assert answer(exchange(port, request, context=context))[0] == "HTTP/1.1 200 OK"
+
+
 # --- 6. what a neighbour learns ----------------------------------------------------------------
 
 

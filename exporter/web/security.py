@@ -114,6 +114,12 @@ class WebSecurity:
         headers = _headers(document.get("http_server_config") or {}, path)
         return cls(context, users, headers, (path, *files), _unknown_user_hash(users))
 
+    @property
+    def identifies_clients(self) -> bool:
+        """Whether every client proves who it is: a password, or a client certificate."""
+        required = self.context is not None and self.context.verify_mode == ssl.CERT_REQUIRED
+        return bool(self.users) or required
+
     def authorised(self, header: str | None, checked: CheckedCredentials) -> Verdict:
         """Whether an Authorization header holds valid basic-auth credentials."""
         if not self.users:

@@ -81,8 +81,8 @@ def misdirected(host: str) -> Page:
 @dataclass
 class Routes:
     """What the server serves; each callable builds its answer at request time. `private` is
-    whether the client proved who it is (basic auth): only then do answers name files and
-    devices."""
+    whether the client proved who it is (basic auth, a client certificate): only then do answers
+    name files and devices."""
 
     metrics: Callable[[bool], bytes]  # the exposition, gzip-compressed when asked
     status: Callable[[frozenset[str], bool], dict[str, Any]]  # the histories asked, private
@@ -191,7 +191,8 @@ class _Handler(BaseHTTPRequestHandler):
         route = self.path.partition("?")[0]
         security_file = self.server.security
         security = security_file.current()
-        if route not in OPEN_PATHS and not security.users:
+        private = security.identifies_clients
+        if route not in OPEN_PATHS and not private:
             host = headers.get("Host")
             if not self.server.host_allowed(host):
                 self.server.misdirected_log(
@@ -200,7 +201,6 @@ class _Handler(BaseHTTPRequestHandler):
                     (host or "")[:100],
                 )
                 return misdirected(host or "")
-        private = bool(security.users)
         if route not in OPEN_PATHS:
             verdict = security.authorised(headers.get("Authorization"), security_file.checked)
             if verdict is not Verdict.YES:

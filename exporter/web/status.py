@@ -202,7 +202,7 @@ def status(
 ) -> dict[str, Any]:
     """Everything the status page shows; `histories` says which of the page's charts'
     histories go in (HOUR, DAY). Paths (the configuration file, devices) only go in for a
-    `private` client, one that gave its password."""
+    `private` client, one that proved who it is (a password, a client certificate)."""
     now = time.time()
     meters = sorted(state.snapshot(), key=lambda m: m.name)
     counts = state.counts()
