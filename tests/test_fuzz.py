@@ -26,7 +26,7 @@ from pathlib import Path
 from exporter.amiplus import simulated_meters
 
 from .conftest import free_port, wait_until
-from .servers import SIMULATED_KEY, ExporterProcess, Start
+from .servers import SIMULATED_METER, ExporterProcess, Start
 
 SECONDS = float(os.environ.get("AMIPLUS_FUZZ_SECONDS", "20"))
 SEED = int(os.environ.get("AMIPLUS_FUZZ_SEED", str(random.randrange(1 << 32))))
@@ -172,11 +172,7 @@ def telegrams(exporter: ExporterProcess) -> int:
 def test_every_listener_under_random_and_oversized_input(start_exporter: Start) -> None:
     udp, tcp = free_port(), free_port()
     exporter = start_exporter(f"""
-meters:
-  - id: "12345678"
-    key: "{SIMULATED_KEY}"
-    name: home
-receivers:
+{SIMULATED_METER}receivers:
   - type: simulator
     interval: 0.5
   - type: lines

@@ -35,10 +35,10 @@ from exporter.wmbus import encode_frame
 from exporter.wmbus.encoder import to_air
 
 from .conftest import free_port, wait_until
-from .servers import SIMULATED_KEY, Start
+from .servers import SIMULATED_KEY, SIMULATED_METER, Start
 
 START = datetime(2026, 7, 1, 12, tzinfo=UTC)
-CONFIG = f'meters:\n  - id: "12345678"\n    key: "{SIMULATED_KEY}"\n    name: home\n'
+CONFIG = SIMULATED_METER  # and receivers of each test
 
 
 def in_clear(meter: SimulatedMeter, moment: datetime, imported_kwh: float, mode: int) -> bytes:

@@ -58,7 +58,7 @@ from exporter.amiplus import simulated_meters  # noqa: E402
 from exporter.amiplus.encoding import encode_reading  # noqa: E402
 from exporter.wmbus import encode_frame  # noqa: E402
 from tests.conftest import free_port, wait_until  # noqa: E402
-from tests.servers import SIMULATED_KEY, ExporterProcess  # noqa: E402
+from tests.servers import SIMULATED_METER, ExporterProcess  # noqa: E402
 from tests.test_daemon import _certificates  # noqa: E402
 
 LINE_BYTES = 60_000
@@ -90,11 +90,7 @@ def metric(process: ExporterProcess, name: str) -> float:
 
 def udp_config(port: int) -> str:
     return f"""
-meters:
-  - id: "12345678"
-    key: "{SIMULATED_KEY}"
-    name: home
-receivers:
+{SIMULATED_METER}receivers:
   - type: lines
     name: udp
     listen: udp://127.0.0.1:{port}
