@@ -34,7 +34,7 @@ from .config import (
 )
 from .outputs import OUTPUTS, ConfigReloads, ExporterCollector, Exposition, registry
 from .pipeline import Calendar, Intake, Output, Settlements, State
-from .plumbing import MissingExtra
+from .plumbing import MissingExtra, parse_listen
 from .receivers import Receiver, ReceiverSpec, ReceiverStats, build_receiver
 from .web import (
     Ingress,
@@ -44,11 +44,10 @@ from .web import (
     SecurityFile,
     WebConfigError,
     WebServer,
-    parse_listen,
     render,
     status,
 )
-from .wmbus import MeterKey
+from .wmbus import MeterKey, shown
 
 log = logging.getLogger(__name__)
 
@@ -212,12 +211,16 @@ class Exporter:
         for output in self.outputs.values():
             output.stop()
 
-    def ready(self) -> tuple[bool, str]:
-        """Ready when a receiver is up and a frame arrived recently."""
+    def ready(self, private: bool = False) -> tuple[bool, str]:
+        """Ready when a receiver is up and a frame arrived recently; why not names devices and
+        files only to a `private` client."""
         stats = [r.stats for r in self.receivers.values()]
         up = [s for s in stats if s.up]
         if not up:
-            reasons = "; ".join(f"{s.name}: {s.down_reason}" for s in stats) or "no receivers"
+            reasons = (
+                "; ".join(f"{s.name}: {s.down_reason if private else s.down_code}" for s in stats)
+                or "no receivers"
+            )
             return False, f"no receiver is up ({reasons})"
         latest = max((s.last_frame_at or 0 for s in stats), default=0)
         if time.time() - latest > READY_WITHIN:
@@ -227,7 +230,9 @@ class Exporter:
     def receiver_stats(self) -> list[ReceiverStats]:
         return [r.stats for r in self.receivers.values()]
 
-    def status(self, histories: frozenset[str] = frozenset()) -> dict[str, Any]:
+    def status(
+        self, histories: frozenset[str] = frozenset(), private: bool = False
+    ) -> dict[str, Any]:
         return status(
             self.config,
             self.state,
@@ -240,6 +245,7 @@ class Exporter:
             calendar=self.calendar,
             example_prices=self.config.prices is EXAMPLE_PRICES,
             extra={"version": __version__},
+            private=private,
         )
 
     def exposition(self) -> Exposition:
@@ -285,8 +291,12 @@ def run(
     setup_logging(config.log_level, config.log_format)
     try:
         address = parse_listen(listen or config.web.listen)
+    except ValueError as error:
+        log.error("listen address %s: %s", shown(listen or config.web.listen), error)
+        return 2
+    try:
         security = SecurityFile(config.web.config_file)
-    except (ValueError, WebConfigError) as error:
+    except WebConfigError as error:
         log.error("%s", error)
         return 2
     exporter = Exporter(config)
@@ -297,7 +307,8 @@ def run(
         render,
         exporter.ready,
     )
-    listeners = [(address, routes, security, Listener())]
+    main = Listener(allowed_hosts=config.web.allowed_hosts)
+    listeners = [(address, routes, security, main)]
     if ingress is not None:
         listeners.append(
             (ingress.address, ingress.routes(routes), SecurityFile(None), ingress.listener)

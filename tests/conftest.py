@@ -1,7 +1,7 @@
 """Shared fixtures and helpers: the public test vectors, hypothesis profiles, the `integration`
 mark, free ports, waiting for a condition (never a fixed sleep), plain HTTP, required binaries,
-the real servers of servers.py started once per session, and a mosquitto per test module
-(mosquitto.py)."""
+the real servers of servers.py started once per session, a mosquitto per test module
+(mosquitto.py), and the exporter's web server in-process."""
 
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ from exporter.amiplus.reading import MeterReading
 from exporter.config import MeterConfig
 from exporter.receivers.base import Event, Framer, Reply, SessionStep
 from exporter.receivers.receiver import Receiver
+from exporter.web import server as web
+from exporter.web.security import SecurityFile
+from exporter.web.server import Routes, WebServer
 from exporter.wmbus import Function, MeterKey, Quantity
 from exporter.wmbus.cache import clear_caches
 
@@ -370,6 +373,42 @@ def start_exporter(tmp_path: Path) -> Iterator[Callable[..., ExporterProcess]]:
     yield start
     for process in started:
         assert process.stop() == 0, process.log()
+
+
+def routes(slow: threading.Event | None = None) -> Routes:
+    """Routes whose `/slow` answers only once `slow` is set (a connection being answered)."""
+
+    def metrics(compressed: bool) -> bytes:
+        return b"# metrics\n"
+
+    def status(histories: frozenset[str], private: bool) -> dict[str, Any]:
+        if slow is not None:
+            slow.wait(10)
+        return {}
+
+    return Routes(metrics, status, lambda _: "page", lambda private: (True, "ready"))
+
+
+@pytest.fixture
+def serve(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Callable[..., WebServer]]:
+    """A `WebServer` on a free port with short timeouts, in a thread; closed afterwards."""
+    monkeypatch.setattr(web, "IDLE_TIMEOUT", 1.0)
+    monkeypatch.setattr(web, "HEADER_TIMEOUT", 1.0)
+    started: list[WebServer] = []
+
+    def start(**options: Any) -> WebServer:
+        security = options.pop("security", SecurityFile(None))
+        server = WebServer(("127.0.0.1", 0), options.pop("routes", routes()), security, **options)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.shutdown()
+        server.server_close()
 
 
 def configured_meter(

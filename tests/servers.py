@@ -29,14 +29,14 @@ CONSOLE_SCRIPT = Path(sys.executable).parent / "amiplus-exporter"
 SIMULATED_KEY = DEFAULT_KEY.hex().upper()
 
 
+#: Meter 12345678 with the simulator's key, named home: what every receiver below is heard as.
+SIMULATED_METER = f'meters:\n  - id: "12345678"\n    key: "{SIMULATED_KEY}"\n    name: home\n'
+
+
 def simulated_config(interval: float, extra: str = "") -> str:
     """A configuration for meter 12345678 from the built-in simulator, plus `extra` sections."""
     return f"""
-meters:
-  - id: "12345678"
-    key: "{SIMULATED_KEY}"
-    name: home
-receivers:
+{SIMULATED_METER}receivers:
   - type: simulator
     interval: {interval}
 {extra}"""

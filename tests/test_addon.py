@@ -397,15 +397,17 @@ def test_no_broker_says_why(status: int, body: Any, said: str) -> None:
 
 def test_the_ingress_listener_answers_the_supervisor_only() -> None:
     listener = Ingress.parse("0.0.0.0:8099", [SUPERVISOR]).listener
-    assert listener.allows(SUPERVISOR) and listener.allows(f"::ffff:{SUPERVISOR}")
-    assert not listener.allows("172.30.32.1") and not listener.allows("192.168.1.20")
-    assert Ingress.parse(":8099", ["172.30.32.0/23"]).listener.allows("172.30.33.7")
+    assert listener.answers(SUPERVISOR) and listener.answers(f"::ffff:{SUPERVISOR}")
+    assert not listener.answers("172.30.32.1") and not listener.answers("192.168.1.20")
+    assert Ingress.parse(":8099", ["172.30.32.0/23"]).listener.answers("172.30.33.7")
     with pytest.raises(ValueError, match="--ingress-allow 'supervisor' is not an address"):
         Ingress.parse(":8099", ["supervisor"])
 
 
 def test_the_ingress_listener_serves_the_page_and_its_data_only() -> None:
-    routes = Routes(lambda gz: b"metrics", lambda h: {"now": 1}, render, lambda: (True, ""))
+    routes = Routes(
+        lambda gz: b"metrics", lambda h, private: {"now": 1}, render, lambda p: (True, "")
+    )
     ingress = Ingress.parse(":8099", [SUPERVISOR]).routes(routes)
     assert [ingress.get(path).status for path in ("/metrics", "/healthz", "/x")] == [404] * 3
     assert all(ingress.get(path).status == 200 for path in SERVED)

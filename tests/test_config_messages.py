@@ -41,6 +41,8 @@ def check_config(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
 
 
 RECEIVER = "receivers:\n  - type: simulator\n"
+MINIMAL = f'meters:\n  - id: "12345678"\n    key: "{SIMULATED_KEY}"\n{RECEIVER}'
+SPACED = f'"{KEY[:16]} {KEY[16:]}"'  # the key, with a space no host or topic may hold
 
 
 @pytest.mark.integration
@@ -77,8 +79,26 @@ def test_the_same_meter_twice_without_names_is_an_error_naming_both(
         f"influxdb:\n  url: {KEY}\n  api: v1\n  database: x\n",
         f'meters:\n  - id: "12345678"\n    key: "{SIMULATED_KEY}"\n'
         f"receivers:\n  - type: simulator\n    interval: {KEY}\n",
+        f'meters:\n  - id: "12345678"\n    key: "{SIMULATED_KEY}"\n'
+        f"    contracted_power: {KEY}\n{RECEIVER}",
+        f"{MINIMAL}mqtt:\n  host: {SPACED}\n",
+        f"{MINIMAL}mqtt:\n  host: x\n  base_topic: {SPACED}\n",
+        f"{MINIMAL}mqtt:\n  host: x\n  client_id: {SPACED}\n",
+        f"{MINIMAL}web:\n  listen: {KEY}\n",
     ],
-    ids=["mapping key", "number", "meter id", "choice", "url", "receiver option"],
+    ids=[
+        "mapping key",
+        "number",
+        "meter id",
+        "choice",
+        "url",
+        "receiver option",
+        "contracted power",
+        "mqtt host",
+        "mqtt base topic",
+        "mqtt client id",
+        "web listen",
+    ],
 )
 @pytest.mark.integration
 def test_nothing_that_looks_like_a_key_is_echoed(tmp_path: Path, text: str) -> None:
@@ -199,3 +219,78 @@ def test_the_summary_comes_every_15_minutes_while_the_failure_goes_on(
         )
     (state,) = taken.state.snapshot()
     assert state.decrypt_failures == 202
+
+
+# --- the web section: check-config refuses what the exporter would refuse --------------------
+
+
+@pytest.mark.parametrize(
+    ("web", "says"),
+    [
+        ("  listen: localhost\n", "web listen 'localhost': a listen address ends in :PORT"),
+        ("  listen: ':99999'\n", "the port 99999 is out of range"),
+        ("  config_file: missing.yml\n", "web config_file: cannot read the web config"),
+        ("  config_file: web.yml\n", "is not a whole bcrypt hash"),
+        ("  allowed_hosts: [http://x]\n", "'http://x' is not a host name"),
+    ],
+)
+@pytest.mark.integration
+def test_check_config_checks_the_web_section(tmp_path: Path, web: str, says: str) -> None:
+    (tmp_path / "web.yml").write_text("basic_auth_users:\n  family: $2b$10$short\n")
+    checked = check_config(tmp_path, f"{MINIMAL}web:\n{web}")
+    assert checked.returncode == 2, checked
+    assert says in checked.stderr, checked.stderr
+    exporter = subprocess.run(
+        [str(CONSOLE_SCRIPT), "--config", str(tmp_path / "amiplus.yml")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert exporter.returncode == 2, exporter  # what check-config refuses, the exporter does
+
+
+@pytest.mark.integration
+def test_check_config_says_what_the_web_section_sets_up(tmp_path: Path) -> None:
+    import bcrypt
+
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=10)).decode()
+    (tmp_path / "web.yml").write_text(f"basic_auth_users:\n  family: '{hashed}'\n")
+    (tmp_path / "web.yml").chmod(0o600)
+    checked = check_config(
+        tmp_path,
+        f"{MINIMAL}web:\n  listen: 127.0.0.1:9264\n  config_file: web.yml\n"
+        "  allowed_hosts: [amiplus.lan]\n",
+    )
+    assert checked.returncode == 0, checked
+    assert (
+        "  web: listen 127.0.0.1:9264, basic auth (1 users), also answers to amiplus.lan\n"
+        in checked.stdout
+    ), checked.stdout
+
+
+# --- names that cannot be written where they go -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ('"home\\nmeasurement"', "holds a control character (U+000A) at character 5"),
+        ('"tab\\there"', "holds a control character (U+0009) at character 4"),
+        ('"C:\\\\meters"', "holds a backslash at character 3"),
+    ],
+)
+@pytest.mark.integration
+def test_a_name_influxdb_cannot_hold_is_a_problem(tmp_path: Path, name: str, says: str) -> None:
+    checked = check_config(
+        tmp_path, f'meters:\n  - id: "12345678"\n    key: "{KEY}"\n    name: {name}\n{RECEIVER}'
+    )
+    assert checked.returncode == 2 and f"meter 1 name {says}" in checked.stderr, checked.stderr
+
+
+@pytest.mark.integration
+def test_a_name_with_a_line_break_in_a_meters_file_is_a_problem(tmp_path: Path) -> None:
+    (tmp_path / "meters.csv").write_text(f'id,key,name\n12345678,{KEY},"home\nx"\n')
+    checked = check_config(tmp_path, f"meters_file: meters.csv\n{RECEIVER}")
+    assert checked.returncode == 2, checked
+    assert "meters.csv:3: the name holds a control character (U+000A)" in checked.stderr

@@ -255,7 +255,7 @@ def _certificates(directory: Path) -> None:
 
 
 def _web_config(path: Path, password: str) -> None:
-    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
     path.write_text(
         "tls_server_config:\n"
         "  cert_file: server.crt\n"
@@ -382,9 +382,19 @@ def test_readyz_fails_while_no_receiver_is_up(start_exporter: Start, tmp_path: P
     assert [r["name"] for r in exporter.status()["receivers"]] == ["stick"]
     code, body = exporter.get("/readyz")
     assert code == 503 and b"no receiver is up" in body
-    # the reason follows once the receiver thread has tried the device ("starting" before)
-    assert wait_until(lambda: b"cannot open" in exporter.get("/readyz")[1], 10), body
+    # the reason follows once the receiver thread has tried the device ("starting" before);
+    # without basic auth it is its kind, not the words that name the device
+    unavailable = b"no receiver is up (stick: unavailable)\n"
+    assert wait_until(lambda: exporter.get("/readyz")[1] == unavailable, 10), body
     assert exporter.get("/readyz")[0] == 503
+    (receiver,) = exporter.status()["receivers"]
+    assert (receiver["down_code"], receiver["description"], receiver["down_reason"]) == (
+        "unavailable",
+        None,
+        None,
+    )
+    assert str(tmp_path).encode() not in exporter.get("/api/status")[1]
+    assert "cannot open" in exporter.log()  # the log has the whole reason
 
 
 def test_json_logs_and_simulated_meters_with_their_own_keys(start_exporter: Start) -> None:

@@ -13,15 +13,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import bcrypt
 import pytest
 
+from exporter.web import security as web_security
 from exporter.web import server as web
-from exporter.web.server import Routes, SecurityFile, WebServer
+from exporter.web.security import SecurityFile
+from exporter.web.server import WebServer
 
-from .conftest import basic_auth, closed_by_peer, wait_until
+from .conftest import basic_auth, closed_by_peer, routes, wait_until
 from .servers import Start
 
 IDLE_CONNECTIONS = 1000
@@ -102,42 +103,6 @@ def test_a_scrape_is_answered_while_a_thousand_idle_connections_are_open(
             for sock in idle:
                 sock.close()
     assert exporter.get("/healthz")[0] == 200
-
-
-def routes(slow: threading.Event | None = None) -> Routes:
-    """Routes whose `/slow` answers only once `slow` is set (a connection being answered)."""
-
-    def metrics(compressed: bool) -> bytes:
-        return b"# metrics\n"
-
-    def status(with_history: bool) -> dict[str, Any]:
-        if slow is not None:
-            slow.wait(10)
-        return {}
-
-    return Routes(metrics, status, lambda _: "page", lambda: (True, "ready"))
-
-
-@pytest.fixture
-def serve(
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Callable[..., WebServer]]:
-    """A `WebServer` on a free port with short timeouts, in a thread; closed afterwards."""
-    monkeypatch.setattr(web, "IDLE_TIMEOUT", 1.0)
-    monkeypatch.setattr(web, "HEADER_TIMEOUT", 1.0)
-    started: list[WebServer] = []
-
-    def start(**options: Any) -> WebServer:
-        security = options.pop("security", SecurityFile(None))
-        server = WebServer(("127.0.0.1", 0), options.pop("routes", routes()), security, **options)
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.shutdown()
-        server.server_close()
 
 
 def test_idle_and_slow_connections_time_out(serve: Callable[..., WebServer]) -> None:
@@ -224,9 +189,10 @@ def test_checked_credentials_are_remembered_right_and_wrong(
 def test_only_one_bcrypt_check_runs_at_a_time(
     serve: Callable[..., WebServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    hashed = bcrypt.hashpw(b"right", bcrypt.gensalt(rounds=4)).decode()
+    hashed = bcrypt.hashpw(b"right", bcrypt.gensalt(rounds=10)).decode()
     config = tmp_path / "web.yml"
     config.write_text(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+    monkeypatch.setattr(web_security, "BCRYPT_WAIT", 60.0)  # twelve checks in turn, however slow
     running = 0
     most = 0
     lock = threading.Lock()
@@ -261,7 +227,7 @@ def test_only_one_bcrypt_check_runs_at_a_time(
 def test_a_request_waiting_too_long_for_bcrypt_is_told_to_retry(
     serve: Callable[..., WebServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    hashed = bcrypt.hashpw(b"right", bcrypt.gensalt(rounds=4)).decode()
+    hashed = bcrypt.hashpw(b"right", bcrypt.gensalt(rounds=10)).decode()
     config = tmp_path / "web.yml"
     config.write_text(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
     real = bcrypt.checkpw
@@ -273,7 +239,7 @@ def test_a_request_waiting_too_long_for_bcrypt_is_told_to_retry(
         return real(password, hashed_password)
 
     monkeypatch.setattr(bcrypt, "checkpw", slow)
-    monkeypatch.setattr(web, "BCRYPT_WAIT", 0.2)
+    monkeypatch.setattr(web_security, "BCRYPT_WAIT", 0.2)
     server = serve(security=SecurityFile(config))
     port = server.server_address[1]
     first = threading.Thread(

@@ -22,6 +22,7 @@ import pytest
 from exporter.amiplus.reading import MeterReading, read_meter
 from exporter.amiplus.simulated import DEFAULT_KEY
 from exporter.outputs.influx import outcome_of, point
+from exporter.outputs.lineprotocol import line
 from exporter.outputs.spool import Spool
 from exporter.wmbus import MeterKey, decode
 
@@ -486,3 +487,56 @@ def test_a_value_influxdb_cannot_store_is_left_out_of_the_point() -> None:
     assert point(reading, "home", 1_000.0) == (
         "amiplus,meter_id=12345678,name=home power_exported_w=12.0 1000000"
     )
+
+
+#: Names a user may give a meter, with every character the line protocol makes special in a tag.
+AWKWARD_NAMES = ["attic, west=1", 'say "hi"', "zażółć gęślą jaźń", "x=y z,", " lead and trail "]
+#: String field values: the backslash is special there too.
+AWKWARD_TEXTS = ["ends in a backslash\\", 'a\\"b', "c:\\temp\\", '"', "a,b=c d"]
+
+
+def test_every_element_is_escaped_as_influxdb_reads_it(influxdb: InfluxDB) -> None:
+    name = database(influxdb, "escaping")
+    measurement = "amiplus test,x"
+    body = "\n".join(
+        line(
+            measurement,
+            {"meter_id": f"{n:08d}", "name": tag, "tag key=, x": tag},
+            {"field key, =x": 1.5, "text": text},
+            T0 + n,
+        )
+        for n, (tag, text) in enumerate(zip(AWKWARD_NAMES, AWKWARD_TEXTS, strict=True))
+    )
+    request = urllib.request.Request(
+        f"{influxdb.url}/write?db={name}&precision=ms", data=body.encode(), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 204
+    rows = influxdb.points(name, measurement)
+    assert len(rows) == len(AWKWARD_NAMES)  # one point per line: no name ended a point early
+    for row in rows:
+        n = int(row["meter_id"])
+        assert (row["name"], row["tag key=, x"]) == (AWKWARD_NAMES[n], AWKWARD_NAMES[n])
+        assert (row["text"], row["field key, =x"]) == (AWKWARD_TEXTS[n], 1.5)
+
+
+def test_a_meter_named_awkwardly_reaches_influxdb_under_its_name(
+    influxdb: InfluxDB, start_exporter: Start, tmp_path: Path
+) -> None:
+    name = database(influxdb, "names")
+    meter = json.dumps("the attic, " + AWKWARD_NAMES[1])  # YAML reads a JSON string
+    exporter = start_exporter(
+        simulated_config(
+            0.3,
+            f"""influxdb:
+  url: {influxdb.url}
+  api: v1
+  database: {name}
+  spool: {tmp_path / "spool"}
+  flush_interval: 0.3
+""",
+        ).replace("name: home", f"name: {meter}")
+    )
+    assert wait_until(lambda: len(influxdb.points(name)) >= 2, 30), exporter.log()
+    assert {row["name"] for row in influxdb.points(name)} == {json.loads(meter)}
+    assert exporter.status()["influxdb"]["rejected_points"] == 0

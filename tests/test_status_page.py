@@ -26,11 +26,12 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 CONFIG = simulated_config(1)
 
 
-def browser(language: str = "en-GB") -> webdriver.Chrome:
-    """Debian's Chromium, headless, with the flags this closed network needs."""
+def browser(language: str = "en-GB", *flags: str) -> webdriver.Chrome:
+    """Debian's Chromium, headless, with the flags this closed network needs (and `flags`)."""
     options = webdriver.ChromeOptions()
     options.binary_location = require("chromium", "chromium")
     for flag in (
+        *flags,
         "--headless=new",
         "--no-sandbox",
         "--disable-gpu",
@@ -138,7 +139,7 @@ def test_page_weight_and_no_key_anywhere(start_exporter: Start) -> None:
 
 def test_basic_auth_protects_the_page(start_exporter: Start, tmp_path: Path) -> None:
     web = tmp_path / "web.yml"
-    hashed = bcrypt.hashpw(b"open sesame", bcrypt.gensalt(rounds=4)).decode()
+    hashed = bcrypt.hashpw(b"open sesame", bcrypt.gensalt(rounds=10)).decode()
     web.write_text(f"basic_auth_users:\n  family: '{hashed}'\n")
     auth = basic_auth("family", "open sesame")
     exporter = start_exporter(CONFIG + f"web:\n  config_file: {web}\n", headers=auth)

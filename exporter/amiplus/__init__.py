@@ -12,6 +12,7 @@ from .credentials import (
 )
 from .explain import (
     ADVICE,
+    NOT_ENCRYPTED,
     NOT_HEARD,
     RECEIVER_FINISHED,
     RECEIVER_NO_ANSWER,
@@ -51,6 +52,7 @@ __all__ = [
     "FAMILIES_BY_NAME",
     "KINDS",
     "MAKERS",
+    "NOT_ENCRYPTED",
     "NOT_HEARD",
     "PERIODS",
     "PHASES",

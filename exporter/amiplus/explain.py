@@ -22,6 +22,9 @@ Language = Literal["en", "pl"]
 
 #: A register value lower than the one before (a reason of the state, not of the core).
 REGISTER_DECREASED = "register_decreased"
+#: A telegram in clear for a meter that has a key: AMIplus meters always encrypt, so it is not
+#: the meter's (a reason of the pipeline: the core only says whether it decrypted).
+NOT_ENCRYPTED = "not_encrypted"
 #: A configured meter that no telegram came from since the start.
 NOT_HEARD = "not_heard"
 #: Why a receiver is not up (`ReceiverStats.down_code`).
@@ -111,6 +114,16 @@ ADVICE: dict[str, Advice] = {
         "Liczydło się cofnęło i zostało pominięte; jeśli to trwa, licznik wymieniono.",
         "A register value was lower than before.",
         "Wartość liczydła była niższa niż poprzednio.",
+    ),
+    NOT_ENCRYPTED: Advice(
+        "AMIplus meters always encrypt, so this telegram did not come from the meter: someone "
+        "may be sending forged readings to a receiver, or a bridge passes on telegrams it "
+        "decrypted itself (let it pass them on encrypted: the exporter decrypts them).",
+        "Liczniki AMIplus zawsze szyfrują, więc ten telegram nie pochodzi od licznika: ktoś może "
+        "wysyłać do odbiornika fałszywe odczyty albo pośrednik przekazuje telegramy, które sam "
+        "odszyfrował (niech przekazuje je zaszyfrowane: eksporter odszyfruje je sam).",
+        "A telegram arrived unencrypted, though the meter has a key: not taken.",
+        "Telegram przyszedł niezaszyfrowany, choć licznik ma klucz: pominięty.",
     ),
     NOT_HEARD: Advice(
         "Check the ID with `amiplus-exporter listen`: it lists every meter the receiver hears "

@@ -19,7 +19,9 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from ..amiplus import (
+    NOT_ENCRYPTED,
     CredentialsError,
+    advice,
     failure_as_json,
     id_variants,
     parse_key,
@@ -27,7 +29,7 @@ from ..amiplus import (
     read_meter,
 )
 from ..receivers import LineFrame, parse_line
-from ..wmbus import Address, MeterKey, NoKeyError, WMBusError, decode
+from ..wmbus import Address, MeterKey, NoKeyError, Telegram, WMBusError, decode
 from .exits import EXIT_FAILURE, EXIT_OK, UsageError
 
 PARALLEL_MIN_LINES = 2000  # a batch at least this long is worth the worker processes
@@ -52,6 +54,21 @@ class KeyRing:
         if not self.meter_ids or address.meter_id in self.meter_ids:
             return self.key
         return None
+
+    def checked(self, telegram: Telegram, reading: dict[str, Any]) -> dict[str, Any]:
+        """The reading, with a warning when a key was given for the meter but the telegram
+        arrived in clear: it decodes without any key, so it says nothing of the key's worth."""
+        if telegram.encrypted or self(telegram.address) is None:
+            return reading
+        return {
+            **reading,
+            "encrypted": False,
+            "warning": (
+                "This telegram arrived unencrypted, so it decodes without any key: it does not "
+                "show that the key given is right. The exporter does not take such telegrams "
+                f"from a meter with a key ({NOT_ENCRYPTED}). {advice(NOT_ENCRYPTED)}"
+            ),
+        }
 
     def explain(self, error: WMBusError) -> dict[str, Any]:
         """The failure object, telling a user whose key belongs to another meter."""
@@ -87,7 +104,7 @@ def decode_lines(lines: Iterable[str], keys: KeyRing) -> Iterator[dict[str, Any]
                 except WMBusError as error:
                     yield keys.explain(error)
                     continue
-                yield read_meter(telegram, rssi_dbm=item.rssi_dbm).as_json()
+                yield keys.checked(telegram, read_meter(telegram, rssi_dbm=item.rssi_dbm).as_json())
             else:
                 yield {"ok": False, "error": item.code, "message": item.message}
 

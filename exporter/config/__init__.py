@@ -37,6 +37,7 @@ from .settlement import (
     Settlement,
     common_settlement,
 )
+from .web import WebConfig, web_section
 
 if TYPE_CHECKING:
     from yaml import Node
@@ -66,7 +67,6 @@ __all__ = [
     "wants_broker",
 ]
 
-DEFAULT_LISTEN = ":9264"
 #: Where the calendar periods' starts are kept, unless `state: directory:` says otherwise; a
 #: systemd unit with StateDirectory= says so through $STATE_DIRECTORY.
 DEFAULT_STATE_DIRECTORY = Path("/var/lib/amiplus-exporter")
@@ -93,22 +93,15 @@ _TOP = (
 )
 #: Sections that make a file enough for `settle` without receivers (the exporter needs them).
 SETTLE_ONLY = ("settlement", "market_prices")
-_WEB = ("listen", "config_file")
 _STATE = ("directory", "stale_after", "dedupe_window")
 _LOG = ("level", "format")
-
-
-@dataclass(frozen=True, slots=True)
-class WebConfig:
-    listen: str = DEFAULT_LISTEN
-    config_file: Path | None = None  # exporter-toolkit web config: TLS and basic auth
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
     meters: tuple[MeterConfig, ...]
     receivers: tuple[ReceiverSpec, ...]
-    web: WebConfig = WebConfig()
+    web: WebConfig = field(default_factory=WebConfig)
     outputs: Mapping[str, Any] = field(default_factory=dict)  # section name -> its settings
     timezone: ZoneInfo = WARSAW
     stale_after: float | None = None  # None: derived from each meter's observed interval
@@ -159,10 +152,7 @@ def _settings(reader: Reader, top: dict[str, Node]) -> dict[str, Any]:
         )
     }
     if "web" in top:
-        web = reader.mapping(top["web"], "web", _WEB)
-        listen = reader.optional(web, "listen", reader.text, "web")
-        config_file = reader.optional(web, "config_file", reader.path, "web")
-        options["web"] = WebConfig(listen or DEFAULT_LISTEN, config_file)
+        options["web"] = web_section(reader, top["web"])
     options["outputs"] = {
         name: read(reader, top[name]) for name, read in OUTPUT_SECTIONS.items() if name in top
     }
@@ -214,7 +204,7 @@ def _without_clashes(
                 Problem(
                     None,
                     f"meters_file: the address {meter.meter_id} (either byte order) is already "
-                    f"meter {clash!r}'s; give each meter once, with its own key",
+                    f"meter {shown(clash)}'s; give each meter once, with its own key",
                 )
             )
     return out

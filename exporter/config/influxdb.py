@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -44,7 +45,7 @@ DEFAULT_SPOOL = Path("/var/lib/amiplus-exporter/spool")
 class InfluxConfig:
     """Where readings go in InfluxDB (docs/contracts.md, section 5); written by `outputs.influx`."""
 
-    url: str
+    url: str = field(repr=False)  # it may hold a user and password: `where` shows it
     api: str = "v2"
     bucket: str = ""
     org: str = ""
@@ -61,6 +62,18 @@ class InfluxConfig:
     ca_file: Path | None = None
     verify_tls: bool = True
 
+    @property
+    def where(self) -> str:
+        """The URL for logs and the status page."""
+        return without_credentials(self.url)
+
+
+def without_credentials(url: str) -> str:
+    """A URL without the user and password it may hold, nor its query."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
 
 def influx_section(reader: Reader, node: Node) -> InfluxConfig | None:
     where = "influxdb"
@@ -71,7 +84,9 @@ def influx_section(reader: Reader, node: Node) -> InfluxConfig | None:
     url = reader.text(fields["url"], "influxdb url") or ""
     if not re.match(r"^https?://[^/]+", url):
         reader.problem(
-            fields["url"], f"influxdb url must start with http:// or https://, not {shown(url)}"
+            fields["url"],
+            "influxdb url must start with http:// or https://, not "
+            + shown(without_credentials(url)),
         )
     options: dict[str, Any] = {"url": url}
     api = reader.optional(fields, "api", partial(reader.choice, choices=("v1", "v2")), where)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..amiplus import CredentialsError, id_variants, normalise_meter_id, parse_key
 from .meters import MeterConfig
-from .reader import Problem, Reader
+from .reader import Problem, Reader, unfit_name
 
 if TYPE_CHECKING:
     from yaml import Node
@@ -96,8 +96,12 @@ def _row(reader: Reader, source: str, line: int, row: dict[str, str]) -> MeterCo
         key = parse_key(row.get("key", ""))
     except CredentialsError as error:
         found.append(str(error))
+    for column in ("name", "site"):
+        wrong = unfit_name(row.get(column, ""))
+        if wrong is not None:
+            found.append(f"the {column} {wrong}")
     reader.problems.extend(Problem(line, message, source) for message in found)
-    if meter_id is None or key is None:
+    if meter_id is None or key is None or found:
         return None
     name = row.get("name") or meter_id
     return MeterConfig(name, meter_id, id_variants(meter_id), key, site=row.get("site", ""))

@@ -13,8 +13,8 @@ from ..amiplus import (
     parse_key,
     parse_qr,
 )
-from ..wmbus import MeterKey
-from .reader import Reader
+from ..wmbus import MeterKey, shown
+from .reader import Reader, unfit_name
 from .settlement import Entries, Settlement, resolve, settlement_entries
 
 if TYPE_CHECKING:
@@ -49,10 +49,20 @@ class MeterConfig:
     settlement: Settlement | None = None  # prosumer rules (its own over settlement:'s), or none
 
 
+def _name(reader: Reader, fields: dict[str, Node], key: str, where: str) -> str | None:
+    """A name or site: text fit for InfluxDB tags and labels (`unfit_name`)."""
+    value = reader.optional(fields, key, reader.text, where)
+    wrong = unfit_name(value) if value is not None else None
+    if wrong is not None:
+        reader.problem(fields[key], f"{where} {key} {wrong}")
+        return None
+    return value
+
+
 def _meter(reader: Reader, node: Node, number: int, common: Entries) -> MeterConfig | None:
     fields = reader.mapping(node, f"meter {number}", _METER)
-    name = reader.optional(fields, "name", reader.text, f"meter {number}")
-    where = f"meter {name!r}" if name else f"meter {number}"
+    name = _name(reader, fields, "name", f"meter {number}")
+    where = f"meter {shown(name)}" if name else f"meter {number}"
     contracted = _contracted_power(reader, fields.get("contracted_power"), where)
     own = (
         settlement_entries(reader, fields["settlement"], f"{where} settlement")
@@ -107,7 +117,7 @@ def _meter(reader: Reader, node: Node, number: int, common: Entries) -> MeterCon
             f"{where}: give its key (eLicznik 'Klucz szyfrujący'), key_file, or the QR text",
         )
         return None
-    site = reader.optional(fields, "site", reader.text, where) or ""
+    site = _name(reader, fields, "site", where) or ""
     return MeterConfig(
         name or meter_id,
         meter_id,
@@ -128,7 +138,9 @@ def _contracted_power(reader: Reader, node: Node | None, where: str) -> float | 
     try:
         watts = float(text or "")
     except ValueError:
-        reader.problem(node, f"{where} contracted_power must be watts, e.g. 14000, not {text!r}")
+        reader.problem(
+            node, f"{where} contracted_power must be watts, e.g. 14000, not {shown(text or '')}"
+        )
         return None
     low, high = CONTRACTED_POWER
     if not low <= watts <= high:
@@ -165,7 +177,7 @@ def meters_section(
                 f"meter {other}'s ({about}); give each meter once, with its own key",
             )
             continue
-        named = f"{meter.name!r}, " if meter.name != meter.meter_id else ""
+        named = f"{shown(meter.name)}, " if meter.name != meter.meter_id else ""
         owner.update(dict.fromkeys(meter.ids, (number, f"{named}{reader.place(item)}")))
         meters.append(meter)
     return meters

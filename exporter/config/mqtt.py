@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..net import DEFAULT_PORT, DEFAULT_TLS_PORT, Broker, TlsFiles
+from ..wmbus import shown
 from .reader import Reader
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def _topic(reader: Reader, node: Node, where: str) -> str | None:
             node,
             f"{where} must be letters, digits, '_', '-' and '.' in levels separated by single "
             f"'/' (no wildcards, no '/' at either end, at most {TOPIC_MAX} characters), "
-            f"not {value!r}",
+            f"not {shown(value)}",
         )
         return None
     return value
@@ -99,7 +100,7 @@ def broker_settings(
     host = reader.text(fields["host"], f"{where} host") or ""
     if "://" in host or not HOST.fullmatch(host):
         reader.problem(
-            fields["host"], f"{where} host must be a host name or address only, not {host!r}"
+            fields["host"], f"{where} host must be a host name or address only, not {shown(host)}"
         )
     options: dict[str, Any] = {"host": host}
     if "tls" in fields:
@@ -126,7 +127,7 @@ def broker_settings(
             reader.problem(
                 fields["client_id"],
                 f"{where} client_id must be 1-128 printable characters without spaces, "
-                f"not {client_id!r}",
+                f"not {shown(client_id)}",
             )
     return Broker(**options)
 

@@ -5,6 +5,7 @@ echoed in a message, nor anything else that could be a key (`shown`: a fingerpri
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,29 @@ if TYPE_CHECKING:
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 T = TypeVar("T")
+
+
+#: Unicode categories a name may not hold: controls (line breaks, tabs, NUL) and the line and
+#: paragraph separators. They cannot be written in an InfluxDB tag and break labels and logs.
+_CONTROLS = frozenset({"Cc", "Zl", "Zp"})
+
+
+def unfit_name(text: str) -> str | None:
+    """What is wrong with a meter's name or site (None: nothing): a control character, or a
+    backslash (InfluxDB's line protocol cannot always write one in a tag)."""
+    for position, character in enumerate(text, start=1):
+        if unicodedata.category(character) in _CONTROLS:
+            return (
+                f"holds a control character (U+{ord(character):04X}) at character {position}: "
+                "names go into InfluxDB tags and metric labels, which cannot hold line breaks "
+                "or tabs; remove it"
+            )
+        if character == "\\":
+            return (
+                f"holds a backslash at character {position}: names go into InfluxDB tags, "
+                "where a backslash cannot always be written; use another character"
+            )
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from ..receivers import (
     convert,
     unknown_options,
 )
+from ..wmbus import shown
 from .reader import Reader
 
 if TYPE_CHECKING:
@@ -102,5 +103,5 @@ def receivers_section(reader: Reader, node: Node | None, root: Node) -> list[Rec
     ]
     names = [spec.label for spec in receivers]
     for name in sorted({n for n in names if names.count(n) > 1}):
-        reader.problem(node, f"two receivers are called {name!r}: give each a name")
+        reader.problem(node, f"two receivers are called {shown(name)}: give each a name")
     return receivers

@@ -31,6 +31,7 @@ from ..amiplus import MeterReading, Shape, table
 from ..config import InfluxConfig
 from ..pipeline import Cost, MeterUpdate, Output
 from ..plumbing import Backoff, import_extra
+from .lineprotocol import line
 from .spool import DISK_FULL, SPOOL_ERROR, SPOOL_FULL, Segment, Spool
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,6 @@ PROBE_TIMEOUT = 2.0
 #: Seconds `stop` may take in all (the process has 5 s from SIGTERM; receivers stop first).
 STOP_BUDGET = 3.0
 UNREACHABLE = frozenset({"connection", "timeout"})  # outcomes after which a probe is worth it
-
-
-def _escape_tag(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
 
 
 def _numbers(reading: MeterReading) -> Iterator[tuple[str, float]]:
@@ -69,20 +66,20 @@ def _numbers(reading: MeterReading) -> Iterator[tuple[str, float]]:
                     yield row.influx_tariff.format(tariff), float(number)
 
 
-def _fields(reading: MeterReading) -> Iterator[str]:
-    """`name=value` of the reading's numbers; a value InfluxDB cannot store (an infinity or NaN
-    from a meter's float record) is left out rather than failing the whole batch."""
-    return (f"{name}={number!r}" for name, number in _numbers(reading) if math.isfinite(number))
+def _fields(reading: MeterReading) -> dict[str, float]:
+    """The reading's numbers; a value InfluxDB cannot store (an infinity or NaN from a meter's
+    float record) is left out rather than failing the whole batch."""
+    return {name: number for name, number in _numbers(reading) if math.isfinite(number)}
 
 
-def _cost_fields(money: Mapping[str, float]) -> Iterator[str]:
+def _cost_fields(money: Mapping[str, float]) -> Iterator[tuple[str, float]]:
     """The meter's running cost (pipeline/calendar.py): a register in PLN per tariff zone
     (energy and distribution) and for the exported energy; a period's cost is a difference."""
     cost = Cost.of(money)
     for zone, (energy, distribution) in cost.zones.items():
-        yield f"cost_t{zone}_pln={float(energy + distribution)!r}"
+        yield f"cost_t{zone}_pln", float(energy + distribution)
     if "export" in money:
-        yield f"export_value_pln={float(cost.export)!r}"
+        yield "export_value_pln", float(cost.export)
 
 
 def point(
@@ -95,18 +92,15 @@ def point(
     """The line-protocol point of one reading: float fields only, millisecond precision, so two
     readings in one second are two points (None when the telegram named no field at all);
     `money`, the running cost, and the configured contracted power add their fields."""
-    found = list(_fields(reading))
-    if found and money:
-        found.extend(_cost_fields(money))
-    if found and contracted_power is not None:
-        found.append(f"contracted_power_w={float(contracted_power)!r}")
-    values = ",".join(found)
-    if not values:
+    found = _fields(reading)
+    if not found:
         return None
-    tags = f"meter_id={_escape_tag(reading.meter_id)}"
-    if name:
-        tags += f",name={_escape_tag(name)}"
-    return f"{MEASUREMENT},{tags} {values} {round(received_at * 1000)}"
+    if money:
+        found.update(_cost_fields(money))
+    if contracted_power is not None:
+        found["contracted_power_w"] = float(contracted_power)
+    tags = {"meter_id": reading.meter_id, "name": name or ""}
+    return line(MEASUREMENT, tags, found, round(received_at * 1000))
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +228,7 @@ class V1Sender(Sender):
             self.headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode()
         self.timeout = config.timeout
         self.context = _ssl_context(config) if self.https else None
-        self.description = f"{config.url} database {config.database}"
+        self.description = f"{config.where} database {config.database}"
 
     def send(self, body: bytes, timeout: float | None = None) -> Outcome:
         connection: http.client.HTTPConnection
@@ -282,7 +276,7 @@ class V2Sender(Sender):
         self.service = WriteService(self.client.api_client)  # type: ignore[no-untyped-call]
         self.bucket = config.bucket
         self.org = config.org or "-"
-        self.description = f"{config.url} bucket {config.bucket}"
+        self.description = f"{config.where} bucket {config.bucket}"
 
     def send(self, body: bytes, timeout: float | None = None) -> Outcome:
         from influxdb_client.rest import ApiException  # noqa: PLC0415
@@ -408,7 +402,7 @@ class InfluxOutput(Output):
             if self._stop.wait(min(remaining, PROBE_EVERY) if probe else remaining):
                 return
             if probe and deadline - time.monotonic() > 0 and ping(self.config):
-                log.info("InfluxDB answers again at %s; sending now", self.config.url)
+                log.info("InfluxDB answers again at %s; sending now", self.config.where)
                 self.retry_at = 0.0
                 return
 

@@ -3,7 +3,8 @@
 Points are appended, one line-protocol line each, to numbered segment files of at most
 `batch_size` points; a sealed segment is one write request. A segment is deleted only after the
 server accepted it, moved to `rejected/` when the server refuses it as invalid, and the oldest
-are dropped (counted) when the spool would exceed its size limit.
+are dropped (counted) when the spool would exceed its size limit. Files are created 0600 and
+directories 0700, whatever the umask (plumbing's private files).
 
 fsync policy: every append is written through to the operating system at once, so a crash of
 the exporter loses nothing; the segment is fsynced at most once per `FSYNC_INTERVAL` and when
@@ -25,6 +26,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..plumbing import open_private, private_directory
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +143,7 @@ class Spool:
             return True
         self._tried_at = time.monotonic()
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            private_directory(self.directory)
             self._recover()
         except OSError as error:
             self._report(drop_reason(error), error)
@@ -203,12 +206,12 @@ class Spool:
     def _open_segment(self, received_at: float) -> None:
         self._counter += 1
         path = self.directory / f"{self._counter:012d}{SUFFIX}"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+        flags = os.O_WRONLY | os.O_APPEND
         try:
-            fd = os.open(path, flags, 0o644)
+            fd = open_private(path, flags)
         except FileNotFoundError:  # the directory vanished: make it again, once
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, flags, 0o644)
+            private_directory(self.directory)
+            fd = open_private(path, flags)
         self._fd, self._current_path = fd, path
         self._current_points = self._current_size = 0
         self._current_first = received_at
@@ -361,7 +364,7 @@ class Spool:
         with self._lock:
             self._forget(segment)
             try:
-                target.parent.mkdir(exist_ok=True)
+                private_directory(target.parent)
                 segment.path.replace(target)
             except FileNotFoundError:
                 pass

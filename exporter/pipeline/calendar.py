@@ -217,9 +217,10 @@ class Figure:
 
 class Store:
     """The calendar's file: every meter's marks in one JSON document, replaced atomically
-    (`plumbing.write_atomically`). One file, not one per meter: a fleet's thousands of
-    meters cost one write every few minutes and one read at start. A directory that cannot be
-    written is reported once and the calendar carries on in memory."""
+    (plumbing's `write_atomically`: a file 0600 in a directory 0700). One file, not one per
+    meter: a fleet's thousands of meters cost one write every few minutes and one read at
+    start. A directory that cannot be written is reported once and the calendar carries on in
+    memory."""
 
     FORMAT = 2
 
@@ -252,9 +253,8 @@ class Store:
         try:
             # dumps, not dump: json.dump streams through the pure-Python encoder (four times
             # slower; 20,000 meters took 2 s of CPU)
-            write_atomically(
-                path, json.dumps({"format": self.FORMAT, "meters": meters}, separators=(",", ":"))
-            )
+            text = json.dumps({"format": self.FORMAT, "meters": meters}, separators=(",", ":"))
+            write_atomically(path, text.encode())
         except OSError as error:
             if not self._failing:
                 log.warning(

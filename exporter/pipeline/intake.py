@@ -15,13 +15,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ..amiplus import read_meter, table
+from ..amiplus import NOT_ENCRYPTED, advice, read_meter, table
 from ..config import Config, MeterConfig
+from ..plumbing import RateLimit
 from ..receivers import Frame
-from ..wmbus import Address, MeterKey, Peek, WMBusError, decode, peek
+from ..wmbus import Address, MeterKey, Peek, Telegram, WMBusError, decode, peek
 from .calendar import Calendar
 from .dedupe import Deduplicator
 from .handoff import MeterUpdate, Output
@@ -32,14 +32,8 @@ from .state import State
 log = logging.getLogger(__name__)
 
 REPEAT_SUMMARY = 900.0  # seconds between log lines about the same failure of the same meter
-
-
-@dataclass(slots=True)
-class _Repeated:
-    """A meter's failure already logged: when, and how often it came back since."""
-
-    logged_at: float
-    since: int = 0
+#: How a telegram that arrived in clear was sent, by its security mode (none, or mode 5).
+_IN_CLEAR = {0: "without any encryption (security mode 0)", 5: "with its AES area already in clear"}
 
 
 class Intake:
@@ -63,9 +57,7 @@ class Intake:
         self.heard = HeardMeters()
         self.dedupe = Deduplicator(config.dedupe_window)
         self._dedupe_lock = threading.Lock()
-        self._clock = clock
-        self._repeated: dict[tuple[str, str], _Repeated] = {}
-        self._repeated_lock = threading.Lock()
+        self._repeated = RateLimit(REPEAT_SUMMARY, clock)
 
     def reconfigure(self, config: Config) -> None:
         """Take a new configuration (meters, keys, the dedupe window) for the next frame."""
@@ -108,6 +100,9 @@ class Intake:
         if meter is None:
             self.state.count_unconfigured()
             return
+        if not telegram.encrypted:  # every configured meter has a key, and AMIplus encrypts
+            self._reject(meter, NOT_ENCRYPTED, _in_clear(telegram), frame.received_at)
+            return
         reading = read_meter(
             telegram,
             zone=config.timezone,
@@ -142,35 +137,38 @@ class Intake:
         address = error.address
         meter: MeterConfig | None = self.config.meter_for(address.meter_id) if address else None
         if meter is not None:
-            self.state.record_failure(
-                meter.meter_id, meter.name, error.code, error.message, frame.received_at
-            )
-            self._log_failure(meter, error)
-            return
-        if address is not None:
+            self._reject(meter, error.code, error.message, frame.received_at)
+        elif address is not None:
             self.state.count_unconfigured()
         else:
             self.state.count_undecodable(error.code)
 
-    def _log_failure(self, meter: MeterConfig, error: WMBusError) -> None:
-        """The first failure of its kind, then a summary every `REPEAT_SUMMARY` seconds."""
-        now = self._clock()
-        key = (meter.meter_id, error.code)
-        with self._repeated_lock:
-            seen = self._repeated.get(key)
-            if seen is not None and now - seen.logged_at < REPEAT_SUMMARY:
-                seen.since += 1
-                return
-            self._repeated[key] = _Repeated(now)
-        if seen is None or not seen.since:
-            log.warning("meter %s: %s", meter.name, error.message)
+    def _reject(self, meter: MeterConfig, code: str, message: str, at: float) -> None:
+        """Count a configured meter's telegram that was not taken; log the first of its kind,
+        then a summary every `REPEAT_SUMMARY` seconds."""
+        self.state.record_failure(meter.meter_id, meter.name, code, message, at)
+        due = self._repeated.due((meter.meter_id, code))
+        if due is None:
+            return
+        if not due.held_back:
+            log.warning("meter %s: %s", meter.name, message)
             return
         log.warning(
             "meter %s: %s (and %d more telegrams failed the same way in the last %.0f minutes; "
             "the next summary in %.0f minutes if it goes on)",
             meter.name,
-            error.message,
-            seen.since,
-            (now - seen.logged_at) / 60,
+            message,
+            due.held_back,
+            due.seconds / 60,
             REPEAT_SUMMARY / 60,
         )
+
+
+def _in_clear(telegram: Telegram) -> str:
+    """Why a configured meter's telegram that arrived in clear is not taken."""
+    mode = telegram.transport.configuration.security_mode
+    how = _IN_CLEAR.get(mode, f"in clear (security mode {mode})")
+    return (
+        f"A telegram from meter {telegram.address.meter_id} arrived {how}, though a key is "
+        f"configured for it: not taken. {advice(NOT_ENCRYPTED)}"
+    )

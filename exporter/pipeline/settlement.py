@@ -241,7 +241,7 @@ class Settlements:
     def _save(self, meters: dict[str, Any]) -> None:
         assert self._path is not None
         try:
-            write_atomically(self._path, json.dumps({"format": FORMAT, "meters": meters}))
+            write_atomically(self._path, json.dumps({"format": FORMAT, "meters": meters}).encode())
         except OSError as error:
             if not self._failing:
                 log.warning(

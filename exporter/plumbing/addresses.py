@@ -13,3 +13,17 @@ def listening_family(host: str, port: int, kind: socket.SocketKind) -> socket.Ad
         return socket.AF_INET
     found = socket.getaddrinfo(host, port, type=kind, flags=socket.AI_PASSIVE)
     return socket.AddressFamily(found[0][0])
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`:9264`, `0.0.0.0:9264`, `127.0.0.1:9264` or `[::1]:9264` to (host, port). A
+    `ValueError` says what is wrong without repeating the text (the caller shows it as it may)."""
+    host, colon, port = text.strip().rpartition(":")
+    if not colon or not port.isdigit():
+        raise ValueError("a listen address ends in :PORT, e.g. :9264 or 127.0.0.1:9264")
+    number = int(port)
+    if not 0 <= number <= 65535:
+        raise ValueError(f"the port {number} is out of range (0-65535)")
+    if host.startswith("[") != host.endswith("]") or (":" in host and not host.startswith("[")):
+        raise ValueError("an IPv6 address is written in brackets, e.g. [::1]:9264")
+    return host.strip("[]"), number

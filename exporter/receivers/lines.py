@@ -13,6 +13,7 @@ import re
 import string
 from dataclasses import dataclass
 
+from ..wmbus import format_a_length
 from .base import Dialect, ErrorReason, Event, Frame, FrameError, Framer
 
 
@@ -157,36 +158,52 @@ def parse_line(line: str) -> list[LineItem]:
 
 #: Line problems by code, as receiver error reasons (a line that is no telegram is framing).
 _LINE_ERRORS = {"crc": ErrorReason.CRC, "truncated": ErrorReason.TOO_SHORT}
-MAX_LINE_BYTES = 8192  # far above any telegram line; a longer run without newline is garbage
+#: The longest frame a receiver can hand over: L = 255 in format A with its 17 block CRCs.
+LONGEST_FRAME = format_a_length(0xFF)  # 290 bytes
+#: The longest line worth reading (docs/receivers.md, 6): the longest frame in hex with a
+#: separator after every byte (3 x 290 = 870 characters) leaves 1,178 for the rest of the
+#: line, twice what rtl_433's JSON (the longest format) adds with every `-M` option but `bits`.
+#: A longer line holds no telegram; keeping it would let a sender fill the memory.
+MAX_LINE_BYTES = 2048
+TOO_LONG = f"a line longer than {MAX_LINE_BYTES} bytes, which no telegram needs: skipped"
 
 
 class LineFramer(Framer):
-    """Newline-separated text (hex, rtl_wmbus, telegram=|..|, rtl_433 JSON) to frames."""
+    """Newline-separated text (hex, rtl_wmbus, telegram=|..|, rtl_433 JSON) to frames; a line
+    longer than `MAX_LINE_BYTES`, with its newline or without, is a framing error and is never
+    held whole."""
 
     def __init__(self) -> None:
         self._partial = b""
+        self._skipping = False  # inside a line already reported as too long
 
     def feed(self, data: bytes, now: float) -> list[Event]:
+        events: list[Event] = []
+        if self._skipping:
+            end = data.find(b"\n")
+            if end < 0:
+                return events
+            data, self._skipping = data[end + 1 :], False
         lines = (self._partial + data).split(b"\n")
         self._partial = lines.pop()
-        events: list[Event] = []
-        if len(self._partial) > MAX_LINE_BYTES:
-            self._partial = b""
-            events.append(
-                FrameError(ErrorReason.FRAMING, f"over {MAX_LINE_BYTES} bytes without a newline")
-            )
         for line in lines:
-            events.extend(self.line(line.decode("utf-8", "replace"), now))
+            if len(line) > MAX_LINE_BYTES:
+                events.append(FrameError(ErrorReason.FRAMING, TOO_LONG))
+            else:
+                events.extend(self.line(line.decode("utf-8", "replace"), now))
+        if len(self._partial) > MAX_LINE_BYTES:
+            self._partial, self._skipping = b"", True
+            events.append(FrameError(ErrorReason.FRAMING, TOO_LONG))
         return events
 
     def end(self, now: float) -> list[Event]:
         """A connection or datagram ended: its last line needs no newline (ESPHome sends none)."""
-        partial, self._partial = self._partial, b""
+        partial, self._partial, self._skipping = self._partial, b"", False
         return self.line(partial.decode("utf-8", "replace"), now) if partial.strip() else []
 
     @staticmethod
     def line(text: str, now: float) -> list[Event]:
-        """The events of one complete line (datagram receivers deliver lines whole)."""
+        """The events of one complete line."""
         return [
             Frame(item.frame, now, item.rssi_dbm, item.link_mode)
             if isinstance(item, LineFrame)

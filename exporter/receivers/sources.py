@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
 import re
 import select
 import shlex
+import signal
 import socket
 import subprocess
 import threading
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..amiplus import SimulatedMeter
-from ..plumbing import ConnectionLimit, listening_family
+from ..plumbing import ConnectionLimit, RateLimitedLog, listening_family
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +194,6 @@ class TcpServerSource(Source):
 
     MAX_CLIENTS = 64
     REPLACE_AFTER = 2.0
-    LOG_EVERY = 60.0
 
     def __init__(
         self, host: str, port: int, *, idle_timeout: float = 300.0, max_clients: int = MAX_CLIENTS
@@ -208,7 +209,7 @@ class TcpServerSource(Source):
             max_clients, replace_after=self.REPLACE_AFTER
         )
         self._streams = itertools.count()
-        self._logged: dict[str, float] = {}
+        self._closed_log = RateLimitedLog(log, logging.WARNING)
 
     @property
     def port(self) -> int:
@@ -284,17 +285,9 @@ class TcpServerSource(Source):
     def _note(self, reason: str, why: str, peer: tuple[str, int]) -> None:
         """Count a closed connection; log it at most once a minute per reason."""
         self.closed_connections[reason] += 1
-        now = time.monotonic()
-        if now - self._logged.get(reason, -self.LOG_EVERY) >= self.LOG_EVERY:
-            self._logged[reason] = now
-            log.warning(
-                "%s: closed the connection from %s (%s); %d %s so far",
-                self.description,
-                peer[0],
-                why,
-                self.closed_connections[reason],
-                reason,
-            )
+        self._closed_log(
+            "%s: closed the connection from %s (%s)", self.description, peer[0], why, key=reason
+        )
 
     def close(self) -> None:
         for client in self._clients:
@@ -346,12 +339,30 @@ class UdpSource(Source):
             sock.close()
 
 
+def _signal_group(group: int, number: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, number)
+
+
+def _group_alive(group: int) -> bool:
+    """Whether any process of the group is left (signal 0 checks without sending)."""
+    try:
+        os.killpg(group, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
 class ProcessSource(Source):
     """A command's standard output, e.g. `rtl_sdr ... | rtl_wmbus` or `mosquitto_sub ...`.
 
-    Run through the shell so pipelines work; its stderr goes to the log. When it exits, the
-    receiver starts it again after the backoff.
+    Run through the shell so pipelines work (the configuration is trusted like code: whoever
+    can write it can run commands as the exporter's user); its stderr goes to the log. The
+    command runs in a session of its own, so a stop ends every process of its pipeline. When
+    it exits, the receiver starts it again after the backoff.
     """
+
+    STOP_WAIT = 5.0  # seconds the pipeline has to end after SIGTERM before SIGKILL
 
     def __init__(self, command: str) -> None:
         self.command = command
@@ -395,17 +406,22 @@ class ProcessSource(Source):
         return [Chunk(None, data)]
 
     def close(self) -> None:
+        """End the whole process group (the shell and every command of its pipeline): SIGTERM,
+        then SIGKILL to what is left after `STOP_WAIT` seconds."""
         process, self._process = self._process, None
         if process is None:
             return
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        group = process.pid  # start_new_session: the shell leads its own process group
+        deadline = time.monotonic() + self.STOP_WAIT
+        _signal_group(group, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=self.STOP_WAIT)
+        while _group_alive(group) and time.monotonic() < deadline:
+            time.sleep(0.02)  # the rest of the pipeline heard SIGTERM too and is exiting
+        if _group_alive(group):
+            _signal_group(group, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=self.STOP_WAIT)
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()

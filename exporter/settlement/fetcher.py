@@ -85,7 +85,7 @@ class PriceCache:
         if self.path is None:
             return
         try:
-            write_atomically(self.path, json.dumps(cache_json(days, self.zone)))
+            write_atomically(self.path, json.dumps(cache_json(days, self.zone)).encode())
         except OSError as error:
             if not self._failing:
                 log.warning(

@@ -1,10 +1,12 @@
 """The HTTP server: metrics, health, the status page and its data."""
 
+from .browser import Listener
 from .history import PageHistory
 from .ingress import DEFAULT_LISTEN as INGRESS_LISTEN
 from .ingress import SUPERVISOR, Ingress
 from .page import render
-from .server import Listener, Routes, SecurityFile, WebConfigError, WebServer, parse_listen
+from .security import SecurityFile, WebConfigError, WebSecurity
+from .server import Routes, WebServer
 from .status import status
 
 __all__ = [
@@ -16,8 +18,8 @@ __all__ = [
     "Routes",
     "SecurityFile",
     "WebConfigError",
+    "WebSecurity",
     "WebServer",
-    "parse_listen",
     "render",
     "status",
 ]

@@ -16,8 +16,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 
+from ..plumbing import parse_listen
+from .browser import Listener
 from .page import render
-from .server import Listener, Page, Routes, parse_listen
+from .server import Page, Routes
 
 #: The Supervisor's address on Home Assistant's internal network: the only source ingress has.
 SUPERVISOR = "172.30.32.2"
@@ -30,12 +32,14 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class IngressRoutes(Routes):
-    """The page (without its `/metrics` link) and `/api/status`; 404 for anything else."""
+    """The page (without its `/metrics` link) and `/api/status`; 404 for anything else. Its
+    clients are Home Assistant's users, whom Home Assistant authenticated: they see what a
+    client with a password sees (device paths, the configuration's place)."""
 
-    def get(self, path: str, gzip_accepted: bool = False) -> Page:
+    def get(self, path: str, gzip_accepted: bool = False, private: bool = False) -> Page:
         if path.partition("?")[0] not in SERVED:
             return NOT_SERVED
-        return super().get(path, gzip_accepted)
+        return super().get(path, gzip_accepted, private=True)
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,9 @@ class Ingress:
 
     @property
     def listener(self) -> Listener:
-        return Listener(self.allowed)
+        """Only the allowed sources, any name (only the proxy reaches it), framed by Home
+        Assistant's page."""
+        return Listener(frame_protection=False, allowed_hosts=None, sources=self.allowed)
 
     def routes(self, routes: Routes) -> IngressRoutes:
         """The exporter's routes as the ingress listener serves them."""

@@ -1,45 +1,42 @@
 """The HTTP server (docs/contracts.md, section 6): `/`, `/metrics`, `/healthz`, `/readyz`,
 `/api/status`.
 
-TLS (with client certificates) and basic auth come from an exporter-toolkit style web config
-file, read again whenever it changes. Passwords are bcrypt hashes; credentials once checked are
-remembered (keyed digests, both the right and the wrong ones) so that neither scrapes nor a
-client repeating a wrong password pay bcrypt's cost again, and only one bcrypt check runs at a
-time, so a flood of new wrong passwords leaves the other CPU to the scrapes.
+TLS (with client certificates), basic auth and extra headers come from an exporter-toolkit
+style web config file (`security.py`); every answer carries the browser protections of
+`browser.py`, and without basic auth only requests for the server's own names are answered.
+`/healthz` (it says only `ok`) is open to health checks even with basic auth.
 
-A thousand idle or slow clients never stop a scrape: connections are bounded (the one waiting
-longest for a request gives way to a new one), a request must arrive within `HEADER_TIMEOUT`,
-a kept-alive connection is closed after `IDLE_TIMEOUT` without one, and the listen backlog is
-deep enough for bursts.
+A thousand idle, slow or hostile clients never stop a scrape: connections are bounded (the one
+waiting longest for a request gives way to a new one), a request must arrive within
+`HEADER_TIMEOUT` and its header lines may hold `MAX_HEADER_BYTES` in all, a request with a body
+is refused, a kept-alive connection is closed after `IDLE_TIMEOUT` without one, the listen
+backlog is deep enough for bursts, and the lines such clients cause in the log are rate-limited.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import enum
 import errno
 import gzip
-import hashlib
-import hmac
-import ipaddress
+import http.client
+import io
 import json
 import logging
-import os
 import socket
 import ssl
 import sys
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
 from typing import Any
 
-from ..plumbing import ConnectionLimit, listening_family
+from ..plumbing import ConnectionLimit, RateLimitedLog, listening_family
+from .browser import MAIN_LISTENER, HostCheck, Listener, response_headers
+from .security import SecurityFile, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -48,224 +45,10 @@ IDLE_TIMEOUT = 60.0  # seconds a kept-alive connection may wait for its next req
 HEADER_TIMEOUT = 10.0  # seconds for a TLS handshake, or a request from its first byte, or a write
 MAX_CONNECTIONS = 128  # open connections (each has a thread); beyond, the longest waiting goes
 LISTEN_BACKLOG = 1024  # connections the kernel queues before they are accepted
-REMEMBERED = 1024  # credentials remembered as checked, right and wrong each
-BCRYPT_WAIT = 2.0  # seconds a request waits for its turn at bcrypt before it is told to retry
-
-#: exporter-toolkit client_auth_type values this server can honour.
-_DUMMY_HASH = b"$2b$04$8mLOlRcvjAh1vX2YEpSXs.QyXRdwbHyEZ3PlTZF4I/CoIwqZXz2ii"  # of "dummy"
-CLIENT_AUTH = {
-    "NoClientCert": ssl.CERT_NONE,
-    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
-    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
-}
-TLS_VERSIONS = {
-    "TLS10": ssl.TLSVersion.TLSv1,
-    "TLS11": ssl.TLSVersion.TLSv1_1,
-    "TLS12": ssl.TLSVersion.TLSv1_2,
-    "TLS13": ssl.TLSVersion.TLSv1_3,
-}
-_WEB_KEYS = {"tls_server_config", "basic_auth_users", "http_server_config"}
-_TLS_KEYS = {
-    "cert_file",
-    "key_file",
-    "client_auth_type",
-    "client_ca_file",
-    "min_version",
-    "max_version",
-}
-
-
-class WebConfigError(ValueError):
-    """The web config file cannot be used; the message says what to fix."""
-
-
-@dataclass(frozen=True)
-class WebSecurity:
-    """TLS context and basic-auth users of one version of the web config file."""
-
-    context: ssl.SSLContext | None = None
-    users: dict[str, bytes] = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def load(cls, path: Path) -> WebSecurity:
-        import yaml  # noqa: PLC0415 (only with a web config file)
-
-        try:
-            document = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise WebConfigError(f"cannot read the web config {path}: {error}") from None
-        if not isinstance(document, dict) or set(document) - _WEB_KEYS:
-            unknown = set(document) - _WEB_KEYS if isinstance(document, dict) else {"?"}
-            raise WebConfigError(
-                f"{path}: unknown keys {sorted(unknown)}; known: {sorted(_WEB_KEYS)}"
-            )
-        users = document.get("basic_auth_users") or {}
-        if not isinstance(users, dict):
-            raise WebConfigError(f"{path}: basic_auth_users must map user names to bcrypt hashes")
-        for user, hashed in users.items():
-            if not isinstance(hashed, str) or not hashed.startswith(("$2a$", "$2b$", "$2y$")):
-                raise WebConfigError(f"{path}: the password of {user!r} is not a bcrypt hash")
-        tls = document.get("tls_server_config")
-        context = _tls_context(tls, path.parent) if tls else None
-        return cls(context, {str(u): h.encode() for u, h in users.items()})
-
-    def authorised(self, header: str | None, checked: CheckedCredentials) -> Verdict:
-        """Whether an Authorization header holds valid basic-auth credentials."""
-        if not self.users:
-            return Verdict.YES
-        if not header or not header.startswith("Basic "):
-            return Verdict.NO
-        try:
-            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return Verdict.NO
-        digest = checked.digest(user, password)
-        known = checked.known(digest)
-        if known is not None:
-            return Verdict.YES if known else Verdict.NO
-        import bcrypt  # noqa: PLC0415 (only with basic auth: keeps the daemon small)
-
-        if not checked.turn.acquire(timeout=BCRYPT_WAIT):
-            return Verdict.BUSY
-        try:
-            known = checked.known(digest)  # checked by another request while this one waited
-            if known is not None:
-                return Verdict.YES if known else Verdict.NO
-            hashed = self.users.get(user)
-            # An unknown user is checked against a dummy hash too, so timing does not tell.
-            right = bcrypt.checkpw(password.encode(), hashed or _DUMMY_HASH) and hashed is not None
-        finally:
-            checked.turn.release()
-        checked.remember(digest, right)
-        return Verdict.YES if right else Verdict.NO
-
-
-class Verdict(enum.Enum):
-    """What a request earns: an answer; 401 for its credentials, 503 while bcrypt is busy, or
-    403 for a source its listener does not serve."""
-
-    YES = "yes"
-    NO = "no"
-    BUSY = "busy"
-    FORBIDDEN = "forbidden"
-
-
-@dataclass(frozen=True)
-class Listener:
-    """What one listening address allows: the sources it answers (None: any; others get 403,
-    as the add-on's ingress listener answers only the Supervisor: web/ingress.py)."""
-
-    allowed: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
-
-    def allows(self, address: str) -> bool:
-        if self.allowed is None:
-            return True
-        try:
-            source = ipaddress.ip_address(address.partition("%")[0])
-        except ValueError:
-            return False
-        if isinstance(source, ipaddress.IPv6Address) and source.ipv4_mapped is not None:
-            source = source.ipv4_mapped  # an IPv4 client of a dual-stack socket
-        return any(source in network for network in self.allowed)
-
-
-class CheckedCredentials:
-    """Credentials already checked against the current web config, right or wrong, as digests
-    keyed with a secret of this process; at most `REMEMBERED` of each, the oldest forgotten.
-    `turn` lets one bcrypt check run at a time."""
-
-    def __init__(self) -> None:
-        self._secret = os.urandom(32)
-        self._lock = threading.Lock()
-        self._right: OrderedDict[bytes, None] = OrderedDict()
-        self._wrong: OrderedDict[bytes, None] = OrderedDict()
-        self.turn = threading.Semaphore(1)
-
-    def digest(self, user: str, password: str) -> bytes:
-        message = user.encode() + b"\0" + password.encode()
-        return hmac.new(self._secret, message, hashlib.sha256).digest()
-
-    def known(self, digest: bytes) -> bool | None:
-        """True or False for credentials checked before, None for new ones."""
-        with self._lock:
-            for answer, remembered in ((True, self._right), (False, self._wrong)):
-                if digest in remembered:
-                    remembered.move_to_end(digest)
-                    return answer
-        return None
-
-    def remember(self, digest: bytes, right: bool) -> None:
-        with self._lock:
-            remembered = self._right if right else self._wrong
-            remembered[digest] = None
-            remembered.move_to_end(digest)
-            while len(remembered) > REMEMBERED:
-                remembered.popitem(last=False)
-
-
-def _tls_context(tls: Any, base: Path) -> ssl.SSLContext:
-    if not isinstance(tls, dict) or set(tls) - _TLS_KEYS:
-        raise WebConfigError(f"tls_server_config takes {sorted(_TLS_KEYS)}")
-    if "cert_file" not in tls or "key_file" not in tls:
-        raise WebConfigError("tls_server_config needs cert_file and key_file")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        context.load_cert_chain(base / tls["cert_file"], base / tls["key_file"])
-        auth = tls.get("client_auth_type", "NoClientCert")
-        if auth not in CLIENT_AUTH:
-            raise WebConfigError(
-                f"client_auth_type {auth!r} is not supported; use one of {sorted(CLIENT_AUTH)}"
-            )
-        context.verify_mode = CLIENT_AUTH[auth]
-        if auth != "NoClientCert":
-            if "client_ca_file" not in tls:
-                raise WebConfigError(f"client_auth_type {auth} needs client_ca_file")
-            context.load_verify_locations(base / tls["client_ca_file"])
-        for key, attribute in (
-            ("min_version", "minimum_version"),
-            ("max_version", "maximum_version"),
-        ):
-            if key in tls:
-                if tls[key] not in TLS_VERSIONS:
-                    raise WebConfigError(f"{key} must be one of {sorted(TLS_VERSIONS)}")
-                setattr(context, attribute, TLS_VERSIONS[tls[key]])
-    except (OSError, ssl.SSLError) as error:
-        raise WebConfigError(f"TLS: {error}") from None
-    return context
-
-
-class SecurityFile:
-    """The web config file, read again when its modification time changes."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._stamp: tuple[float, int] | None = None
-        self._security = WebSecurity.load(path) if path else WebSecurity()
-        self._stamp = self._current_stamp()
-        self._lock = threading.Lock()
-        self.checked = CheckedCredentials()
-
-    def _current_stamp(self) -> tuple[float, int] | None:
-        if self.path is None:
-            return None
-        try:
-            stat = self.path.stat()
-        except OSError:
-            return None
-        return (stat.st_mtime, stat.st_size)
-
-    def current(self) -> WebSecurity:
-        stamp = self._current_stamp()
-        with self._lock:
-            if stamp != self._stamp and self.path is not None:
-                try:
-                    self._security = WebSecurity.load(self.path)
-                    self.checked = CheckedCredentials()
-                    log.info("web config %s reloaded", self.path)
-                except WebConfigError as error:
-                    log.error("web config not reloaded, keeping the previous one: %s", error)
-                self._stamp = stamp
-            return self._security
+MAX_HEADER_BYTES = 65_536  # a request's header lines in all (a browser sends a few KB)
+SERVER_NAME = "amiplus-exporter"  # the Server header: no version of the exporter or Python
+TEXT = "text/plain; charset=utf-8"
+OPEN_PATHS = frozenset({"/healthz"})  # answered without basic auth and whatever the Host
 
 
 @dataclass
@@ -276,34 +59,56 @@ class Page:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+UNAUTHORISED = Page(
+    401, TEXT, b"unauthorised\n", {"WWW-Authenticate": 'Basic realm="amiplus-exporter"'}
+)
+BUSY = Page(503, TEXT, b"too many password checks at once; try again\n", {"Retry-After": "1"})
+FORBIDDEN = Page(403, TEXT, b"forbidden\n")
+WITH_BODY = Page(400, TEXT, b"a GET or HEAD request has no body\n", {"Connection": "close"})
+
+
+def misdirected(host: str) -> Page:
+    """The answer to a request for a name this server does not answer to without basic auth."""
+    return Page(
+        421,
+        TEXT,
+        f"This exporter does not answer to the name {host[:100]!r}. Add it to web: "
+        "allowed_hosts: in the configuration, or turn on basic auth (web: config_file:). "
+        "Without either, only this machine's own names and addresses are answered, so that "
+        "no other web site can read the status (DNS rebinding).\n".encode(),
+    )
+
+
 @dataclass
 class Routes:
-    """What the server serves; each callable builds its answer at request time."""
+    """What the server serves; each callable builds its answer at request time. `private` is
+    whether the client proved who it is (basic auth, a client certificate): only then do answers
+    name files and devices."""
 
     metrics: Callable[[bool], bytes]  # the exposition, gzip-compressed when asked
-    status: Callable[[frozenset[str]], dict[str, Any]]  # with the histories asked for
+    status: Callable[[frozenset[str], bool], dict[str, Any]]  # the histories asked, private
     page: Callable[[dict[str, Any]], str]
-    ready: Callable[[], tuple[bool, str]]
+    ready: Callable[[bool], tuple[bool, str]]  # private
 
-    def get(self, path: str, gzip_accepted: bool = False) -> Page:
+    def get(self, path: str, gzip_accepted: bool = False, private: bool = False) -> Page:
         route, _, query = path.partition("?")
         if route == "/metrics":
             headers = {"Content-Encoding": "gzip"} if gzip_accepted else {}
             return Page(200, METRICS_CONTENT_TYPE, self.metrics(gzip_accepted), headers)
         if route == "/healthz":
-            return Page(200, "text/plain; charset=utf-8", b"ok\n")
+            return Page(200, TEXT, b"ok\n")
         if route == "/readyz":
-            ready, reason = self.ready()
-            return Page(200 if ready else 503, "text/plain; charset=utf-8", f"{reason}\n".encode())
+            ready, reason = self.ready(private)
+            return Page(200 if ready else 503, TEXT, f"{reason}\n".encode())
         if route == "/api/status":
             asked = [p.removeprefix("history=") for p in query.split("&") if "history=" in p]
             histories = frozenset(kind for value in asked for kind in value.split(","))
-            body = json.dumps(self.status(histories), ensure_ascii=False, default=str)
+            body = json.dumps(self.status(histories, private), ensure_ascii=False, default=str)
             return Page(200, "application/json", body.encode())
         if route in ("/", "/index.html"):
-            page = self.page(self.status(frozenset({"1"})))  # the hour's charts at once
+            page = self.page(self.status(frozenset({"1"}), private))  # the hour's charts at once
             return Page(200, "text/html; charset=utf-8", page.encode())
-        return Page(404, "text/plain; charset=utf-8", b"not found\n")
+        return Page(404, TEXT, b"not found\n")
 
 
 class Phase(enum.Enum):
@@ -312,6 +117,23 @@ class Phase(enum.Enum):
     IDLE = "idle"
     READING = "reading"
     BUSY = "busy"
+
+
+class _HeaderBudget:
+    """The connection's reader while a request's header lines are read: past `budget` bytes in
+    all it raises what http.server answers with 431 (each line alone may be 64 KB, and there
+    may be 100: 6.4 MB a request without this)."""
+
+    def __init__(self, stream: io.BufferedIOBase, budget: int) -> None:
+        self._stream = stream
+        self._left = budget
+
+    def readline(self, limit: int = -1) -> bytes:
+        line = self._stream.readline(limit)
+        self._left -= len(line)
+        if self._left < 0:
+            raise http.client.HTTPException(f"request headers over {MAX_HEADER_BYTES} bytes")
+        return line
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -338,52 +160,82 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.settimeout(HEADER_TIMEOUT)
         super().handle_one_request()
 
+    def parse_request(self) -> bool:
+        """The request line and headers, the headers within `MAX_HEADER_BYTES`."""
+        stream = self.rfile
+        self.rfile = _HeaderBudget(stream, MAX_HEADER_BYTES)  # type: ignore[assignment]
+        try:
+            return super().parse_request()
+        finally:
+            self.rfile = stream
+
+    def version_string(self) -> str:
+        return SERVER_NAME
+
+    def end_headers(self) -> None:
+        """Every answer, errors included, carries the browser protections."""
+        for name, value in self.server.headers(isinstance(self.connection, ssl.SSLSocket)):
+            self.send_header(name, value)
+        super().end_headers()
+
     def do_GET(self) -> None:
         self._answer(head=False)
 
     def do_HEAD(self) -> None:
         self._answer(head=True)
 
+    def _page(self) -> Page:
+        """The answer: refused (a source the listener does not serve, a body, an unknown name,
+        no password), or the route's."""
+        if not self.server.listener.answers(self.client_address[0]):
+            return FORBIDDEN
+        headers = self.headers
+        if headers.get("Transfer-Encoding") or headers.get("Content-Length", "0") != "0":
+            return WITH_BODY  # its body would be read as the next request otherwise
+        route = self.path.partition("?")[0]
+        security_file = self.server.security
+        security = security_file.current()
+        private = security.identifies_clients
+        if route not in OPEN_PATHS and not private:
+            host = headers.get("Host")
+            if not self.server.host_allowed(host):
+                self.server.misdirected_log(
+                    "HTTP: refused a request for the name %r (not one of this server's); add "
+                    "it to web: allowed_hosts: if it is yours",
+                    (host or "")[:100],
+                )
+                return misdirected(host or "")
+        if route not in OPEN_PATHS:
+            verdict = security.authorised(headers.get("Authorization"), security_file.checked)
+            if verdict is not Verdict.YES:
+                return UNAUTHORISED if verdict is Verdict.NO else BUSY
+        try:
+            return self.server.routes.get(self.path, "gzip" in self._encodings, private)
+        except Exception:  # a bug in a page must not kill the server; say so and log it
+            log.exception("error serving %s", self.path)
+            return Page(500, TEXT, b"internal error\n")
+
+    @property
+    def _encodings(self) -> str:
+        return self.headers.get("Accept-Encoding", "")
+
     def _answer(self, *, head: bool) -> None:
         self.server.mark(self.connection, Phase.BUSY)
-        accepted = self.headers.get("Accept-Encoding", "")
-        security_file = self.server.security
-        if not self.server.listener.allows(self.client_address[0]):
-            verdict = Verdict.FORBIDDEN
-        else:
-            verdict = security_file.current().authorised(
-                self.headers.get("Authorization"), security_file.checked
-            )
-        if verdict is Verdict.FORBIDDEN:
-            page = Page(403, "text/plain; charset=utf-8", b"forbidden\n")
-        elif verdict is Verdict.NO:
-            page = Page(
-                401,
-                "text/plain; charset=utf-8",
-                b"unauthorised\n",
-                {"WWW-Authenticate": 'Basic realm="amiplus-exporter"'},
-            )
-        elif verdict is Verdict.BUSY:
-            page = Page(
-                503,
-                "text/plain; charset=utf-8",
-                b"too many password checks at once; try again\n",
-                {"Retry-After": "1"},
-            )
-        else:
-            try:
-                page = self.server.routes.get(self.path, "gzip" in accepted)
-            except Exception:  # a bug in a page must not kill the server; say so and log it
-                log.exception("error serving %s", self.path)
-                page = Page(500, "text/plain; charset=utf-8", b"internal error\n")
+        page = self._page()
         body = page.body
-        if "gzip" in accepted and len(body) > 1024 and "Content-Encoding" not in page.headers:
+        if (
+            "gzip" in self._encodings
+            and len(body) > 1024
+            and "Content-Encoding" not in page.headers
+        ):
             body = gzip.compress(body, compresslevel=5)
+            page = Page(page.status, page.content_type, body, {**page.headers})
             page.headers["Content-Encoding"] = "gzip"
+        if page.headers.get("Connection") == "close":
+            self.close_connection = True
         self.send_response(page.status)
         self.send_header("Content-Type", page.content_type)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
         for name, value in page.headers.items():
             self.send_header(name, value)
         self.end_headers()
@@ -411,12 +263,14 @@ class WebServer(HTTPServer):
         routes: Routes,
         security: SecurityFile,
         max_connections: int = MAX_CONNECTIONS,
-        listener: Listener = Listener(),
+        listener: Listener = MAIN_LISTENER,
     ) -> None:
         self.routes = routes
         self.security = security
-        self.listener = listener
         self.max_connections = max_connections
+        self.listener = listener
+        hosts = listener.allowed_hosts
+        self._host_check = None if hosts is None else HostCheck(address[0], hosts)
         self.closed_for_room = 0  # connections closed to make room for a new one
         self.refused = 0  # connections refused: every open one was being answered
         self.timed_out = 0  # connections closed for taking too long with a request
@@ -424,7 +278,9 @@ class WebServer(HTTPServer):
             max_connections, may_give_way=lambda phase: phase is not Phase.BUSY
         )
         self._connections_lock = threading.Lock()
-        self._refusal_logged = 0.0
+        self._refused_log = RateLimitedLog(log, logging.WARNING)
+        self._handshake_log = RateLimitedLog(log, logging.INFO)
+        self.misdirected_log = RateLimitedLog(log, logging.WARNING)
         self._workers = ThreadPoolExecutor(max_connections, thread_name_prefix="http")
         self.address_family = listening_family(*address, socket.SOCK_STREAM)
         super().__init__(address, _Handler)
@@ -466,7 +322,9 @@ class WebServer(HTTPServer):
                     request.settimeout(HEADER_TIMEOUT)
                     request.do_handshake()
                 except (ssl.SSLError, OSError) as error:
-                    log.info("TLS handshake with %s failed: %s", client_address[0], error)
+                    self._handshake_log(
+                        "TLS handshake with %s failed: %s", client_address[0], error
+                    )
                     return
             self.finish_request(request, client_address)
         except Exception:
@@ -481,15 +339,19 @@ class WebServer(HTTPServer):
             socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     def _log_refusal(self, client_address: Any) -> None:
-        now = time.monotonic()
-        if now - self._refusal_logged >= 60:
-            self._refusal_logged = now
-            log.warning(
-                "HTTP: all %d connections are busy answering; refused %s (%d refused so far)",
-                self.max_connections,
-                client_address[0],
-                self.refused,
-            )
+        self._refused_log(
+            "HTTP: all %d connections are busy answering; refused %s",
+            self.max_connections,
+            client_address[0],
+        )
+
+    def host_allowed(self, host: str | None) -> bool:
+        """Whether a request (without basic auth) names this server in its `Host`."""
+        return self._host_check is None or self._host_check.allows(host)
+
+    def headers(self, tls: bool) -> list[tuple[str, str]]:
+        """The headers every answer carries (those of the web config file win)."""
+        return response_headers(self.listener, tls=tls, configured=self.security.current().headers)
 
     def mark(self, sock: socket.socket, phase: Phase) -> None:
         """A connection's thread says where it is."""
@@ -539,16 +401,3 @@ class WebServer(HTTPServer):
     @property
     def scheme(self) -> str:
         return "https" if self.security.current().context else "http"
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """`:9264`, `0.0.0.0:9264`, `127.0.0.1:9264` or `[::1]:9264` to (host, port)."""
-    host, _, port = text.strip().rpartition(":")
-    host = host.strip("[]")
-    try:
-        number = int(port)
-    except ValueError:
-        raise ValueError(f"listen address {text!r} must end in :PORT, e.g. :9264") from None
-    if not 0 <= number <= 65535:
-        raise ValueError(f"port {number} is out of range")
-    return host, number

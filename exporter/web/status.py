@@ -140,13 +140,13 @@ def _meter(
     return out
 
 
-def _receiver(stats: ReceiverStats) -> dict[str, Any]:
+def _receiver(stats: ReceiverStats, private: bool) -> dict[str, Any]:
     known = ADVICE.get(stats.down_code or "")
     out: dict[str, Any] = {
         "name": stats.name,
-        "description": stats.description,
+        "description": stats.description if private else None,  # device paths, files
         "up": stats.up,
-        "down_reason": stats.down_reason,
+        "down_reason": stats.down_reason if private else None,  # they name them too
         "down_code": stats.down_code,
         **(known.as_json() if known and not stats.up else {}),
         "frames": stats.frames,
@@ -199,9 +199,12 @@ def status(
     calendar: Calendar | None = None,
     example_prices: bool = False,
     extra: dict[str, Any] | None = None,
+    private: bool = False,
 ) -> dict[str, Any]:
     """Everything the status page shows; `histories` says which of the page's charts'
-    histories go in (HOUR, DAY); `example_prices`: the prices are the built-in examples."""
+    histories go in (HOUR, DAY); `example_prices`: the prices are the built-in examples. Paths
+    (the configuration file, devices) only go in for a `private` client, one that proved who it
+    is (a password, a client certificate)."""
     now = time.time()
     meters = sorted(state.snapshot(), key=lambda m: m.name)
     counts = state.counts()
@@ -211,7 +214,7 @@ def status(
         "exporter": {
             "started_at": started_at,
             "uptime_seconds": round(now - started_at),
-            "config": config.source,
+            "config": config.source if private else None,
             "now": now,
             "timezone": config.timezone.key,
             "prices": bool(config.prices.entries),
@@ -221,7 +224,7 @@ def status(
             _meter(meter, state, now, config=config, calendar=calendar, history=hour, day=day)
             for meter in meters
         ],
-        "receivers": [_receiver(stats) for stats in receivers],
+        "receivers": [_receiver(stats, private) for stats in receivers],
         "heard": [_heard(meter, config) for meter in heard],
         "unconfigured_telegrams": counts.unconfigured_telegrams,
         "duplicates": counts.duplicates,

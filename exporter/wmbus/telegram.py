@@ -30,6 +30,9 @@ class Telegram:
     link: LinkHeader
     transport: TransportHeader
     records: Records
+    #: Decrypted with the key given. False for security mode 0 and for a mode-5 area that
+    #: arrived already in clear (it starts 2F2F): such a telegram decodes without any key, so
+    #: it proves nothing about the key; what to make of it is the caller's policy.
     encrypted: bool
     key_variant: KeyVariant | None
     ignored_bytes: int  # bytes after the encrypted area (e.g. an old rtl_433 CRC): not parsed
