@@ -369,7 +369,8 @@ def test_readyz_fails_while_no_receiver_is_up(start_exporter: Start, tmp_path: P
     code, body = exporter.get("/readyz")
     assert code == 503 and b"no receiver is up" in body
     # the reason follows once the receiver thread has tried the device ("starting" before)
-    assert wait_until(lambda: b"cannot open" in exporter.get("/readyz")[1], 10), body
+    said = b"does not exist: plug the stick in"
+    assert wait_until(lambda: said in exporter.get("/readyz")[1], 10), body
     assert exporter.get("/readyz")[0] == 503
 
 

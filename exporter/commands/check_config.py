@@ -1,4 +1,6 @@
-"""The `check-config` command: every problem of a configuration file at once, or what it holds."""
+"""The `check-config` command: every problem of a configuration file at once, or what it holds
+and what to mend (warnings, exit 0: directories this user cannot write, sticks it cannot open
+now, which may be plugged in later)."""
 
 from __future__ import annotations
 
@@ -6,20 +8,41 @@ import argparse
 import sys
 from typing import TextIO
 
-from ..config import ConfigError, load_config
+from ..config import Config, ConfigError, load_config
 from ..outputs import unusable_entries
-from .exits import EXIT_OK, EXIT_USAGE
+from ..receivers import device_problem
+from .exits import EXIT_OK, EXIT_USAGE, UsageError
+
+
+def warnings(config: Config) -> list[str]:
+    """Every warning, each on a line naming the file (and its line when known)."""
+    found = [warning.format(config.source) for warning in config.warnings]
+    for spec in config.receivers:
+        problem = device_problem(spec.device) if spec.device else None
+        if problem is not None:
+            found.append(f"{config.source}: warning: receiver {spec.label}: {problem[1]}")
+    if config.influxdb is not None:
+        found += [
+            f"{config.source}: warning: InfluxDB spool: {entry}"
+            for entry in unusable_entries(config.influxdb.spool)
+        ]
+    return found
 
 
 def run_check_config(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
+    path = args.file or args.config
+    if path is None:
+        raise UsageError(
+            "say which file to check: check-config FILE (or --config FILE, or AMIPLUS_CONFIG)"
+        )
     try:
-        config = load_config(args.file)
+        config = load_config(path)
     except ConfigError as error:
         for problem in error.problems:
             print(problem.format(error.source), file=sys.stderr)
         print(f"{len(error.problems)} problem(s) found.", file=sys.stderr)
         return EXIT_USAGE
-    stdout.write(f"{args.file}: OK\n")
+    stdout.write(f"{path}: OK\n")
     for meter in config.meters:
         found = f" (the QR text holds: {meter.recognised})" if meter.recognised else ""
         stdout.write(
@@ -27,8 +50,7 @@ def run_check_config(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) ->
             f"key with fingerprint {meter.key.fingerprint}{found}\n"
         )
     for spec in config.receivers:
-        stdout.write(f"  receiver {spec.label}: {spec.type}\n")
-    if config.influxdb is not None:
-        for warning in unusable_entries(config.influxdb.spool):
-            stdout.write(f"  warning: InfluxDB spool: {warning}\n")
+        stdout.write(f"  receiver {spec.label}: {spec.type} on {spec.where}\n")
+    for line in warnings(config):
+        stdout.write(line + "\n")
     return EXIT_OK

@@ -48,7 +48,7 @@ from ..amiplus import (
 )
 from ..config import DEFAULT_BASE_TOPIC, MqttConfig
 from ..pipeline import MeterUpdate, Output
-from ..plumbing import Backoff
+from ..plumbing import Backoff, import_extra
 
 if TYPE_CHECKING:
     import paho.mqtt.client as paho
@@ -366,13 +366,7 @@ class MqttOutput(Output):
     name = "mqtt"
 
     def __init__(self, config: MqttConfig, state: State) -> None:
-        try:
-            import paho.mqtt.client as mqtt  # noqa: PLC0415 (only when configured)
-        except ImportError:
-            raise RuntimeError(
-                "the mqtt output needs paho-mqtt: pip install 'amiplus-exporter[mqtt]'"
-            ) from None
-        self.mqtt = mqtt
+        self.mqtt = import_extra("paho.mqtt.client", "the mqtt output")
         self.config = config
         self.state = state
         self.topics = Topics(config)
