@@ -25,7 +25,7 @@ from .amiplus import DEFAULT_KEY, DEFAULT_METER_ID, id_variants
 from .config import Config, ConfigError, MeterConfig, load_config
 from .outputs import OUTPUTS, ConfigReloads, ExporterCollector, Exposition, registry
 from .pipeline import Calendar, Intake, Output, State
-from .plumbing import MissingExtra
+from .plumbing import EVERY_INTERFACE, MissingExtra, interface_addresses
 from .receivers import Receiver, ReceiverSpec, ReceiverStats, build_receiver
 from .web import (
     PageHistory,
@@ -231,10 +231,17 @@ def limit_malloc_arenas() -> None:
     mallopt(M_ARENA_MAX, MALLOC_ARENAS)
 
 
+def say_warnings(config: Config) -> None:
+    """What the configuration lets run but should be mended, a line each with the fix."""
+    for warning in config.warnings:
+        log.warning("%s", warning.format(config.source))
+
+
 def run(config: Config, config_path: Path | None, listen: str | None) -> int:
     """Run until SIGTERM or SIGINT; returns the exit code."""
     limit_malloc_arenas()
     setup_logging(config.log_level, config.log_format)
+    say_warnings(config)
     try:
         address = parse_listen(listen or config.web.listen)
         security = SecurityFile(config.web.config_file)
@@ -264,10 +271,12 @@ def run(config: Config, config_path: Path | None, listen: str | None) -> int:
         signal.signal(number, on_signal)
     exporter.start()  # before serving: the first answer already lists every receiver
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
-    host = address[0] or "localhost"
-    url = f"{server.scheme}://{host}:{server.server_address[1]}/"
+    url, reach = where_served(address[0], server.server_address[1], server.scheme, security)
     log.info("amiplus-exporter %s serving %s (configuration: %s)", __version__, url, config.source)
     print(f"Status page: {url}", flush=True)
+    if reach:
+        log.info("%s", reach)
+        print(reach, flush=True)
     stamp = _stamp(config_path)
     try:
         while not stop.wait(CONFIG_POLL):
@@ -282,6 +291,29 @@ def run(config: Config, config_path: Path | None, listen: str | None) -> int:
         exporter.stop()
         server.server_close()
     return 0
+
+
+def where_served(host: str, port: int, scheme: str, security: SecurityFile) -> tuple[str, str]:
+    """The page's address on this machine, and, when every interface listens, the truth about
+    who else reaches it (this machine's other addresses, with or without a password)."""
+    if host not in EVERY_INTERFACE:
+        shown = f"[{host}]" if ":" in host else host
+        return f"{scheme}://{shown}:{port}/", ""
+    others = [a for a in interface_addresses() if not a.startswith("127.")]
+    if not others:
+        return f"{scheme}://localhost:{port}/", ""
+    urls = ", ".join(f"{scheme}://{address}:{port}/" for address in others)
+    guard = (
+        "with the password of web.config_file"
+        if security.current().users
+        else "without a password: --listen 127.0.0.1:9264 keeps them to this machine, "
+        "web.config_file can ask for a password"
+    )
+    return (
+        f"{scheme}://localhost:{port}/",
+        f"Listening on every interface: anyone on these networks opens the page and /metrics at "
+        f"{urls} ({guard})",
+    )
 
 
 def _stamp(path: Path | None) -> float | None:
@@ -301,5 +333,6 @@ def _reload(exporter: Exporter, path: Path | None) -> None:
         exporter.reloads.successful = False
         log.error("configuration not reloaded, the previous one stays:\n%s", error)
         return
+    say_warnings(exporter.config)
     exporter.reloads.successful = True
     exporter.reloads.success_at = time.time()

@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..amiplus import ADVICE, NOT_HEARD, advice, table
-from ..config import Config
+from ..amiplus import ADVICE, NOT_HEARD, NOT_HEARD_NO_RECEIVER, advice, device_type_words, table
+from ..config import Config, ConfigWarning
 from ..pipeline import Calendar, Figure, HeardMeter, MeterState, Output, State
 from ..receivers import ReceiverStats
 from .history import PageHistory
@@ -79,6 +79,7 @@ def _meter(
     calendar: Calendar | None,
     history: PageHistory | None,
     day: PageHistory | None,
+    receivers_down: bool = False,
 ) -> dict[str, Any]:
     values = dict(meter.values)
     meter_time = values.pop("meter_time", None)
@@ -120,7 +121,7 @@ def _meter(
         }
         out["active_tariff"] = calendar.active_tariff(meter.key)
     if meter.telegrams == 0 and meter.last_failure is None:
-        out["not_heard"] = ADVICE[NOT_HEARD].as_json()
+        out["not_heard"] = ADVICE[NOT_HEARD_NO_RECEIVER if receivers_down else NOT_HEARD].as_json()
     if history is not None:
         out["history"] = history.columns(meter.key)
     if day is not None:
@@ -145,6 +146,7 @@ def _receiver(stats: ReceiverStats) -> dict[str, Any]:
     out: dict[str, Any] = {
         "name": stats.name,
         "description": stats.description,
+        "source": {"en": stats.description, "pl": stats.description_pl or stats.description},
         "up": stats.up,
         "down_reason": stats.down_reason,
         "down_code": stats.down_code,
@@ -175,6 +177,7 @@ def _heard(meter: HeardMeter, config: Config) -> dict[str, Any]:
         "manufacturer": meter.manufacturer,
         "version": meter.version,
         "device_type": meter.device_type_name,
+        "device_type_words": device_type_words(meter.device_type),
         "encrypted": meter.encrypted,
         "rssi_dbm": meter.rssi_dbm,
         "count": meter.count,
@@ -184,6 +187,18 @@ def _heard(meter: HeardMeter, config: Config) -> dict[str, Any]:
     if not configured:
         out["yaml"] = yaml_snippet(meter.meter_id)
     return out
+
+
+def _warning(warning: ConfigWarning) -> dict[str, Any]:
+    """A warning of the configuration (a directory this user cannot write), with its advice in
+    both languages."""
+    return {
+        "code": warning.code,
+        "path": warning.path,
+        "line": warning.line,
+        "message": warning.message,
+        **ADVICE[warning.code].as_json(),
+    }
 
 
 def status(
@@ -206,6 +221,7 @@ def status(
     counts = state.counts()
     hour = history if HOUR in histories else None
     day = history if DAY in histories else None
+    down = bool(receivers) and not any(stats.up for stats in receivers)
     return {
         "exporter": {
             "started_at": started_at,
@@ -216,9 +232,19 @@ def status(
             "prices": bool(config.prices.entries),
         },
         "meters": [
-            _meter(meter, state, now, config=config, calendar=calendar, history=hour, day=day)
+            _meter(
+                meter,
+                state,
+                now,
+                config=config,
+                calendar=calendar,
+                history=hour,
+                day=day,
+                receivers_down=down,
+            )
             for meter in meters
         ],
+        "warnings": [_warning(warning) for warning in config.warnings],
         "receivers": [_receiver(stats) for stats in receivers],
         "heard": [_heard(meter, config) for meter in heard],
         "unconfigured_telegrams": counts.unconfigured_telegrams,
