@@ -29,6 +29,7 @@ from exporter.wmbus import MeterKey
 from .emulators.pty_device import PtyDevice
 
 if TYPE_CHECKING:
+    from .ordinary_user import OrdinaryUser
     from .servers import ExporterProcess, Prometheus
 
 DATA = Path(__file__).parent / "data"
@@ -194,6 +195,16 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
     server = Prometheus(tmp_path_factory.mktemp("prometheus"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def ordinary_user() -> Iterator[OrdinaryUser]:
+    """A user who is not root (uid 65534) with a home of its own, for the whole session."""
+    from .ordinary_user import OrdinaryUser
+
+    user = OrdinaryUser()
+    yield user
+    user.remove()
 
 
 @pytest.fixture
