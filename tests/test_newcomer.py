@@ -121,6 +121,7 @@ def test_a_stick_this_user_may_not_open_says_what_to_do(
 # --- 3. listen and the page while no receiver is up -------------------------------------------
 
 
+@pytest.mark.integration
 def test_listen_says_first_that_no_receiver_is_up_and_exits_1(tmp_path: Path) -> None:
     stick = tmp_path / "ttyUSB0"
     done = cli(
@@ -134,12 +135,14 @@ def test_listen_says_first_that_no_receiver_is_up_and_exits_1(tmp_path: Path) ->
     assert "868.95 MHz" not in done.stdout  # no advice about the radio: nothing was received
 
 
+@pytest.mark.integration
 def test_listen_with_a_receiver_that_works_exits_0() -> None:
     done = cli("listen", "--receiver", "simulator:interval=0.2", "--duration", "2")
     assert done.returncode == 0, done.stderr
     assert "No receiver is up" not in done.stderr and "12345678" in done.stdout
 
 
+@pytest.mark.integration
 def test_the_page_blames_no_id_while_no_receiver_is_up(
     start_exporter: Start, tmp_path: Path
 ) -> None:
@@ -238,6 +241,7 @@ def test_an_unwritable_state_directory_is_said_at_start_and_by_check_config(
 # --- 5. telegrams to copy for troubleshooting -------------------------------------------------
 
 
+@pytest.mark.integration
 def test_listen_json_carries_the_telegram_that_decode_reads() -> None:
     done = cli("listen", "--receiver", "simulator:interval=0.2", "--json", "--duration", "1")
     heard = json.loads(done.stdout.splitlines()[0])
@@ -247,6 +251,7 @@ def test_listen_json_carries_the_telegram_that_decode_reads() -> None:
     assert reading["ok"] and reading["meter_id"] == heard["meter_id"] == "12345678"
 
 
+@pytest.mark.integration
 def test_the_debug_log_shows_every_telegram_that_decode_reads(start_exporter: Start) -> None:
     exporter = start_exporter(simulated_config(0.3, "log:\n  level: debug\n"))
     found = re.compile(r"receiver simulator: telegram ([0-9A-F]+)$", re.MULTILINE)
@@ -261,6 +266,7 @@ def test_the_debug_log_shows_every_telegram_that_decode_reads(start_exporter: St
 # --- 7. the command line ----------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_config_comes_before_or_after_the_command_or_from_the_environment(
     tmp_path: Path,
 ) -> None:
@@ -282,6 +288,7 @@ def test_config_comes_before_or_after_the_command_or_from_the_environment(
     assert lost.returncode == 2 and "check-config FILE" in lost.stderr
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("receiver", "yaml", "says"),
     [
@@ -309,6 +316,7 @@ def test_the_command_line_suggests_as_the_file_does(
     assert in_file.returncode == 2 and says in in_file.stderr, in_file
 
 
+@pytest.mark.integration
 def test_a_bare_device_keeps_its_case_and_gets_its_type_suggested() -> None:
     done = cli("listen", "--receiver", "/dev/ttyUSB0", "--duration", "0.1")
     assert done.returncode == 2
@@ -317,6 +325,7 @@ def test_a_bare_device_keeps_its_case_and_gets_its_type_suggested() -> None:
     assert "did you mean lines:listen=udp://0.0.0.0:9011?" in done.stderr
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("text", "line", "says"),
     [
@@ -397,6 +406,18 @@ def test_it_says_every_address_the_page_is_reachable_on(tmp_path: Path) -> None:
         process.wait(timeout=20)
 
 
+def test_the_readme_says_who_can_open_the_page_outside_the_docker_section() -> None:
+    """Not only where compose publishes ports: where a newcomer installs, and in the HTTP
+    section, the page and /metrics are open to the network unless told otherwise."""
+    readme = (ROOT / "README.md").read_text()
+    sections = dict(re.findall(r"^## (.+?)\n(.*?)(?=^## |\Z)", readme, re.MULTILINE | re.DOTALL))
+    for name in ("Install with pip", "HTTP and metrics"):
+        text = " ".join(sections[name].split())
+        assert "every interface" in text and "`/metrics`" in text, name
+        assert "--listen 127.0.0.1:9264" in text and "password" in text, name
+
+
+@pytest.mark.integration
 def test_one_address_is_said_as_it_is(start_exporter: Start) -> None:
     exporter = start_exporter(None)
     assert f"Status page: http://127.0.0.1:{exporter.port}/" in exporter.log()

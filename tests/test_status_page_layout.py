@@ -18,12 +18,13 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from exporter.amiplus import ADVICE, STATE_UNWRITABLE
 from exporter.amiplus.clock import WARSAW
 from exporter.pipeline.calendar import PERIODS, local_day, midnight, period_start
 from exporter.web import render
 
 from .conftest import free_port, wait_until
-from .servers import SIMULATED_KEY, Start
+from .servers import SIMULATED_KEY, Start, simulated_config
 from .test_status_page import ARTIFACTS, browser
 
 SIZES = {"phone": (390, 844), "desktop": (1366, 900)}
@@ -321,6 +322,30 @@ def test_the_meters_on_the_air_have_labelled_columns(exporter: Any, language: st
         assert len(labels) == len(first.find_elements(By.CSS_SELECTOR, "td")) and all(labels)
         expected = ("meter", "signal") if language == "en" else ("licznik", "sygnał")
         assert [label.lower() for label in labels[:2]] == list(expected)
+    finally:
+        driver.quit()
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_state_directory_it_cannot_write_is_on_the_page(
+    start_exporter: Start, tmp_path: Path, language: str
+) -> None:
+    """The daemon's warning, at the top of the page in the page's language (issues 21, 24)."""
+    taken = tmp_path / "a-file-not-a-directory"
+    taken.write_text("")
+    exporter = start_exporter(f"{simulated_config(1)}state:\n  directory: {taken}\n")
+    advice = ADVICE[STATE_UNWRITABLE]
+    driver = browser(LANGUAGES[language])
+    try:
+        driver.get(exporter.url + "/")
+        card = WebDriverWait(driver, 30).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, '[data-card="warnings"]')
+        )
+        text = driver.execute_script("return arguments[0].innerText", card)
+        what, how = (advice.what_pl, advice.pl) if language == "pl" else (advice.what_en, advice.en)
+        assert what in text and how in text and str(taken) in text, text
+        english = exporter.status()["warnings"][0]["message"]
+        assert (english in text) == (language == "en"), text  # folded on the Polish page
     finally:
         driver.quit()
 
