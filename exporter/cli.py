@@ -24,6 +24,8 @@ from .commands import (
 from .config import ConfigError, load_config
 from .receivers import TYPES
 
+CONFIG_HELP = "the configuration file (default: $AMIPLUS_CONFIG; without one: a simulated meter)"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -47,9 +49,6 @@ def build_parser() -> argparse.ArgumentParser:
         command.arguments(sub)
         sub.set_defaults(handler=command.handler)
     return parser
-
-
-CONFIG_HELP = "the configuration file (default: $AMIPLUS_CONFIG; without one: a simulated meter)"
 
 
 def _config_argument(parser: argparse.ArgumentParser, what: str) -> None:

@@ -20,7 +20,7 @@ def warnings(config: Config) -> list[str]:
     for spec in config.receivers:
         problem = device_problem(spec.device) if spec.device else None
         if problem is not None:
-            found.append(f"{config.source}: warning: receiver {spec.label}: {problem[1]}")
+            found.append(f"{config.source}: warning: receiver {spec.label}: {problem}")
     if config.influxdb is not None:
         found += [
             f"{config.source}: warning: InfluxDB spool: {entry}"

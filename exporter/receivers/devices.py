@@ -8,14 +8,13 @@ import grp
 import os
 import pwd
 
-from ..amiplus import RECEIVER_NO_PERMISSION, RECEIVER_UNAVAILABLE
-
 #: Open failures that mean "this user may not" rather than "it is not there".
 DENIED = frozenset({errno.EACCES, errno.EPERM})
 MISSING = frozenset({errno.ENOENT, errno.ENODEV, errno.ENXIO})
 
 
 def missing(device: str) -> str:
+    """The device is not there, and how to find the stick's name."""
     return (
         f"{device} does not exist: plug the stick in (ls -l /dev/serial/by-id/ lists the sticks "
         "plugged in, by their stable names)"
@@ -38,13 +37,14 @@ def denied(device: str) -> str:
     )
 
 
-def device_problem(device: str) -> tuple[str, str] | None:
-    """Why this user cannot open a stick's device, found by looking only (the code of
-    `amiplus.explain` and the message), or None (also for socket:// and rfc2217:// URLs)."""
+def device_problem(device: str) -> str | None:
+    """Why this user cannot open a stick's device, found by looking only, in the words the
+    receiver uses when its open fails; None when nothing stands in the way (and for socket://
+    and rfc2217:// URLs)."""
     if "://" in device:
         return None
     if not os.path.exists(device):
-        return RECEIVER_UNAVAILABLE, missing(device)
+        return missing(device)
     if not os.access(device, os.R_OK | os.W_OK):
-        return RECEIVER_NO_PERMISSION, denied(device)
+        return denied(device)
     return None
