@@ -1,7 +1,7 @@
 """The README as a newcomer follows it (issue 24): its command blocks, read from README.md (a
 change to the README is a change to this walk), run in order as written, on a fresh clone, by a
 user who is not root (tests/ordinary_user.py); and its Docker block in order on a real engine
-that has never built the image (tests/docker_engine.py, the stand-in base of test_image.py).
+that has never built the image (in test_image.py, on its engine and stand-in base).
 
 A command the walk meets must be in STEPS, which says how to run it: to the end, as a server
 until its page answers (then Ctrl-C), as `listen` on a stick that is not there (until it says
@@ -18,17 +18,14 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
-from .conftest import require, wait_until
-from .docker_engine import DockerEngine, dockerfile_base, ensure_stand_in, native_platform
-from .ordinary_user import OrdinaryUser, fresh_clone
+from .conftest import wait_until
+from .ordinary_user import OrdinaryUser
 
 ROOT = Path(__file__).parent.parent
 README = ROOT / "README.md"
@@ -265,95 +262,3 @@ def test_every_walked_command_is_known_and_every_step_is_met() -> None:
     used = {start for start, _ in STEPS if any(command.startswith(start) for command in met)}
     assert all(step_for(command) for command in met)
     assert used == {start for start, _ in STEPS}
-
-
-# --- the Docker block ---------------------------------------------------------------------
-
-
-def compose_client(engine: DockerEngine) -> list[str]:
-    """`docker compose` where the engine's client has Compose v2, else Debian's docker-compose
-    1.29, which the README says to write instead."""
-    v2 = subprocess.run(
-        [engine.client, "compose", "version"], capture_output=True, env=engine.env, check=False
-    )
-    return (
-        [engine.client, "compose"]
-        if v2.returncode == 0
-        else [require("docker-compose", "docker-compose")]
-    )
-
-
-@pytest.mark.integration
-def test_the_docker_block_works_in_order_where_the_image_was_never_built(tmp_path: Path) -> None:
-    engine = DockerEngine()
-    clone = fresh_clone(tmp_path / "clone")
-    tag = f"amiplus-exporter:readme-{uuid.uuid4().hex[:8]}"
-    env = {
-        **engine.env,
-        "AMIPLUS_IMAGE": tag,  # never built: the engine has no such image
-        "COMPOSE_PROJECT_NAME": f"amiplus-readme-{uuid.uuid4().hex[:8]}",
-        # Debian's client and its classic builder, as test_image.py builds (its cache serves)
-        "PATH": f"{Path(engine.client).parent}:/usr/bin:/bin:/usr/sbin:/sbin",
-        "DOCKER_BUILDKIT": "0",
-        "COMPOSE_DOCKER_CLI_BUILD": "0",
-    }
-    compose = " ".join(compose_client(engine))
-    cwd = clone
-    try:
-        ensure_stand_in(engine, dockerfile_base(), native_platform())
-        engine.docker("rmi", "--force", tag, check=False)
-        assert not engine.exists(tag)
-        (block,) = [b for b in section("Docker") if b.language == "sh"][:1]
-        steps = commands(block)
-        assert steps[-1] == "docker compose up -d", steps
-        for command in steps[:-1]:
-            if command.startswith("cd "):
-                cwd = cwd / command[3:]
-                continue
-            written = command.replace("docker compose", compose)
-            done = subprocess.run(
-                ["sh", "-c", written],
-                cwd=cwd,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=900,
-                check=False,
-            )
-            assert done.returncode == 0, (
-                f"`{command}`: exit {done.returncode}\n{done.stdout}{done.stderr}"
-            )
-            if command.startswith("cp env.example .env"):  # "then choose Grafana's password"
-                dotenv = cwd / ".env"
-                dotenv.write_text(
-                    dotenv.read_text().replace(
-                        "GRAFANA_ADMIN_PASSWORD=\n", "GRAFANA_ADMIN_PASSWORD=walked-the-readme\n"
-                    )
-                )
-            if "check-config" in command:
-                assert "/etc/amiplus-exporter/amiplus.yml: OK" in done.stdout, done
-                assert "warning: receiver im871a: /dev/ttyUSB0 does not exist" in done.stdout
-        # `up -d` is not run here: it pulls Prometheus, Alertmanager and Grafana from a
-        # registry (this machine has none) and needs the stick of `devices:`. What it would
-        # start of ours is the image the block built.
-        assert engine.exists(tag)
-        resolved = subprocess.run(
-            ["sh", "-c", f"{compose} config"],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        services = yaml.safe_load(resolved.stdout)["services"]
-        assert services["amiplus-exporter"]["image"] == tag
-    finally:
-        subprocess.run(
-            ["sh", "-c", f"{compose} down --remove-orphans"],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            check=False,
-        )
-        engine.docker("rmi", "--force", tag, check=False)
-        engine.close()

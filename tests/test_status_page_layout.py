@@ -278,6 +278,7 @@ def english_server_text(status: dict[str, Any]) -> set[str]:
         r["source"]["en"] for r in status["receivers"] if r["source"]["en"] != r["source"]["pl"]
     }
     found |= {h["device_type_words"]["en"] for h in status["heard"]}
+    found |= {h["yaml_words"]["en"] for h in status["heard"] if "yaml_words" in h}
     for entry in (*status["receivers"], *(m.get("not_heard") or {} for m in status["meters"])):
         found |= {
             entry[key]["en"] for key in ("what", "advice") if key in entry and entry[key]["en"]
@@ -297,6 +298,7 @@ def test_the_polish_page_shows_no_english_server_text(exporter: Any) -> None:
         status = json.loads(exporter.get("/api/status")[1])
         english = english_server_text(status)
         assert "simulator (3 meters)" in english and "electricity" in english
+        assert any("the 32-digit key from eLicznik" in phrase for phrase in english)
         text = driver.execute_script("return document.getElementById('app').innerText")
         assert [phrase for phrase in english if phrase in text] == []
         assert "symulator (3 liczniki)" in text and "energia elektryczna" in text

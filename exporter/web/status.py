@@ -161,13 +161,17 @@ def _receiver(stats: ReceiverStats) -> dict[str, Any]:
     return out
 
 
-def yaml_snippet(meter_id: str) -> str:
+#: The placeholders of the snippet that adds a heard meter, in the page's languages.
+_SNIPPET = {
+    "en": ("the 32-digit key from eLicznik, Licznik / HAN", "meter"),
+    "pl": ("32-znakowy klucz z eLicznika, Licznik / HAN", "licznik"),
+}
+
+
+def yaml_snippet(meter_id: str, language: str = "en") -> str:
     """What to paste into the configuration to add a heard meter (the key is the user's)."""
-    return (
-        f'  - id: "{meter_id}"\n'
-        '    key: "<the 32-digit key from eLicznik, Licznik / HAN>"\n'
-        f"    name: meter-{meter_id}\n"
-    )
+    key, name = _SNIPPET[language]
+    return f'  - id: "{meter_id}"\n    key: "<{key}>"\n    name: {name}-{meter_id}\n'
 
 
 def _heard(meter: HeardMeter, config: Config) -> dict[str, Any]:
@@ -186,6 +190,9 @@ def _heard(meter: HeardMeter, config: Config) -> dict[str, Any]:
     }
     if not configured:
         out["yaml"] = yaml_snippet(meter.meter_id)
+        out["yaml_words"] = {
+            language: yaml_snippet(meter.meter_id, language) for language in _SNIPPET
+        }
     return out
 
 
