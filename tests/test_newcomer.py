@@ -2,8 +2,8 @@
 not open, `listen` and the page while no receiver is up, the state directory of a user who is
 not root, telegrams to copy for troubleshooting, the command line, where the page is reachable,
 and docs that agree. Where it matters the commands run as a user who is not root (uid 65534,
-tests/ordinary_user.py); the README walk and the Docker block are in test_readme_walk.py, the
-page's layout in test_status_page_layout.py."""
+tests/ordinary_user.py); the README walk is in test_readme_walk.py, its Docker block in
+test_image.py, the page's layout in test_status_page_layout.py."""
 
 from __future__ import annotations
 
