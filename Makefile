@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 DEBIAN_PACKAGES := prometheus prometheus-alertmanager influxdb chromium chromium-driver systemd \
 	docker.io docker-compose debootstrap ca-certificates victoria-metrics mosquitto apparmor
 BENCH_PACKAGES := qemu-user-static
+# Where `make run` serves: this machine only (`make run LISTEN=:9264` opens it to the network).
+LISTEN ?= 127.0.0.1:9264
 # The image's tag, as deploy/docker-compose.yml runs it; `make images` adds -amd64, -arm64, -armv7.
 IMAGE ?= amiplus-exporter:local
 # The image's labels: the version is exporter.__version__ (its one place), the revision the
@@ -41,7 +43,7 @@ $(VENV)/.test-installed: pyproject.toml exporter/__init__.py | $(BIN)/python
 
 ## run: the exporter on its built-in simulated meter; open the status page it prints
 run: $(VENV)/.run-installed
-	$(BIN)/amiplus-exporter
+	$(BIN)/amiplus-exporter --listen $(LISTEN)
 
 ## test: install what the tests need, lint, type-check, run every test
 test: system-packages lint typecheck pytest

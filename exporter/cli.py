@@ -27,6 +27,8 @@ from .commands import (
 from .config import ConfigError, load_config
 from .receivers import TYPES
 
+CONFIG_HELP = "the configuration file (default: $AMIPLUS_CONFIG; without one: a simulated meter)"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -38,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         type=Path,
         default=os.environ.get("AMIPLUS_CONFIG") or None,
-        help="the configuration file (default: $AMIPLUS_CONFIG; without one: a simulated meter)",
+        metavar="FILE",
+        help=CONFIG_HELP,
     )
     parser.add_argument(
         "--listen", metavar="ADDRESS", help="where to serve HTTP, e.g. 127.0.0.1:9264 or :9264"
@@ -51,8 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _config_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--config` after a command that reads the configuration, as well as before it."""
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        metavar="FILE",
+        help=f"{what} (also before the command; default: $AMIPLUS_CONFIG)",
+    )
+
+
 def _check_config_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", type=Path)
+    parser.add_argument(
+        "file", type=Path, nargs="?", help="the file to check (default: that of --config)"
+    )
+    _config_argument(parser, "the configuration file to check")
 
 
 def _decode_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,6 +103,7 @@ def _listen_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--duration", type=float, metavar="SECONDS", help="stop after this long (default: Ctrl-C)"
     )
+    _config_argument(parser, "the configuration whose receivers and meters to use")
 
 
 def _simulate_arguments(parser: argparse.ArgumentParser) -> None:

@@ -34,7 +34,7 @@ from .config import (
 )
 from .outputs import OUTPUTS, ConfigReloads, ExporterCollector, Exposition, registry
 from .pipeline import Calendar, Intake, Output, Settlements, State
-from .plumbing import MissingExtra, parse_listen
+from .plumbing import EVERY_INTERFACE, MissingExtra, interface_addresses, parse_listen
 from .receivers import Receiver, ReceiverSpec, ReceiverStats, build_receiver
 from .web import (
     Ingress,
@@ -282,6 +282,12 @@ def limit_malloc_arenas() -> None:
     mallopt(M_ARENA_MAX, MALLOC_ARENAS)
 
 
+def say_warnings(config: Config) -> None:
+    """What the configuration lets run but should be mended, a line each with the fix."""
+    for warning in config.warnings:
+        log.warning("%s", warning.format(config.source))
+
+
 def run(
     config: Config, config_path: Path | None, listen: str | None, ingress: Ingress | None = None
 ) -> int:
@@ -289,6 +295,7 @@ def run(
     served to Home Assistant's ingress proxy (the add-on)."""
     limit_malloc_arenas()
     setup_logging(config.log_level, config.log_format)
+    say_warnings(config)
     try:
         address = parse_listen(listen or config.web.listen)
     except ValueError as error:
@@ -328,12 +335,14 @@ def run(
     exporter.start()  # before serving: the first answer already lists every receiver
     for each in servers:
         threading.Thread(target=each.serve_forever, name="http", daemon=True).start()
-    host = address[0] or "localhost"
-    url = f"{server.scheme}://{host}:{server.server_address[1]}/"
+    url, reach = where_served(address[0], server.server_address[1], server.scheme, security)
     log.info("amiplus-exporter %s serving %s (configuration: %s)", __version__, url, config.source)
     if ingress is not None:
         log.info("Home Assistant ingress: the page on %s", ingress.describe())
     print(f"Status page: {url}", flush=True)
+    if reach:
+        log.info("%s", reach)
+        print(reach, flush=True)
     stamp = _stamp(config_path)
     try:
         while not stop.wait(CONFIG_POLL):
@@ -368,6 +377,29 @@ def _open(
     return servers
 
 
+def where_served(host: str, port: int, scheme: str, security: SecurityFile) -> tuple[str, str]:
+    """The page's address on this machine, and, when every interface listens, the truth about
+    who else reaches it (this machine's other addresses, with or without a password)."""
+    if host not in EVERY_INTERFACE:
+        shown = f"[{host}]" if ":" in host else host
+        return f"{scheme}://{shown}:{port}/", ""
+    others = [a for a in interface_addresses() if not a.startswith("127.")]
+    if not others:
+        return f"{scheme}://localhost:{port}/", ""
+    urls = ", ".join(f"{scheme}://{address}:{port}/" for address in others)
+    guard = (
+        "with the password of web.config_file"
+        if security.current().users
+        else "without a password: --listen 127.0.0.1:9264 keeps them to this machine, "
+        "web.config_file can ask for a password"
+    )
+    return (
+        f"{scheme}://localhost:{port}/",
+        f"Listening on every interface: anyone on these networks opens the page and /metrics at "
+        f"{urls} ({guard})",
+    )
+
+
 def _stamp(path: Path | None) -> float | None:
     try:
         return path.stat().st_mtime if path else None
@@ -388,5 +420,6 @@ def _reload(exporter: Exporter, path: Path | None) -> None:
         exporter.reloads.successful = False
         log.error("configuration not reloaded, the previous one stays:\n%s", error)
         return
+    say_warnings(exporter.config)
     exporter.reloads.successful = True
     exporter.reloads.success_at = time.time()

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
     from .docker_engine import DockerEngine
     from .mosquitto import Mosquitto
+    from .ordinary_user import OrdinaryUser
     from .servers import ExporterProcess, Prometheus
 
 DATA = Path(__file__).parent / "data"
@@ -354,6 +355,16 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     server = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def ordinary_user() -> Iterator[OrdinaryUser]:
+    """A user who is not root (uid 65534) with a home of its own, for the whole session."""
+    from .ordinary_user import OrdinaryUser
+
+    user = OrdinaryUser()
+    yield user
+    user.remove()
 
 
 @pytest.fixture

@@ -214,34 +214,54 @@ def run_cli(*arguments: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.integration
-def test_a_read_only_spool_is_a_configuration_error_at_start_and_in_check_config(
-    tmp_path: Path,
+def spool_line(text: str) -> int:
+    """The line of `spool:` in a configuration, where its warning points."""
+    return next(
+        n for n, line in enumerate(text.splitlines(), 1) if line.strip().startswith("spool:")
+    )
+
+
+def test_a_read_only_spool_is_a_warning_at_start_and_in_check_config(
+    start_exporter: Start, tmp_path: Path
 ) -> None:
+    """Said at once, with the line and the fix; the exporter runs, and what cannot be spooled
+    is dropped and counted until the disk allows it (issues 21 and 24)."""
     disk = tmp_path / "ro"
     disk.mkdir()
     mount("-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(disk))
     try:
         path = tmp_path / "amiplus.yml"
-        path.write_text(config(f"http://127.0.0.1:{free_port()}", disk / "spool", 1))
+        text = config(f"http://127.0.0.1:{free_port()}", disk / "spool", 0.3)
+        path.write_text(text)
         checked = run_cli("check-config", str(path))
-        assert checked.returncode == 2, checked
-        assert "read-only file system" in checked.stderr and "spool" in checked.stderr
-        started = run_cli("--config", str(path), "--listen", f"127.0.0.1:{free_port()}")
-        assert started.returncode == 2, started
-        assert "read-only file system" in started.stderr
-        assert "Traceback" not in started.stderr
+        said = (
+            f"{path}:{spool_line(text)}: warning: influxdb spool {disk / 'spool'}: {disk} is on a "
+            "read-only file system, so readings for InfluxDB would be dropped; make it writable "
+            "for this user or set influxdb: spool: to a directory that is"
+        )
+        assert checked.returncode == 0 and said in checked.stdout, checked
+        exporter = running(start_exporter(text))
+        assert exporter.log().count("warning: influxdb spool") == 1  # at start, in one line
+        (warning,) = exporter.status()["warnings"]
+        assert warning["code"] == "spool_unwritable" and warning["path"] == str(disk / "spool")
+        assert warning["what"]["pl"] and warning["advice"]["pl"]
+        assert wait_until(lambda: influx_status(exporter)["dropped"].get("spool_error", 0) > 0)
+        assert "Traceback" not in exporter.log()
+        exporter.stop()
     finally:
         subprocess.run(["umount", str(disk)], check=True)
 
 
 @pytest.mark.integration
-def test_a_file_in_place_of_the_spool_is_a_configuration_error(tmp_path: Path) -> None:
+def test_a_file_in_place_of_the_spool_is_a_warning(tmp_path: Path) -> None:
     (tmp_path / "spool").write_text("not a directory")
     path = tmp_path / "amiplus.yml"
-    path.write_text(config(f"http://127.0.0.1:{free_port()}", tmp_path / "spool", 1))
+    text = config(f"http://127.0.0.1:{free_port()}", tmp_path / "spool", 1)
+    path.write_text(text)
     checked = run_cli("check-config", str(path))
-    assert checked.returncode == 2 and "is not a directory" in checked.stderr, checked
+    assert checked.returncode == 0, checked
+    assert f":{spool_line(text)}: warning: influxdb spool" in checked.stdout
+    assert f"{tmp_path / 'spool'} is not a directory" in checked.stdout
 
 
 def test_a_directory_named_like_a_segment_is_skipped_with_a_warning(

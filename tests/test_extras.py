@@ -15,14 +15,17 @@ from exporter.plumbing import MissingExtra, import_extra, missing_extra
 
 from .servers import simulated_config
 
+#: This installation's pip, which the advice names (the package comes from a clone, not PyPI).
+PIP = Path(sys.prefix) / "bin" / "pip"
+
 
 def test_a_missing_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "influxdb_client", None)  # as if not installed
     with pytest.raises(MissingExtra) as raised:
         import_extra("influxdb_client", "the InfluxDB output with api: v2")
     assert str(raised.value) == (
-        "the InfluxDB output with api: v2 needs the 'influx' extra: "
-        "pip install 'amiplus-exporter[influx]'"
+        "the InfluxDB output with api: v2 needs the 'influx' extra: in your clone of "
+        f"amiplus-exporter, run {PIP} install '.[influx]'"
     )
 
 
@@ -47,7 +50,7 @@ def test_the_exporter_says_which_extra_an_output_lacks_and_runs_on(
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert [r.getMessage() for r in errors] == [
             "output influxdb not started: the InfluxDB output with api: v2 needs the 'influx' "
-            "extra: pip install 'amiplus-exporter[influx]'"
+            f"extra: in your clone of amiplus-exporter, run {PIP} install '.[influx]'"
         ]
         assert errors[0].exc_info is None  # plain words, no traceback
         assert exporter.receivers  # the receivers run regardless

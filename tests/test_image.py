@@ -1,6 +1,7 @@
 """deploy/Dockerfile built by a real Docker engine (Debian's docker.io) on a stand-in base image
 (tests/docker_engine.py), and the image run: its health check, its port, its user, its signals,
-its spool volume, a stick emulator's tty, and the compose files' check-config.
+its spool volume, a stick emulator's tty, the compose files' check-config, and the README's
+Docker block in order on an image tag the engine never built.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from exporter.cli import build_parser
 from .conftest import free_port, http_get, require, wait_until
 from .docker_engine import DOCKERFILE, ROOT, Container, DockerEngine, build_image, run
 from .emulators.imst import Im871aEmulator
+from .ordinary_user import fresh_clone
 from .servers import SIMULATED_KEY, InfluxDB
+from .test_readme_walk import blocks, commands
 from .test_release import image_build_args
 
 TAG = "amiplus-exporter:test"
@@ -381,6 +384,80 @@ def test_compose_check_config_needs_no_stick(
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "amiplus.yml: OK" in done.stdout, done.stdout
+
+
+def compose_client(engine: DockerEngine) -> str:
+    """`docker compose` where the engine's client has Compose v2, else Debian's docker-compose
+    1.29, which the README says to write instead."""
+    v2 = engine.docker("compose", "version", check=False)
+    return (
+        f"{engine.client} compose"
+        if v2.returncode == 0
+        else require("docker-compose", "docker-compose")
+    )
+
+
+def test_the_readme_docker_block_works_in_order_where_the_image_was_never_built(
+    engine: DockerEngine, image: str, tmp_path: Path
+) -> None:
+    """The README's Docker block, read from README.md and run in order on a fresh clone, with
+    an image tag this engine has never built (the build cache of `image` may serve)."""
+    clone = fresh_clone(tmp_path / "clone")
+    tag = f"amiplus-exporter:readme-{uuid.uuid4().hex[:8]}"
+    env = {
+        **engine.env,
+        "AMIPLUS_IMAGE": tag,
+        "COMPOSE_PROJECT_NAME": f"amiplus-readme-{uuid.uuid4().hex[:8]}",
+        # Debian's client and the classic builder, as `image` was built (its cache serves)
+        "PATH": f"{Path(engine.client).parent}:/usr/bin:/bin:/usr/sbin:/sbin",
+        "DOCKER_BUILDKIT": "0",
+        "COMPOSE_DOCKER_CLI_BUILD": "0",
+    }
+    compose = compose_client(engine)
+    engine.docker("rmi", "--force", tag, check=False)
+    assert not engine.exists(tag)
+    block = next(b for b in blocks() if b.section == "Docker" and b.language == "sh")
+    steps = commands(block)
+    assert steps[-1] == "docker compose up -d", steps
+    cwd = clone
+
+    def shell(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["sh", "-c", command.replace("docker compose", compose)],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+
+    try:
+        for command in steps[:-1]:
+            if command.startswith("cd "):
+                cwd = cwd / command[3:]
+                continue
+            done = shell(command)
+            assert done.returncode == 0, (
+                f"`{command}`: {done.returncode}\n{done.stdout}{done.stderr}"
+            )
+            if command == "cp env.example .env":  # "then choose Grafana's password in .env"
+                dotenv = cwd / ".env"
+                chosen = "GRAFANA_ADMIN_PASSWORD=walked-the-readme\n"
+                dotenv.write_text(dotenv.read_text().replace("GRAFANA_ADMIN_PASSWORD=\n", chosen))
+            if "check-config" in command:
+                assert f"{CONFIG}: OK" in done.stdout, done
+                assert "warning: receiver im871a: /dev/ttyUSB0 does not exist" in done.stdout
+        # `up -d` is not run here: it pulls Prometheus, Alertmanager and Grafana from a registry
+        # (this machine has none) and needs the stick of `devices:`. Of ours it would start the
+        # image the block built.
+        assert engine.exists(tag)
+        resolved = shell("docker compose config")
+        assert resolved.returncode == 0, resolved.stderr
+        assert yaml.safe_load(resolved.stdout)["services"]["amiplus-exporter"]["image"] == tag
+    finally:
+        shell("docker compose down --remove-orphans")
+        engine.docker("rmi", "--force", tag, check=False)
 
 
 # --- the health check and stopping, once the simulated container has run a while --------------

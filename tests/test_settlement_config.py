@@ -136,7 +136,7 @@ prices:
     assert found == [
         "amiplus.yml:7: meter 1 settlement: unknown key 'sheme'; did you mean 'scheme'?",
         "amiplus.yml:11: settlement scheme must be one of net-billing, net-metering, none, "
-        "not 'net-biling'",
+        "not 'net-biling'; did you mean 'net-billing'?",
         "amiplus.yml:12: settlement since must be a date like 2024-07-01, not '2024-13-01'",
         "amiplus.yml:13: settlement export_price must be rce, rcem or a price in PLN per kWh, "
         "not 'rcx'",

@@ -18,14 +18,18 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from exporter.amiplus import ADVICE, STATE_UNWRITABLE
 from exporter.amiplus.clock import WARSAW
 from exporter.pipeline.calendar import PERIODS, local_day, midnight, period_start
+from exporter.web import render
 
 from .conftest import free_port, wait_until
-from .servers import SIMULATED_KEY, Start
+from .servers import SIMULATED_KEY, Start, simulated_config
 from .test_status_page import ARTIFACTS, browser
 
 SIZES = {"phone": (390, 844), "desktop": (1366, 900)}
+#: A stick by its stable name, not plugged in: the longest word a receiver's row holds.
+STICK = "/dev/serial/by-id/usb-IMST_GmbH_iM871A-USB-if00-port0"
 LANGUAGES = {"pl": "pl-PL", "en": "en-GB"}
 #: Each measured element, with what it must fit in (the viewport and its card); Chromium's own
 #: bounding boxes, half a pixel of rounding allowed.
@@ -121,6 +125,8 @@ receivers:
   - type: lines
     name: esp32-in-the-hall-by-the-front-door
     connect: tcp://127.0.0.1:{free_port()}
+  - type: im871a
+    device: {STICK}
 prices:
   - from: 2020-01-01
     tariffs:
@@ -207,10 +213,167 @@ def test_the_page_fits_and_speaks(exporter: Any, size: str, language: str) -> No
         assert not driver.find_elements(By.CSS_SELECTOR, '[data-state="example-prices"]')  # its own
         clock = driver.find_element(By.CSS_SELECTOR, '[data-meter="12345678"] [data-field="clock"]')
         assert re.search(r"\d\d:\d\d:\d\d", clock.text) and "T" not in clock.text  # local, not ISO
+        assert re.search(MONTHS[language], clock.text), clock.text  # no 12/5/26: whose order?
+        assert not re.search(r"\d+[/.]\d+[/.]\d+", clock.text), clock.text
         link = driver.find_element(By.ID, "metrics")
         assert link.get_attribute("href").endswith("/metrics")
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert errors == []
+    finally:
+        driver.quit()
+
+
+#: A month's name, as the meter clock is written in each language.
+MONTHS = {
+    "en": r"\b(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\b",
+    "pl": r"\b(sty|lut|mar|kwi|maj|cze|lip|sie|wrz|paź|lis|gru)\b",
+}
+#: Every word of the receivers' cells that the browser laid out on more than one line: a word
+#: is a run of letters and digits inside one text node (a path breaks after its slashes).
+BROKEN_WORDS = r"""
+const out = [];
+const cells = document.querySelectorAll('[data-card="receivers"] td, [data-card="receivers"] th');
+for (const cell of cells) {
+  const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    if (node.parentElement.closest("details:not([open]) > :not(summary)")) continue;
+    for (const match of node.textContent.matchAll(/[\p{L}\p{N}_]+/gu)) {
+      const range = document.createRange();
+      range.setStart(node, match.index);
+      range.setEnd(node, match.index + match[0].length);
+      const boxes = [...range.getClientRects()].filter(r => r.width);
+      const lines = new Set(boxes.map(r => Math.round(r.top)));
+      if (lines.size > 1) out.push(`${match[0]} on ${lines.size} lines`);
+    }
+  }
+}
+return out;
+"""
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_no_word_is_broken_inside_on_a_desktop(exporter: Any, language: str) -> None:
+    """1366 px with a receiver at a long /dev/serial/by-id path: the Receivers table gives
+    every word its width (it was 'im/87/1a', 'b/ł/ę/d/y')."""
+    driver = browser(LANGUAGES[language])
+    try:
+        driver.set_window_size(*SIZES["desktop"])
+        width = driver.execute_script("return window.innerWidth")
+        driver.set_window_size(2 * SIZES["desktop"][0] - width, SIZES["desktop"][1])
+        driver.get(exporter.url + "/")
+        shown(driver)
+        WebDriverWait(driver, 30).until(
+            lambda d: STICK.rpartition("/")[2] in d.find_element(By.ID, "app").text
+        )
+        assert driver.execute_script(BROKEN_WORDS) == []
+        assert driver.execute_script(LAYOUT) == []
+    finally:
+        driver.quit()
+
+
+def english_server_text(status: dict[str, Any]) -> set[str]:
+    """What the server says in English only, of what the page shows: receivers' sources and
+    why they are down, device types, the English of every two-language text."""
+    found = {r["down_reason"] for r in status["receivers"] if r["down_reason"]}
+    found |= {
+        r["source"]["en"] for r in status["receivers"] if r["source"]["en"] != r["source"]["pl"]
+    }
+    found |= {h["device_type_words"]["en"] for h in status["heard"]}
+    found |= {h["yaml_words"]["en"] for h in status["heard"] if "yaml_words" in h}
+    for entry in (*status["receivers"], *(m.get("not_heard") or {} for m in status["meters"])):
+        found |= {
+            entry[key]["en"] for key in ("what", "advice") if key in entry and entry[key]["en"]
+        }
+    return found
+
+
+def test_the_polish_page_shows_no_english_server_text(exporter: Any) -> None:
+    driver = browser("pl-PL")
+    try:
+        driver.set_window_size(*SIZES["desktop"])
+        driver.get(exporter.url + "/")
+        shown(driver)
+        WebDriverWait(driver, 30).until(
+            lambda d: "Brak uprawnień" in d.page_source or "Nie da się go otworzyć" in d.page_source
+        )
+        status = json.loads(exporter.get("/api/status")[1])
+        english = english_server_text(status)
+        assert "simulator (3 meters)" in english and "electricity" in english
+        assert any("the 32-digit key from eLicznik" in phrase for phrase in english)
+        text = driver.execute_script("return document.getElementById('app').innerText")
+        assert [phrase for phrase in english if phrase in text] == []
+        assert "symulator (3 liczniki)" in text and "energia elektryczna" in text
+        summary = driver.find_element(By.CSS_SELECTOR, '[data-card="receivers"] details summary')
+        assert summary.text == "szczegóły techniczne (po angielsku)"
+        summary.click()  # the English detail is there for whoever asks, and stays open
+        shows = "return document.getElementById('app').innerText"
+        WebDriverWait(driver, 10).until(lambda d: STICK in d.execute_script(shows))
+    finally:
+        driver.quit()
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_meters_on_the_air_have_labelled_columns(exporter: Any, language: str) -> None:
+    driver = browser(LANGUAGES[language])
+    try:
+        driver.set_window_size(*SIZES["desktop"])
+        driver.get(exporter.url + "/")
+        shown(driver)
+        card = driver.find_element(By.CSS_SELECTOR, '[data-card="heard"]')
+        labels = [th.text for th in card.find_elements(By.CSS_SELECTOR, "thead th")]
+        first = card.find_element(By.CSS_SELECTOR, "tbody tr")
+        assert len(labels) == len(first.find_elements(By.CSS_SELECTOR, "td")) and all(labels)
+        expected = ("meter", "signal") if language == "en" else ("licznik", "sygnał")
+        assert [label.lower() for label in labels[:2]] == list(expected)
+    finally:
+        driver.quit()
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_state_directory_it_cannot_write_is_on_the_page(
+    start_exporter: Start, tmp_path: Path, language: str
+) -> None:
+    """The daemon's warning, at the top of the page in the page's language (issues 21, 24)."""
+    taken = tmp_path / "a-file-not-a-directory"
+    taken.write_text("")
+    exporter = start_exporter(f"{simulated_config(1)}state:\n  directory: {taken}\n")
+    advice = ADVICE[STATE_UNWRITABLE]
+    driver = browser(LANGUAGES[language])
+    try:
+        driver.get(exporter.url + "/")
+        card = WebDriverWait(driver, 30).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, '[data-card="warnings"]')
+        )
+        text = driver.execute_script("return arguments[0].innerText", card)
+        what, how = (advice.what_pl, advice.pl) if language == "pl" else (advice.what_en, advice.en)
+        assert what in text and how in text and str(taken) in text, text
+        english = exporter.status()["warnings"][0]["message"]
+        assert (english in text) == (language == "en"), text  # folded on the Polish page
+    finally:
+        driver.quit()
+
+
+def test_both_power_charts_use_one_unit(exporter: Any, tmp_path: Path) -> None:
+    """The last hour peaks above 2 kW while the 24 hours' 5-minute averages stay below: both
+    charts still speak kW (the page as served, from a status the test shapes)."""
+    status = json.loads(exporter.get("/api/status?history=1,day")[1])
+    meter = next(m for m in status["meters"] if m["meter_id"] == "12345678")
+    hour, day = meter["history"], meter["day"]
+    hour["import_w"] = [2500.0 if n == 0 else 400.0 for n in range(len(hour["t"]))]
+    day["import_w"] = [900.0 for _ in day["t"]]
+    page = tmp_path / "page.html"
+    page.write_text(render(status))
+    driver = browser()
+    try:
+        driver.get(page.as_uri())
+        for kind in ("power", "day"):
+            texts = {
+                text.text
+                for text in driver.find_elements(
+                    By.CSS_SELECTOR, f'[data-meter="12345678"] [data-chart="{kind}"] svg text'
+                )
+            }
+            assert "kW" in texts and "W" not in texts, (kind, texts)
     finally:
         driver.quit()
 

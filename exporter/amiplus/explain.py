@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..wmbus import (
+    DEVICE_TYPES,
     CRCError,
     DecryptionError,
     MalformedError,
@@ -27,9 +28,15 @@ REGISTER_DECREASED = "register_decreased"
 NOT_ENCRYPTED = "not_encrypted"
 #: A configured meter that no telegram came from since the start.
 NOT_HEARD = "not_heard"
+#: The same, while no receiver is up: the meter cannot have been heard.
+NOT_HEARD_NO_RECEIVER = "not_heard_no_receiver"
+#: Directories the exporter keeps its state in, when this user cannot write them.
+STATE_UNWRITABLE = "state_unwritable"
+SPOOL_UNWRITABLE = "spool_unwritable"
 #: Why a receiver is not up (`ReceiverStats.down_code`).
 RECEIVER_STARTING = "starting"
 RECEIVER_UNAVAILABLE = "unavailable"
+RECEIVER_NO_PERMISSION = "no_permission"
 RECEIVER_NO_ANSWER = "no_answer"
 RECEIVER_SILENT = "silent"
 RECEIVER_FINISHED = "finished"
@@ -134,6 +141,31 @@ ADVICE: dict[str, Advice] = {
         "Not heard yet.",
         "Jeszcze nie usłyszany.",
     ),
+    NOT_HEARD_NO_RECEIVER: Advice(
+        "No receiver is up, so no meter can be heard: see Receivers below for why.",
+        "Żaden odbiornik nie działa, więc nie słychać żadnego licznika: przyczyna w sekcji "
+        "Odbiorniki poniżej.",
+        "Not heard: no receiver is up.",
+        "Nie usłyszany: żaden odbiornik nie działa.",
+    ),
+    STATE_UNWRITABLE: Advice(
+        "Make the directory writable for the exporter's user, or set state: directory: to one "
+        "that is.",
+        "Nadaj użytkownikowi eksportera prawo zapisu w tym katalogu albo wskaż inny w "
+        "state: directory:.",
+        "The state directory cannot be written: the calendar periods will start again with "
+        "every start of the exporter.",
+        "Katalog stanu nie jest zapisywalny: okresy kalendarzowe zaczną się od nowa przy każdym "
+        "uruchomieniu eksportera.",
+    ),
+    SPOOL_UNWRITABLE: Advice(
+        "Make the directory writable for the exporter's user, or set influxdb: spool: to one "
+        "that is.",
+        "Nadaj użytkownikowi eksportera prawo zapisu w tym katalogu albo wskaż inny w "
+        "influxdb: spool:.",
+        "The InfluxDB spool directory cannot be written: readings for InfluxDB are dropped.",
+        "Katalog kolejki InfluxDB nie jest zapisywalny: odczyty dla InfluxDB przepadają.",
+    ),
     RECEIVER_STARTING: Advice(
         "",
         "",
@@ -147,6 +179,17 @@ ADVICE: dict[str, Advice] = {
         "ma zasilanie i jest osiągalne albo czy polecenie działa; eksporter ponawia próby.",
         "It cannot be opened or was disconnected.",
         "Nie da się go otworzyć albo został odłączony.",
+    ),
+    RECEIVER_NO_PERMISSION: Advice(
+        "This user may not open the stick: add it to the group that owns the device (dialout "
+        "on Debian, Ubuntu and Raspberry Pi OS): sudo usermod -aG dialout $USER, then log out "
+        "and in again (the service unit and the Docker image have it already).",
+        "Ten użytkownik nie może otworzyć odbiornika USB: dodaj go do grupy, do której należy "
+        "urządzenie (dialout w Debianie, Ubuntu i Raspberry Pi OS): sudo usermod -aG dialout "
+        "$USER, potem wyloguj się i zaloguj ponownie (usługa systemd i obraz Dockera już to "
+        "mają).",
+        "No permission to open it.",
+        "Brak uprawnień, by go otworzyć.",
     ),
     RECEIVER_NO_ANSWER: Advice(
         "The device does not answer as this receiver type should: check `type:` and the "
@@ -169,6 +212,47 @@ ADVICE: dict[str, Advice] = {
         "Jego wejście się skończyło.",
     ),
 }
+
+
+#: Device types (`wmbus.DEVICE_TYPES`) in Polish, for the status page's meters on the air.
+DEVICE_TYPES_PL: dict[int, str] = {
+    0x00: "inne",
+    0x02: "energia elektryczna",
+    0x03: "gaz",
+    0x04: "ciepło",
+    0x06: "ciepła woda",
+    0x07: "woda",
+    0x08: "podzielnik ciepła",
+    0x0A: "chłód (wylot)",
+    0x0B: "chłód (wlot)",
+    0x0C: "ciepło (wlot)",
+    0x0D: "ciepło i chłód",
+    0x15: "gorąca woda",
+    0x16: "zimna woda",
+    0x1A: "czujnik dymu",
+    0x25: "sterownik komunikacji",
+    0x31: "koncentrator OMS",
+    0x32: "przekaźnik OMS (jednokierunkowy)",
+    0x33: "przekaźnik OMS (dwukierunkowy)",
+    0x36: "konwerter radiowy (strona systemu)",
+    0x37: "konwerter radiowy (strona licznika)",
+}
+
+
+def device_type_words(device_type: int) -> dict[str, str]:
+    """A device type's name in both languages."""
+    return {
+        "en": DEVICE_TYPES.get(device_type, f"type 0x{device_type:02X}"),
+        "pl": DEVICE_TYPES_PL.get(device_type, f"typ 0x{device_type:02X}"),
+    }
+
+
+def meters_pl(count: int) -> str:
+    """'1 licznik', '3 liczniki', '5 liczników': Polish plurals."""
+    if count == 1:
+        return "1 licznik"
+    few = count % 10 in (2, 3, 4) and count % 100 not in (12, 13, 14)
+    return f"{count} liczniki" if few else f"{count} liczników"
 
 
 def advice(code: str, language: Language = "en") -> str:

@@ -1,4 +1,6 @@
-"""The `check-config` command: every problem of a configuration file at once, or what it holds."""
+"""The `check-config` command: every problem of a configuration file at once, or what it holds
+and what to mend (warnings, exit 0: directories this user cannot write, sticks it cannot open
+now, which may be plugged in later)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,24 @@ from typing import TextIO
 from ..config import Config, ConfigError, load_config
 from ..daemon import NO_RECEIVERS
 from ..outputs import unusable_entries
+from ..receivers import device_problem
 from ..web import WebConfigError, WebSecurity
-from .exits import EXIT_OK, EXIT_USAGE
+from .exits import EXIT_OK, EXIT_USAGE, UsageError
+
+
+def warnings(config: Config) -> list[str]:
+    """Every warning, each on a line naming the file (and its line when known)."""
+    found = [warning.format(config.source) for warning in config.warnings]
+    for spec in config.receivers:
+        problem = device_problem(spec.device) if spec.device else None
+        if problem is not None:
+            found.append(f"{config.source}: warning: receiver {spec.label}: {problem}")
+    if config.influxdb is not None:
+        found += [
+            f"{config.source}: warning: InfluxDB spool: {entry}"
+            for entry in unusable_entries(config.influxdb.spool)
+        ]
+    return found
 
 
 def _web(config: Config) -> str:
@@ -27,9 +45,25 @@ def _web(config: Config) -> str:
     return ", ".join(found)
 
 
+def _settlement(config: Config) -> list[str]:
+    """What the file settles: its common rules and each meter's own."""
+    lines = []
+    if config.settlement is not None:
+        lines.append(f"settlement: {config.settlement.describe()}")
+    for meter in config.settled:
+        assert meter.settlement is not None
+        lines.append(f"meter {meter.name} settlement: {meter.settlement.describe()}")
+    return lines
+
+
 def run_check_config(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
+    path = args.file or args.config
+    if path is None:
+        raise UsageError(
+            "say which file to check: check-config FILE (or --config FILE, or AMIPLUS_CONFIG)"
+        )
     try:
-        config = load_config(args.file)
+        config = load_config(path)
         web = _web(config)
     except ConfigError as error:
         for problem in error.problems:
@@ -37,10 +71,10 @@ def run_check_config(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) ->
         print(f"{len(error.problems)} problem(s) found.", file=sys.stderr)
         return EXIT_USAGE
     except WebConfigError as error:
-        print(f"{args.file}: web config_file: {error}", file=sys.stderr)
+        print(f"{path}: web config_file: {error}", file=sys.stderr)
         print("1 problem(s) found.", file=sys.stderr)
         return EXIT_USAGE
-    stdout.write(f"{args.file}: OK\n")
+    stdout.write(f"{path}: OK\n")
     stdout.write(f"  web: {web}\n")
     for meter in config.meters:
         found = f" (the QR text holds: {meter.recognised})" if meter.recognised else ""
@@ -49,15 +83,11 @@ def run_check_config(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) ->
             f"key with fingerprint {meter.key.fingerprint}{found}\n"
         )
     for spec in config.receivers:
-        stdout.write(f"  receiver {spec.label}: {spec.type}\n")
+        stdout.write(f"  receiver {spec.label}: {spec.type} on {spec.where}\n")
     if not config.receivers:
         stdout.write(f"  note: {NO_RECEIVERS}\n")
-    if config.settlement is not None:
-        stdout.write(f"  settlement: {config.settlement.describe()}\n")
-    for meter in config.settled:
-        assert meter.settlement is not None
-        stdout.write(f"  meter {meter.name} settlement: {meter.settlement.describe()}\n")
-    if config.influxdb is not None:
-        for warning in unusable_entries(config.influxdb.spool):
-            stdout.write(f"  warning: InfluxDB spool: {warning}\n")
+    for line in _settlement(config):
+        stdout.write(f"  {line}\n")
+    for line in warnings(config):
+        stdout.write(line + "\n")
     return EXIT_OK

@@ -10,11 +10,26 @@ import time
 from datetime import datetime
 from typing import TextIO
 
-from ..amiplus import CredentialsError, normalise_meter_id, parse_qr
+from ..amiplus import (
+    RECEIVER_FINISHED,
+    RECEIVER_NO_PERMISSION,
+    CredentialsError,
+    advice,
+    normalise_meter_id,
+    parse_qr,
+)
 from ..config import ConfigError, load_config
 from ..pipeline import HeardMeter, HeardMeters, configured_match, peek_or_none
-from ..receivers import Frame, Receiver, ReceiverSpec, ReceiverSpecError, build_receiver, parse_spec
-from .exits import UsageError
+from ..receivers import (
+    Frame,
+    Receiver,
+    ReceiverSpec,
+    ReceiverSpecError,
+    ReceiverStats,
+    build_receiver,
+    parse_spec,
+)
+from .exits import EXIT_FAILURE, EXIT_OK, UsageError
 
 REFRESH = 1.0  # seconds between redraws of the live table
 _CLEAR = "\x1b[H\x1b[2J"
@@ -44,7 +59,9 @@ def table(meters: list[HeardMeter], configured: frozenset[str]) -> str:
     )
 
 
-def as_json(meter: HeardMeter, configured: frozenset[str]) -> str:
+def as_json(meter: HeardMeter, configured: frozenset[str], frame: Frame) -> str:
+    """A JSON line for one telegram heard: the meter's headers and the telegram itself (hex, as
+    `decode` takes it)."""
     return json.dumps(
         {
             "meter_id": meter.meter_id,
@@ -58,6 +75,7 @@ def as_json(meter: HeardMeter, configured: frozenset[str]) -> str:
             "last_seen": meter.last_seen,
             "receiver": meter.receiver,
             "configured": configured_match(meter.meter_id, configured) or None,
+            "telegram": frame.data.hex().upper(),
         }
     )
 
@@ -78,7 +96,7 @@ def run_listen(
         meter = heard.hear(receiver, frame, peek_or_none(frame.data))
         if as_lines and meter is not None:
             with printing:
-                out.write(as_json(meter, configured) + "\n")
+                out.write(as_json(meter, configured, frame) + "\n")
                 out.flush()
 
     receivers: list[Receiver] = [build_receiver(spec, sink) for spec in specs]
@@ -107,10 +125,16 @@ def run_listen(
     finally:
         for receiver in receivers:
             receiver.stop()
+    stats = [receiver.stats for receiver in receivers]
+    down = all(not s.up and s.down_code != RECEIVER_FINISHED for s in stats)
+    if down:  # said first: nothing below can mean anything while no receiver is up
+        print(_all_down(stats), file=sys.stderr, flush=True)
     if not as_lines:
         if not live:
             out.write(_status(receivers) + "\n\n")
         out.write(table(heard.snapshot(), configured) + "\n")
+    if down:
+        return EXIT_FAILURE
     if not heard.snapshot():
         print(
             "No telegram heard. Check that the receiver is on 868.95 MHz in T1 mode, that the "
@@ -118,7 +142,18 @@ def run_listen(
             "one working day).",
             file=sys.stderr,
         )
-    return 0
+    return EXIT_OK
+
+
+def _all_down(stats: list[ReceiverStats]) -> str:
+    """Every receiver's reason for being down, and what to do where the reason does not say."""
+    lines = ["No receiver is up, so nothing can be heard:"]
+    for receiver in stats:
+        lines.append(f"  {receiver.name} [{receiver.description}]: {receiver.down_reason}")
+        hint = advice(receiver.down_code or "")
+        if hint and receiver.down_code != RECEIVER_NO_PERMISSION:  # that reason says it all
+            lines.append(f"    {hint}")
+    return "\n".join(lines)
 
 
 def _status(receivers: list[Receiver]) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ..amiplus import WARSAW
+from ..amiplus import STATE_UNWRITABLE, WARSAW
 from ..receivers import ReceiverSpec
 from ..wmbus import shown
 from .addon import ADDON_SOURCE, OptionsTree, ServiceBroker, wants_broker
@@ -25,8 +25,9 @@ from .market_prices import MarketPrices, PriceSource, QuarterSeries, market_pric
 from .meter_table import meters_from_files
 from .meters import MeterConfig, meters_section
 from .mqtt import DEFAULT_BASE_TOPIC, MqttConfig, mqtt_section
+from .places import check_directory, default_state_directory
 from .prices import PriceEntry, Prices, TariffPrice, prices_section
-from .reader import ConfigError, Problem, Reader
+from .reader import ConfigError, ConfigWarning, Problem, Reader, yaml_problem
 from .receivers import receivers_section
 from .settlement import (
     Coefficient,
@@ -48,6 +49,7 @@ __all__ = [
     "Coefficient",
     "Config",
     "ConfigError",
+    "ConfigWarning",
     "ExportPrice",
     "InfluxConfig",
     "MarketPrices",
@@ -67,9 +69,6 @@ __all__ = [
     "wants_broker",
 ]
 
-#: Where the calendar periods' starts are kept, unless `state: directory:` says otherwise; a
-#: systemd unit with StateDirectory= says so through $STATE_DIRECTORY.
-DEFAULT_STATE_DIRECTORY = Path("/var/lib/amiplus-exporter")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 #: The outputs' sections, each read by its module here: a new output adds its row (and its
@@ -106,6 +105,7 @@ class Config:
     timezone: ZoneInfo = WARSAW
     stale_after: float | None = None  # None: derived from each meter's observed interval
     state_directory: Path | None = None  # None: calendar periods are kept in memory only
+    warnings: tuple[ConfigWarning, ...] = ()  # what to mend, though the exporter can run
     prices: Prices = field(default_factory=Prices)
     settlement: Settlement | None = None  # the settlement: section's own rules (for `settle`)
     market_prices: MarketPrices | None = None  # None: nothing is priced at the market
@@ -146,11 +146,7 @@ class Config:
 
 def _settings(reader: Reader, top: dict[str, Node]) -> dict[str, Any]:
     """The optional sections: web, influxdb, mqtt, timezone, state, prices, log."""
-    options: dict[str, Any] = {
-        "state_directory": Path(
-            (reader.env or {}).get("STATE_DIRECTORY") or DEFAULT_STATE_DIRECTORY
-        )
-    }
+    options: dict[str, Any] = {"state_directory": default_state_directory(reader.environment)}
     if "web" in top:
         options["web"] = web_section(reader, top["web"])
     options["outputs"] = {
@@ -164,6 +160,7 @@ def _settings(reader: Reader, top: dict[str, Node]) -> dict[str, Any]:
             reader.problem(
                 top["timezone"], f"timezone: unknown zone {shown(zone)}, e.g. Europe/Warsaw"
             )
+    state: dict[str, Node] = {}
     if "state" in top:
         state = reader.mapping(top["state"], "state", _STATE)
         directory = reader.optional(state, "directory", reader.path, "state")
@@ -177,6 +174,7 @@ def _settings(reader: Reader, top: dict[str, Node]) -> dict[str, Any]:
         )
         if window is not None:
             options["dedupe_window"] = window
+    check_directory(reader, state.get("directory"), options["state_directory"], STATE_UNWRITABLE)
     if "prices" in top:
         options["prices"] = prices_section(reader, top["prices"])
     if "market_prices" in top:
@@ -234,10 +232,7 @@ def parse_config(
     try:
         root = reader.compose(text)
     except reader.yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = f"not valid YAML: {getattr(error, 'problem', error)}"
-        raise ConfigError(source, [Problem(line, problem)]) from None
+        raise ConfigError(source, [yaml_problem(error, text)]) from None
     if root is None:
         raise ConfigError(source, [Problem(None, "the file is empty; see README.md")])
     return _read(reader, root, source)
@@ -265,7 +260,13 @@ def _read(reader: Reader, root: Node, source: str) -> Config:
     if reader.problems:
         ordered = sorted(reader.problems, key=lambda p: (p.source or "", p.line or 0))
         raise ConfigError(source, ordered)
-    return Config(tuple(meters), tuple(receivers), source=source, **options)
+    return Config(
+        tuple(meters),
+        tuple(receivers),
+        source=source,
+        warnings=tuple(reader.warnings),
+        **options,
+    )
 
 
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import urllib.parse
 from dataclasses import dataclass, field
@@ -10,7 +9,9 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..amiplus import SPOOL_UNWRITABLE
 from ..wmbus import shown
+from .places import check_directory, default_spool
 from .reader import Reader
 
 if TYPE_CHECKING:
@@ -38,9 +39,6 @@ _INFLUX = (
 )
 
 
-DEFAULT_SPOOL = Path("/var/lib/amiplus-exporter/spool")
-
-
 @dataclass(frozen=True, slots=True)
 class InfluxConfig:
     """Where readings go in InfluxDB (docs/contracts.md, section 5); written by `outputs.influx`."""
@@ -54,7 +52,7 @@ class InfluxConfig:
     retention_policy: str = ""
     username: str = ""
     password: str = field(default="", repr=False)
-    spool: Path = DEFAULT_SPOOL
+    spool: Path = field(default_factory=default_spool)
     spool_max_mb: float = 100.0
     batch_size: int = 500
     flush_interval: float = 5.0
@@ -119,9 +117,8 @@ def influx_section(reader: Reader, node: Node) -> InfluxConfig | None:
     verify = reader.optional(fields, "verify_tls", reader.boolean, where)
     if verify is not None:
         options["verify_tls"] = verify
-    problem = spool_problem(options.get("spool", DEFAULT_SPOOL))
-    if problem:
-        reader.problem(fields.get("spool", node), f"influxdb spool: {problem}")
+    options.setdefault("spool", default_spool(reader.environment))
+    check_directory(reader, fields.get("spool", node), options["spool"], SPOOL_UNWRITABLE)
     if options["api"] == "v2" and not options.get("bucket"):
         reader.problem(
             node, "influxdb: api v2 needs a bucket (for InfluxDB 1.8: database/retention)"
@@ -129,29 +126,3 @@ def influx_section(reader: Reader, node: Node) -> InfluxConfig | None:
     if options["api"] == "v1" and not options.get("database"):
         reader.problem(node, "influxdb: api v1 needs a database")
     return InfluxConfig(**options)
-
-
-def spool_problem(path: Path) -> str | None:
-    """What would stop the exporter from using `path` as its spool, found by looking only
-    (nothing is created): a file in its place, a read-only disk, no permission."""
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        return f"{existing} is not a directory; give a directory for the spool"
-    try:
-        read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
-    except OSError as error:
-        return f"{existing} cannot be examined ({error.strerror})"
-    if read_only:
-        return (
-            f"{existing} is on a read-only file system; give a directory on a writable disk "
-            "(in a container: a volume)"
-        )
-    if not os.access(existing, os.W_OK | os.X_OK):
-        made = "" if existing == path else f" to create {path}"
-        return (
-            f"{existing} is not writable for this user (uid {os.getuid()}){made}; make it "
-            "writable for the exporter's user or give another directory"
-        )
-    return None

@@ -4,6 +4,7 @@ echoed in a message, nor anything else that could be a key (`shown`: a fingerpri
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from ..plumbing import did_you_mean
 from ..wmbus import shown
 
 if TYPE_CHECKING:
@@ -60,6 +62,20 @@ class Problem:
         return f"{where}:{self.line}: {self.message}" if self.line else f"{where}: {self.message}"
 
 
+@dataclass(frozen=True, slots=True)
+class ConfigWarning:
+    """Something the exporter can run with but the user should mend (a directory it cannot
+    write): `code` is the advice of `amiplus.explain`, `path` what it is about."""
+
+    line: int | None
+    message: str
+    code: str
+    path: str
+
+    def format(self, source: str) -> str:
+        return Problem(self.line, f"warning: {self.message}").format(source)
+
+
 class ConfigError(Exception):
     """The configuration cannot be used; `problems` lists every reason at once."""
 
@@ -67,6 +83,56 @@ class ConfigError(Exception):
         self.source = source
         self.problems = problems
         super().__init__("\n".join(p.format(source) for p in problems))
+
+
+TAB = "a tab character: YAML indents with spaces only; replace the tab with spaces"
+#: PyYAML's and libyaml's words for the usual slips (in their problem or context), ours, and
+#: whether the line to name is where the trouble began (an unclosed quote) rather than found.
+_YAML_SLIPS: tuple[tuple[tuple[str, ...], str, bool], ...] = (
+    (("tab character",), TAB, False),
+    (
+        ("mapping values are not allowed",),
+        "a ':' where none can be: write 'key: value' with a space after the colon, and put a "
+        "value that holds ': ' in quotes",
+        False,
+    ),
+    (
+        ("while scanning a quoted scalar",),
+        "a quotation mark that is never closed: close it on the same line",
+        True,
+    ),
+    (
+        ("expected '-' indicator", "expected <block end>"),
+        "the indentation does not line up: the keys of one entry, and the '-' of one list, "
+        "start in the same column",
+        False,
+    ),
+    (("',' or ']'",), "a '[' that is never closed with ']'", True),
+    (("',' or '}'",), "a '{' that is never closed with '}'", True),
+)
+
+
+def yaml_problem(error: Exception, text: str) -> Problem:
+    """A YAML syntax error in plain words, with the line to look at."""
+    found = getattr(error, "problem_mark", None)
+    began = getattr(error, "context_mark", None)
+    words = f"{getattr(error, 'context', '') or ''} {getattr(error, 'problem', '') or error}"
+    lines = text.splitlines()
+    if found is not None and found.line < len(lines):
+        line = lines[found.line]
+        indent = line[: len(line) - len(line.lstrip())]
+        if "\t" in indent or line[found.column : found.column + 1] == "\t":
+            return Problem(found.line + 1, f"not valid YAML: {TAB}")
+    for clues, message, at_start in _YAML_SLIPS:
+        if any(clue in words for clue in clues):
+            mark = began if at_start and began is not None else found
+            return Problem(mark.line + 1 if mark else None, f"not valid YAML: {message}")
+    problem = getattr(error, "problem", None) or error
+    return Problem(
+        found.line + 1 if found else None,
+        f"not valid YAML: {problem} (check the indentation and quotes of this line and the one "
+        "before)",
+    )
 
 
 class Reader:
@@ -86,6 +152,13 @@ class Reader:
         self.base = base
         self.names = names
         self.problems: list[Problem] = []
+        self.warnings: list[ConfigWarning] = []
+
+    @property
+    def environment(self) -> Mapping[str, str]:
+        """Where defaults come from (`$STATE_DIRECTORY`, `$HOME`): `env`, or the process's own
+        when values are taken as written."""
+        return os.environ if self.env is None else self.env
 
     def compose(self, text: str) -> Node | None:
         """The YAML node tree, with libyaml's parser where PyYAML has it (ten times faster on a
@@ -107,6 +180,10 @@ class Reader:
         line: int = node.start_mark.line
         return self.names[line] if self.names is not None else f"line {line + 1}"
 
+    def warn(self, node: Node | None, message: str, code: str, path: str) -> None:
+        line = node.start_mark.line + 1 if node else None
+        self.warnings.append(ConfigWarning(line, message, code, path))
+
     def mapping(self, node: Node, where: str, allowed: tuple[str, ...]) -> dict[str, Node]:
         if not isinstance(node, self.yaml.MappingNode):
             self.problem(node, f"{where} must be a mapping (key: value lines)")
@@ -117,13 +194,9 @@ class Reader:
             if key in out:
                 self.problem(key_node, f"{where}: {shown(key)} is given twice")
             elif key not in allowed:
-                import difflib  # noqa: PLC0415 (only for mistakes: keeps the daemon small)
-
-                close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-                hint = (
-                    f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(allowed)}"
+                self.problem(
+                    key_node, f"{where}: unknown key {shown(key)}{did_you_mean(key, allowed)}"
                 )
-                self.problem(key_node, f"{where}: unknown key {shown(key)}{hint}")
             else:
                 out[key] = value_node
         return out
@@ -177,7 +250,10 @@ class Reader:
     def choice(self, node: Node, where: str, choices: tuple[str, ...]) -> str | None:
         value = self.text(node, where)
         if value is not None and value.lower() not in choices:
-            self.problem(node, f"{where} must be one of {', '.join(choices)}, not {shown(value)}")
+            hint = did_you_mean(value, choices, or_list=False)
+            self.problem(
+                node, f"{where} must be one of {', '.join(choices)}, not {shown(value)}{hint}"
+            )
             return None
         return value.lower() if value is not None else None
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from ..plumbing import import_extra
 from .broker import Broker
 
 if TYPE_CHECKING:
@@ -51,13 +52,9 @@ class Will:
     retain: bool
 
 
-def paho_client() -> ModuleType:
-    """paho-mqtt's client module, or a clear error saying how to install it."""
-    try:
-        import paho.mqtt.client as mqtt  # noqa: PLC0415 (only when MQTT is configured)
-    except ImportError:
-        raise RuntimeError("MQTT needs paho-mqtt: pip install 'amiplus-exporter[mqtt]'") from None
-    return mqtt
+def paho_client(needed_for: str = "MQTT") -> ModuleType:
+    """paho-mqtt's client module, or `MissingExtra` saying how to install it."""
+    return import_extra("paho.mqtt.client", needed_for)
 
 
 #: What a failed TCP or TLS connect means, most specific first: the error's type, the reason,

@@ -71,6 +71,8 @@ class Intake:
 
     def on_frame(self, receiver: str, frame: Frame) -> None:
         """One frame from a receiver: dedupe, decode, name, keep, hand on."""
+        if log.isEnabledFor(logging.DEBUG):  # the telegram as `decode` takes it (troubleshooting)
+            log.debug("receiver %s: telegram %s", receiver, frame.data.hex().upper())
         peeked: Peek | None = None
         try:
             peeked = peek(frame.data)

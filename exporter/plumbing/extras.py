@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
+from pathlib import Path
 from types import ModuleType
 
 PACKAGE = "amiplus-exporter"
@@ -16,8 +18,14 @@ class MissingExtra(ImportError):
 
 
 def _advice(module: str, needed_for: str) -> str:
+    """Which extra, and the pip of this installation to run in the clone it came from (the
+    package is installed from a clone: no package index has it)."""
     extra = EXTRAS[module]
-    return f"{needed_for} needs the {extra!r} extra: pip install '{PACKAGE}[{extra}]'"
+    pip = Path(sys.prefix) / "bin" / "pip"
+    return (
+        f"{needed_for} needs the {extra!r} extra: in your clone of {PACKAGE}, run "
+        f"{pip} install '.[{extra}]'"
+    )
 
 
 def import_extra(module: str, needed_for: str) -> ModuleType:

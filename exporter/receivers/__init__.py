@@ -2,6 +2,7 @@
 
 from .base import ErrorReason, Frame
 from .build import build_receiver
+from .devices import device_problem
 from .grammar import (
     COMMON,
     OPTIONS,
@@ -35,6 +36,7 @@ __all__ = [
     "build_receiver",
     "build_spec",
     "convert",
+    "device_problem",
     "parse_line",
     "parse_spec",
     "unknown_options",

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..amiplus import DEFAULT_FAMILY, FAMILIES_BY_NAME
+from ..plumbing import did_you_mean
 from ..wmbus import shown
 from .amber import Amber
 from .base import Dialect, LinkMode
@@ -136,6 +137,16 @@ class ReceiverSpec:
         return self.name or self.type
 
     @property
+    def where(self) -> str:
+        """Where it receives, as a summary line shows it: the device, command, address, file."""
+        if self.type == "simulator":
+            return f"{self.meters} simulated meter{'s' if self.meters > 1 else ''}"
+        if self.stdin:
+            return "standard input"
+        found = (self.device, self.command, self.listen, self.connect, self.file)
+        return next((str(value) for value in found if value), "")
+
+    @property
     def receiver_type(self) -> ReceiverType:
         return RECEIVER_TYPES[self.type]
 
@@ -154,8 +165,9 @@ def convert(option: Option, text: str) -> Any:
         raise ReceiverSpecError(f"{where} must be true or false, not {shown(text)}")
     if option.kind is Kind.CHOICE:
         if text.lower() not in option.choices:
+            hint = did_you_mean(text, option.choices, or_list=False)
             raise ReceiverSpecError(
-                f"{where} must be one of {', '.join(option.choices)}, not {shown(text)}"
+                f"{where} must be one of {', '.join(option.choices)}, not {shown(text)}{hint}"
             )
         return _MODES[text.lower()] if option.name == "mode" else text.lower()
     if option.kind in (Kind.NUMBER, Kind.INTEGER):
@@ -231,13 +243,39 @@ def unknown_options(kind: str, names: set[str]) -> list[str]:
     return sorted(names - allowed)
 
 
+#: What a bare address on the command line most likely meant, by how it starts.
+_MEANT = (
+    ("udp://", "lines:listen={}"),
+    ("tcp://", "lines:connect={} (or lines:listen={})"),
+    ("/", "im871a:{}"),
+    ("socket://", "im871a:{}"),
+    ("rfc2217://", "im871a:{}"),
+)
+
+
+def _unknown_type(typed: str, text: str) -> ReceiverSpecError:
+    """An unknown type, with the closest known one; a bare device or address gets the type
+    written in front of it, as it is (device names keep their case)."""
+    meant = next((form for start, form in _MEANT if text.startswith(start)), None)
+    if meant is None:
+        return ReceiverSpecError(
+            f"unknown receiver type {shown(typed)}{did_you_mean(typed, TYPES)}"
+        )
+    others = [name for name, kind in RECEIVER_TYPES.items() if kind.dialect][1:]
+    which = f" (or your stick's type: {', '.join(others)})" if meant.startswith("im871a") else ""
+    return ReceiverSpecError(
+        f"{shown(text)} needs its receiver type in front; did you mean "
+        f"{meant.format(text, text)}?{which}"
+    )
+
+
 def parse_spec(text: str) -> ReceiverSpec:
     """`TYPE[:VALUE][,KEY=VALUE...]` from the command line."""
-    kind, _, argument = text.partition(":")
-    kind = kind.strip().lower()
+    typed, _, argument = text.partition(":")
+    kind = typed.strip().lower()
     receiver_type = RECEIVER_TYPES.get(kind)
     if receiver_type is None:
-        raise ReceiverSpecError(f"unknown receiver type {shown(kind)}; one of: {', '.join(TYPES)}")
+        raise _unknown_type(typed.strip(), text.strip())
     values: dict[str, Any] = {}
     rest = argument
     while rest:
@@ -254,7 +292,10 @@ def parse_spec(text: str) -> ReceiverSpec:
             continue
         option = OPTIONS.get(key)
         if option is None or option.kind is Kind.KEYS:
-            raise ReceiverSpecError(f"{kind}: unknown option {shown(key)}")
+            known = (*COMMON, *(name for name in receiver_type.options if name != "keys"))
+            raise ReceiverSpecError(
+                f"{kind}: unknown option {shown(key)}{did_you_mean(key, known)}"
+            )
         values[option.name] = convert(option, value)
     unknown = unknown_options(kind, set(values))
     if unknown:

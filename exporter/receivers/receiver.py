@@ -19,13 +19,14 @@ from dataclasses import dataclass, field, replace
 from ..amiplus import (
     RECEIVER_FINISHED,
     RECEIVER_NO_ANSWER,
+    RECEIVER_NO_PERMISSION,
     RECEIVER_SILENT,
     RECEIVER_STARTING,
     RECEIVER_UNAVAILABLE,
 )
 from ..plumbing import Backoff
 from .base import Dialect, Frame, FrameError, Framer, LinkMode, Reply, SessionStep
-from .sources import READ_WAIT, Source, SourceFinished, SourceGone
+from .sources import READ_WAIT, NoPermission, Source, SourceFinished, SourceGone
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ DOWN_CODES: tuple[tuple[type[BaseException], str], ...] = (
     (SourceFinished, RECEIVER_FINISHED),
     (Silent, RECEIVER_SILENT),
     (SessionFailed, RECEIVER_NO_ANSWER),
+    (NoPermission, RECEIVER_NO_PERMISSION),
     (OSError, RECEIVER_UNAVAILABLE),
     (SourceGone, RECEIVER_UNAVAILABLE),
 )
@@ -62,6 +64,7 @@ class ReceiverStats:
     down_reason: str | None = "starting"
     closed_connections: Counter[str] | None = None  # a listener's closed senders, by reason
     down_code: str | None = RECEIVER_STARTING  # the kind of `down_reason`, for advice
+    description_pl: str = ""  # the source in Polish, where its description has English words
 
     def copy(self) -> ReceiverStats:
         closed = self.closed_connections
@@ -104,7 +107,7 @@ class Receiver:
         self.backoff = backoff
         self.reply_timeout = reply_timeout  # overrides the steps' own waits (tests, slow links)
         self._lock = threading.Lock()
-        self._stats = ReceiverStats(name, source.description)
+        self._stats = ReceiverStats(name, source.description, description_pl=source.description_pl)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"receiver {name}", daemon=True)
         self._framers: dict[Hashable, Framer] = {}

@@ -27,8 +27,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from ..amiplus import SimulatedMeter
+from ..amiplus import SimulatedMeter, meters_pl
 from ..plumbing import ConnectionLimit, RateLimitedLog, listening_family
+from .devices import DENIED, MISSING, denied, missing
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,10 @@ READ_WAIT = 0.5  # longest single wait, so that stop() is honoured quickly
 
 class SourceGone(Exception):
     """The device, connection or process went away; the receiver reopens it later."""
+
+
+class NoPermission(SourceGone):
+    """This user may not open the device; the message says how to get the permission."""
 
 
 class SourceFinished(Exception):
@@ -55,7 +60,8 @@ class Chunk:
 class Source(ABC):
     """Where bytes come from. `read` waits at most `timeout` seconds and may return nothing."""
 
-    description: str
+    description: str  # English, for logs, metrics and the status page
+    description_pl: str = ""  # the page's Polish words, where `description` has English ones
 
     @abstractmethod
     def open(self) -> None: ...
@@ -97,6 +103,11 @@ class SerialSource(Source):
                 self.url, baudrate=self.baudrate, timeout=READ_WAIT, exclusive=True
             )
         except (serial.SerialException, OSError, ValueError) as error:
+            number = getattr(error, "errno", None)  # pyserial keeps the open's errno
+            if number in DENIED:
+                raise NoPermission(denied(self.url)) from None
+            if number in MISSING:
+                raise SourceGone(missing(self.url)) from None
             raise SourceGone(f"cannot open {self.url}: {error}") from None
 
     def read(self, timeout: float) -> list[Chunk]:
@@ -200,6 +211,7 @@ class TcpServerSource(Source):
     ) -> None:
         self.address = (host, port)
         self.description = f"tcp listen {host}:{port}"
+        self.description_pl = f"tcp nasłuch {host}:{port}"
         self.idle_timeout = idle_timeout
         self.max_clients = max_clients
         self.closed_connections: Counter[str] = Counter(dict.fromkeys(CLOSED_REASONS, 0))
@@ -305,6 +317,7 @@ class UdpSource(Source):
     def __init__(self, host: str, port: int) -> None:
         self.address = (host, port)
         self.description = f"udp listen {host}:{port}"
+        self.description_pl = f"udp nasłuch {host}:{port}"
         self._socket: socket.socket | None = None
 
     @property
@@ -366,7 +379,9 @@ class ProcessSource(Source):
 
     def __init__(self, command: str) -> None:
         self.command = command
-        self.description = f"command {shlex.split(command)[0] if command.strip() else '?'}"
+        program = shlex.split(command)[0] if command.strip() else "?"
+        self.description = f"command {program}"
+        self.description_pl = f"polecenie {program}"
         self._process: subprocess.Popen[bytes] | None = None
         self._stderr_thread: threading.Thread | None = None
 
@@ -433,6 +448,7 @@ class StreamSource(Source):
     def __init__(self, stream: IO[bytes], description: str = "stdin") -> None:
         self.stream = stream
         self.description = description
+        self.description_pl = "standardowe wejście" if description == "stdin" else ""
 
     def open(self) -> None:
         return None
@@ -460,6 +476,7 @@ class ReplaySource(Source):
         self.path = path
         self.realtime = realtime
         self.description = f"replay {path}"
+        self.description_pl = f"odtwarzanie {path}"
         self._lines: list[bytes] = []
         self._started = 0.0
 
@@ -515,6 +532,7 @@ class SimulatorSource(Source):
         self.realtime = realtime
         self.count = count
         self.description = f"simulator ({len(meters)} meter{'s' if len(meters) > 1 else ''})"
+        self.description_pl = f"symulator ({meters_pl(len(meters))})"
         self._sent = 0
         self._clock = datetime.now(UTC)
         self._due = 0.0

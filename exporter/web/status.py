@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..amiplus import ADVICE, NOT_HEARD, advice, table
-from ..config import Config
+from ..amiplus import ADVICE, NOT_HEARD, NOT_HEARD_NO_RECEIVER, advice, device_type_words, table
+from ..config import Config, ConfigWarning
 from ..pipeline import Calendar, Figure, HeardMeter, MeterState, Output, State
 from ..receivers import ReceiverStats
 from .history import PageHistory
@@ -79,6 +79,7 @@ def _meter(
     calendar: Calendar | None,
     history: PageHistory | None,
     day: PageHistory | None,
+    receivers_down: bool = False,
 ) -> dict[str, Any]:
     values = dict(meter.values)
     meter_time = values.pop("meter_time", None)
@@ -120,7 +121,7 @@ def _meter(
         }
         out["active_tariff"] = calendar.active_tariff(meter.key)
     if meter.telegrams == 0 and meter.last_failure is None:
-        out["not_heard"] = ADVICE[NOT_HEARD].as_json()
+        out["not_heard"] = ADVICE[NOT_HEARD_NO_RECEIVER if receivers_down else NOT_HEARD].as_json()
     if history is not None:
         out["history"] = history.columns(meter.key)
     if day is not None:
@@ -145,6 +146,11 @@ def _receiver(stats: ReceiverStats, private: bool) -> dict[str, Any]:
     out: dict[str, Any] = {
         "name": stats.name,
         "description": stats.description if private else None,  # device paths, files
+        "source": (
+            {"en": stats.description, "pl": stats.description_pl or stats.description}
+            if private
+            else None
+        ),
         "up": stats.up,
         "down_reason": stats.down_reason if private else None,  # they name them too
         "down_code": stats.down_code,
@@ -159,13 +165,17 @@ def _receiver(stats: ReceiverStats, private: bool) -> dict[str, Any]:
     return out
 
 
-def yaml_snippet(meter_id: str) -> str:
+#: The placeholders of the snippet that adds a heard meter, in the page's languages.
+_SNIPPET = {
+    "en": ("the 32-digit key from eLicznik, Licznik / HAN", "meter"),
+    "pl": ("32-znakowy klucz z eLicznika, Licznik / HAN", "licznik"),
+}
+
+
+def yaml_snippet(meter_id: str, language: str = "en") -> str:
     """What to paste into the configuration to add a heard meter (the key is the user's)."""
-    return (
-        f'  - id: "{meter_id}"\n'
-        '    key: "<the 32-digit key from eLicznik, Licznik / HAN>"\n'
-        f"    name: meter-{meter_id}\n"
-    )
+    key, name = _SNIPPET[language]
+    return f'  - id: "{meter_id}"\n    key: "<{key}>"\n    name: {name}-{meter_id}\n'
 
 
 def _heard(meter: HeardMeter, config: Config) -> dict[str, Any]:
@@ -175,6 +185,7 @@ def _heard(meter: HeardMeter, config: Config) -> dict[str, Any]:
         "manufacturer": meter.manufacturer,
         "version": meter.version,
         "device_type": meter.device_type_name,
+        "device_type_words": device_type_words(meter.device_type),
         "encrypted": meter.encrypted,
         "rssi_dbm": meter.rssi_dbm,
         "count": meter.count,
@@ -183,7 +194,22 @@ def _heard(meter: HeardMeter, config: Config) -> dict[str, Any]:
     }
     if not configured:
         out["yaml"] = yaml_snippet(meter.meter_id)
+        out["yaml_words"] = {
+            language: yaml_snippet(meter.meter_id, language) for language in _SNIPPET
+        }
     return out
+
+
+def _warning(warning: ConfigWarning, private: bool) -> dict[str, Any]:
+    """A warning of the configuration (a directory this user cannot write), with its advice in
+    both languages; its path only for a `private` client."""
+    return {
+        "code": warning.code,
+        "path": warning.path if private else None,
+        "line": warning.line,
+        "message": warning.message if private else None,
+        **ADVICE[warning.code].as_json(),
+    }
 
 
 def status(
@@ -210,6 +236,7 @@ def status(
     counts = state.counts()
     hour = history if HOUR in histories else None
     day = history if DAY in histories else None
+    down = bool(receivers) and not any(stats.up for stats in receivers)
     return {
         "exporter": {
             "started_at": started_at,
@@ -221,9 +248,19 @@ def status(
             "example_prices": example_prices,
         },
         "meters": [
-            _meter(meter, state, now, config=config, calendar=calendar, history=hour, day=day)
+            _meter(
+                meter,
+                state,
+                now,
+                config=config,
+                calendar=calendar,
+                history=hour,
+                day=day,
+                receivers_down=down,
+            )
             for meter in meters
         ],
+        "warnings": [_warning(warning, private) for warning in config.warnings],
         "receivers": [_receiver(stats, private) for stats in receivers],
         "heard": [_heard(meter, config) for meter in heard],
         "unconfigured_telegrams": counts.unconfigured_telegrams,

@@ -61,7 +61,7 @@ class MqttOutput(Output):
     name = "mqtt"
 
     def __init__(self, config: MqttConfig, state: State) -> None:
-        self.mqtt = paho_client()  # a clear error now if paho-mqtt is missing
+        self.mqtt = paho_client("the mqtt output")  # a clear error now if paho-mqtt is missing
         self.config = config
         self.state = state
         self.broker = replace(config.broker, client_id=config.client_name)
