@@ -50,6 +50,25 @@ def browser(language: str = "en-GB", *flags: str) -> webdriver.Chrome:
     return webdriver.Chrome(options=options, service=service)
 
 
+#: The page's own user, for tests of what a client that proved who it is sees (paths, devices).
+USER, PASSWORD = "household", "page-password"
+
+
+def web_config(directory: Path) -> Path:
+    """A web config file with basic auth for `USER` (the exporter then names paths to it)."""
+    path = directory / "web.yml"
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=10)).decode()
+    path.write_text(f"basic_auth_users:\n  {USER}: '{hashed}'\n")
+    return path
+
+
+def with_password(driver: webdriver.Chrome) -> webdriver.Chrome:
+    """Every request of the browser, the page's own fetches too, carries `USER`'s password."""
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": basic_auth(USER, PASSWORD)})
+    return driver
+
+
 @pytest.fixture
 def chrome() -> Iterator[webdriver.Chrome]:
     driver = browser()

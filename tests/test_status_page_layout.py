@@ -23,9 +23,9 @@ from exporter.amiplus.clock import WARSAW
 from exporter.pipeline.calendar import PERIODS, local_day, midnight, period_start
 from exporter.web import render
 
-from .conftest import free_port, wait_until
+from .conftest import basic_auth, free_port, wait_until
 from .servers import SIMULATED_KEY, Start, simulated_config
-from .test_status_page import ARTIFACTS, browser
+from .test_status_page import ARTIFACTS, PASSWORD, USER, browser, web_config, with_password
 
 SIZES = {"phone": (390, 844), "desktop": (1366, 900)}
 #: A stick by its stable name, not plugged in: the longest word a receiver's row holds.
@@ -144,7 +144,10 @@ def exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     directory = tmp_path_factory.mktemp("page")
     calendar_file(directory / "state")
-    process = ExporterProcess(directory, config(directory / "state"))
+    web = f"web:\n  config_file: {web_config(directory)}\n"
+    process = ExporterProcess(
+        directory, config(directory / "state") + web, headers=basic_auth(USER, PASSWORD)
+    )
 
     def ready() -> bool:
         status = process.status()
@@ -174,7 +177,7 @@ def shown(driver: webdriver.Chrome) -> None:
 @pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.parametrize("size", SIZES)
 def test_the_page_fits_and_speaks(exporter: Any, size: str, language: str) -> None:
-    driver = browser(LANGUAGES[language])
+    driver = with_password(browser(LANGUAGES[language]))
     try:
         driver.set_window_size(*SIZES[size])
         width = driver.execute_script("return window.innerWidth")
@@ -255,7 +258,7 @@ return out;
 def test_no_word_is_broken_inside_on_a_desktop(exporter: Any, language: str) -> None:
     """1366 px with a receiver at a long /dev/serial/by-id path: the Receivers table gives
     every word its width (it was 'im/87/1a', 'b/ł/ę/d/y')."""
-    driver = browser(LANGUAGES[language])
+    driver = with_password(browser(LANGUAGES[language]))
     try:
         driver.set_window_size(*SIZES["desktop"])
         width = driver.execute_script("return window.innerWidth")
@@ -288,7 +291,7 @@ def english_server_text(status: dict[str, Any]) -> set[str]:
 
 
 def test_the_polish_page_shows_no_english_server_text(exporter: Any) -> None:
-    driver = browser("pl-PL")
+    driver = with_password(browser("pl-PL"))
     try:
         driver.set_window_size(*SIZES["desktop"])
         driver.get(exporter.url + "/")
@@ -314,7 +317,7 @@ def test_the_polish_page_shows_no_english_server_text(exporter: Any) -> None:
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_the_meters_on_the_air_have_labelled_columns(exporter: Any, language: str) -> None:
-    driver = browser(LANGUAGES[language])
+    driver = with_password(browser(LANGUAGES[language]))
     try:
         driver.set_window_size(*SIZES["desktop"])
         driver.get(exporter.url + "/")
@@ -336,9 +339,13 @@ def test_a_state_directory_it_cannot_write_is_on_the_page(
     """The daemon's warning, at the top of the page in the page's language (issues 21, 24)."""
     taken = tmp_path / "a-file-not-a-directory"
     taken.write_text("")
-    exporter = start_exporter(f"{simulated_config(1)}state:\n  directory: {taken}\n")
+    web = f"web:\n  config_file: {web_config(tmp_path)}\n"
+    exporter = start_exporter(
+        f"{simulated_config(1)}state:\n  directory: {taken}\n{web}",
+        headers=basic_auth(USER, PASSWORD),
+    )
     advice = ADVICE[STATE_UNWRITABLE]
-    driver = browser(LANGUAGES[language])
+    driver = with_password(browser(LANGUAGES[language]))
     try:
         driver.get(exporter.url + "/")
         card = WebDriverWait(driver, 30).until(
@@ -363,7 +370,7 @@ def test_both_power_charts_use_one_unit(exporter: Any, tmp_path: Path) -> None:
     day["import_w"] = [900.0 for _ in day["t"]]
     page = tmp_path / "page.html"
     page.write_text(render(status))
-    driver = browser()
+    driver = with_password(browser())
     try:
         driver.get(page.as_uri())
         for kind in ("power", "day"):
@@ -379,7 +386,7 @@ def test_both_power_charts_use_one_unit(exporter: Any, tmp_path: Path) -> None:
 
 
 def test_the_language_switch_and_its_memory(exporter: Any) -> None:
-    driver = browser("en-GB")
+    driver = with_password(browser("en-GB"))
     try:
         driver.get(exporter.url + "/")
         shown(driver)
@@ -417,7 +424,7 @@ def test_charts_for_the_first_sixteen_meters(start_exporter: Start) -> None:
     hours = [m["history"] for m in json.loads(exporter.get("/api/status?history=1")[1])["meters"]]
     assert sum(hour is not None for hour in hours) == 16  # the last hour: the same 16
     assert "day" not in json.loads(exporter.get("/api/status?history=1")[1])["meters"][0]
-    driver = browser()
+    driver = with_password(browser())
     try:
         driver.get(exporter.url + "/")
         WebDriverWait(driver, 30).until(
