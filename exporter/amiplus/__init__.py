@@ -24,10 +24,12 @@ from .explain import (
 )
 from .families import FAMILIES_BY_NAME, MAKERS, model_of
 from .fields import (
+    JOULES_PER_KWH,
     RSSI,
     Field,
     FieldTable,
     HomeAssistant,
+    Label,
     Metric,
     MetricType,
     Shape,
@@ -49,6 +51,7 @@ __all__ = [
     "DEFAULT_KEY",
     "DEFAULT_METER_ID",
     "FAMILIES_BY_NAME",
+    "JOULES_PER_KWH",
     "KINDS",
     "MAKERS",
     "NOT_HEARD",
@@ -67,6 +70,7 @@ __all__ = [
     "Field",
     "FieldTable",
     "HomeAssistant",
+    "Label",
     "MeterReading",
     "Metric",
     "MetricType",

@@ -31,6 +31,7 @@ from ..amiplus import MeterReading, Shape, table
 from ..config import InfluxConfig
 from ..pipeline import Cost, MeterUpdate, Output
 from ..plumbing import Backoff, import_extra
+from ..settlement import LedgerView, figure_table
 from .spool import DISK_FULL, SPOOL_ERROR, SPOOL_FULL, Segment, Spool
 
 log = logging.getLogger(__name__)
@@ -85,21 +86,36 @@ def _cost_fields(money: Mapping[str, float]) -> Iterator[str]:
         yield f"export_value_pln={float(cost.export)!r}"
 
 
+def _settlement_fields(view: LedgerView) -> Iterator[str]:
+    """A settled meter's figures of the ledger now (the figure table's InfluxDB fields of its
+    scheme), those that are known."""
+    for row in figure_table().now:
+        if row.influx is not None and view.scheme in row.schemes:
+            value = row.read(view)
+            if value is not None:
+                yield f"{row.influx}={float(value)!r}"
+
+
 def point(
     reading: MeterReading,
     name: str | None,
     received_at: float,
     money: Mapping[str, float] | None = None,
     contracted_power: float | None = None,
+    *,
+    settlement: LedgerView | None = None,
 ) -> str | None:
     """The line-protocol point of one reading: float fields only, millisecond precision, so two
     readings in one second are two points (None when the telegram named no field at all);
-    `money`, the running cost, and the configured contracted power add their fields."""
+    `money`, the running cost, the configured contracted power and a settled meter's figures
+    (with the readings that changed them) add their fields."""
     found = list(_fields(reading))
     if found and money:
         found.extend(_cost_fields(money))
     if found and contracted_power is not None:
         found.append(f"contracted_power_w={float(contracted_power)!r}")
+    if found and settlement is not None:
+        found.extend(_settlement_fields(settlement))
     values = ",".join(found)
     if not values:
         return None
@@ -354,7 +370,12 @@ class InfluxOutput(Output):
     def submit(self, update: MeterUpdate) -> None:
         """Spool a reading (from a receiver's thread); it is accepted once this returns."""
         line = point(
-            update.reading, update.name, update.received_at, update.cost, update.contracted_power
+            update.reading,
+            update.name,
+            update.received_at,
+            update.cost,
+            update.contracted_power,
+            settlement=update.settlement,
         )
         if line is None:
             return
