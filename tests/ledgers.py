@@ -17,7 +17,7 @@ from exporter.settlement import HOUR, Ledger, PriceBook, hour_start
 from .prosumer_model import WARSAW
 
 STEP = 900.0  # seconds between the hand-made readings
-EXPORT_PER_STEP = 0.01  # kWh fed in per quarter-hour from 10:00 to 15:00 local time
+EXPORT_PER_STEP = 0.02  # kWh fed in per quarter-hour from 10:00 to 15:00 local time
 IMPORT_PER_STEP = 0.0025  # kWh taken per quarter-hour otherwise
 
 
@@ -48,20 +48,23 @@ def book(prices: Path, tariffs: Prices | None = None) -> PriceBook:
 
 
 def fed(
-    rules: Settlement, prices: PriceBook, start: float, end: float, first: tuple[float, float]
+    rules: Settlement, prices: PriceBook, start: float, end: float, last: tuple[float, float]
 ) -> Ledger:
     """A ledger fed a reading every quarter-hour from `start` to `end`, its registers (kWh)
-    starting at `first`: PV export from 10:00 to 15:00, a little import otherwise."""
-    ledger = Ledger(rules, prices, WARSAW)
-    imported, exported = first
+    reaching `last` (where a simulated meter begins, say): PV export from 10:00 to 15:00, a
+    little import otherwise."""
+    steps = []
     at = start
     while at <= end:
-        if 10 <= datetime.fromtimestamp(at, WARSAW).hour < 15:
-            exported += EXPORT_PER_STEP
-        else:
-            imported += IMPORT_PER_STEP
-        ledger.feed(at, imported, exported, {1: imported}, 3 * STEP)
+        pv = 10 <= datetime.fromtimestamp(at, WARSAW).hour < 15
+        steps.append((at, 0.0 if pv else IMPORT_PER_STEP, EXPORT_PER_STEP if pv else 0.0))
         at += STEP
+    imported = last[0] - sum(step[1] for step in steps)
+    exported = last[1] - sum(step[2] for step in steps)
+    ledger = Ledger(rules, prices, WARSAW)
+    for at, taken, fed_in in steps:
+        imported, exported = imported + taken, exported + fed_in
+        ledger.feed(at, imported, exported, {1: imported}, 3 * STEP)
     return ledger
 
 

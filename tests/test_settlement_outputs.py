@@ -176,7 +176,7 @@ def test_the_collector_shows_each_settled_meter_by_its_scheme(
     house, cottage = view(settlements, HOUSE), view(settlements, COTTAGE)
     home = (("meter_id", HOUSE),)
     away = (("meter_id", "79563412"),)  # as its telegrams print it
-    assert house.deposit_pln > 1 and cottage.bank_kwh > 0.05  # the ledgers hold something
+    assert house.deposit_pln > 1 and cottage.bank_kwh > 0.1  # the ledgers hold something
     assert samples(found["amiplus_settlement_deposit_pln"]) == {home: round(house.deposit_pln, 6)}
     assert samples(found["amiplus_settlement_bank_joules"]) == {
         away: round(cottage.bank_kwh * JOULES, 6)
@@ -195,11 +195,11 @@ def test_the_collector_shows_each_settled_meter_by_its_scheme(
     daily = samples(found["amiplus_settlement_balanced_energy_exported_period_joules"])
     today = (("meter_id", HOUSE), ("period", "day"), ("start", "2026-03-10"))
     yesterday = (("meter_id", HOUSE), ("period", "day"), ("start", "2026-03-09"))
-    # a reading's energy counts to the hour it ends in: 09:00 nets 0.01 of export against 3
-    # quarters of 0.0025 import, 10:00-14:00 four quarters of 0.01 export, 14:00 nets three
+    # a reading's energy counts to the hour it ends in: 09:00 nets 0.02 of export against 3
+    # quarters of 0.0025 import, 10:00-14:00 four quarters of 0.02 export, 14:00 nets three
     # against one quarter of import
-    assert daily[yesterday] == pytest.approx((0.0025 + 4 * 0.04 + 0.0275) * JOULES)
-    assert daily[today] == pytest.approx((0.0025 + 2 * 0.04) * JOULES)  # settled until 12:00
+    assert daily[yesterday] == pytest.approx((0.0125 + 4 * 0.08 + 0.0575) * JOULES)
+    assert daily[today] == pytest.approx((0.0125 + 2 * 0.08) * JOULES)  # settled until 12:00
     assert {labels[1][1] for labels in daily} == {"day", "week", "month"}
     credits = samples(found["amiplus_settlement_deposit_credit_period_pln"])
     february = (("meter_id", HOUSE), ("period", "month"), ("start", "2026-02-01"))
@@ -316,7 +316,7 @@ def test_the_status_holds_each_settled_meters_ledger_and_the_table(
     assert "bank_kwh" not in house
     today = house["periods"]["today"]
     assert today["current"] and not today["partial"]
-    assert today["balanced_exported_kwh"] == pytest.approx(0.0825)
+    assert today["balanced_exported_kwh"] == pytest.approx(0.1725)
     assert today["start"] == "2026-03-10T00:00:00+01:00" and today["end"].startswith("2026-03-11")
     cottage = meters[COTTAGE]["settlement"]
     assert cottage["bank_kwh"] > 0 and cottage["periods"]["today"]["partial"]

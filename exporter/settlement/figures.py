@@ -38,7 +38,8 @@ class Scope(enum.Enum):
 class SettlementFigure:
     """One settlement figure. `unit` is `kWh`, `PLN` or `PLN/kWh`; a Prometheus family's
     `scale` turns it into the family's unit (kWh into joules). On the page a period's figure
-    with `column` is a column of the periods' table and `detail` names a figure shown under it."""
+    with `column` is a column of the periods' table and `detail` names a figure shown under it;
+    a `warning` is shown only when it is not 0."""
 
     key: str
     scope: Scope
@@ -50,6 +51,7 @@ class SettlementFigure:
     home_assistant: HomeAssistant | None = None
     column: bool = False
     detail: str = ""
+    warning: bool = False
 
     def read(self, source: Any) -> float | None:
         """The figure's value in `source` (a `LedgerView` or a `Totals`, after `scope`)."""
@@ -72,15 +74,18 @@ def _now(
     metric: tuple[str, str] | None = None,
     home_assistant: HomeAssistant | None = None,
     counter: bool = False,
+    warning: bool = False,
 ) -> SettlementFigure:
     """A figure of the ledger now: with a family, a gauge (or counter) per meter and an
     InfluxDB field of its key; a Home Assistant sensor when given; on the page always."""
     if metric is None:
-        return SettlementFigure(key, Scope.NOW, label, unit, schemes)
+        return SettlementFigure(key, Scope.NOW, label, unit, schemes, warning=warning)
     name, help_text = metric
     kind = MetricType.COUNTER if counter else MetricType.GAUGE
     family = Metric(name, kind, help_text, JOULES_PER_KWH if unit == "kWh" else 1.0)
-    return SettlementFigure(key, Scope.NOW, label, unit, schemes, family, key, home_assistant)
+    return SettlementFigure(
+        key, Scope.NOW, label, unit, schemes, family, key, home_assistant, warning=warning
+    )
 
 
 def _period(
@@ -242,6 +247,7 @@ FIGURES: tuple[SettlementFigure, ...] = (
             "amiplus_settlement_unpriced_export_joules",
             "Net export of settled hours whose price is not known yet (never valued at 0).",
         ),
+        warning=True,
     ),
     _now(
         "unpriced_import_kwh",
@@ -252,6 +258,7 @@ FIGURES: tuple[SettlementFigure, ...] = (
             "amiplus_settlement_unpriced_import_joules",
             "Net import of settled hours whose market price is not known yet (a dynamic tariff).",
         ),
+        warning=True,
     ),
     _period(
         "balanced_imported_kwh",

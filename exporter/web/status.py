@@ -40,8 +40,8 @@ def fields_for_page() -> list[dict[str, Any]]:
 
 def settlement_figures_for_page() -> list[dict[str, Any]]:
     """The settlement figure table as the page needs it: key, scope, unit, schemes, whether a
-    period's figure is a column (and the figure shown under it), the labels in both
-    languages."""
+    period's figure is a column (and the figure shown under it), whether it is a warning, the
+    labels in both languages."""
     return [
         {
             "key": row.key,
@@ -50,6 +50,7 @@ def settlement_figures_for_page() -> list[dict[str, Any]]:
             "schemes": sorted(scheme.value for scheme in row.schemes),
             "column": row.column,
             "detail": row.detail or None,
+            "warning": row.warning,
             "label": {"en": row.label.en, "pl": row.label.pl},
         }
         for row in figure_table().rows
