@@ -5,17 +5,20 @@ ledger from hand-made readings of a small household with PV."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from exporter.config import MarketPrices, Prices, Settlement
+from exporter.amiplus.simulated import SimulatedMeter
+from exporter.config import Config, MarketPrices, Prices, Settlement
 from exporter.config.market_prices import parse_price_file
 from exporter.settlement import HOUR, Ledger, PriceBook, hour_start
 
 from .prosumer_model import WARSAW
 
+DAY = 86400.0
 STEP = 900.0  # seconds between the hand-made readings
 EXPORT_PER_STEP = 0.02  # kWh fed in per quarter-hour from 10:00 to 15:00 local time
 IMPORT_PER_STEP = 0.0025  # kWh taken per quarter-hour otherwise
@@ -75,3 +78,30 @@ def keep(directory: Path, ledgers: Mapping[str, Ledger]) -> Path:
     meters: dict[str, Any] = {key: ledger.as_json() for key, ledger in ledgers.items()}
     path.write_text(json.dumps({"format": 1, "meters": meters}))
     return path
+
+
+def simulated_registers() -> tuple[float, float]:
+    """The total registers (kWh) a simulated meter starts from."""
+    meter = SimulatedMeter.__dataclass_fields__
+    imported: dict[int, float] = meter["imported_wh"].default_factory()  # type: ignore[misc]
+    exported: dict[int, float] = meter["exported_wh"].default_factory()  # type: ignore[misc]
+    return sum(imported.values()) / 1000, sum(exported.values()) / 1000
+
+
+def kept_until_now(config: Config, prices: Path, days: float = 45) -> Path:
+    """The ledgers of the configuration's settled meters as a restarted exporter finds them in
+    its state directory: kept for `days` until a minute ago, up to the registers the simulator
+    starts from."""
+    assert config.state_directory is not None
+    book_ = book(prices, config.prices)
+    now = time.time()
+    return keep(
+        config.state_directory,
+        {
+            meter.meter_id: fed(
+                meter.settlement, book_, now - days * DAY, now - 60, simulated_registers()
+            )
+            for meter in config.settled
+            if meter.settlement is not None
+        },
+    )

@@ -16,11 +16,10 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from exporter.amiplus.simulated import SimulatedMeter
 from exporter.config import parse_config
 
 from .conftest import wait_until
-from .ledgers import book, fed, keep, price_file
+from .ledgers import kept_until_now, price_file
 from .servers import SIMULATED_KEY, ExporterProcess
 from .test_status_page import ARTIFACTS, browser
 from .test_status_page_layout import LANGUAGES, LAYOUT, SIZES
@@ -61,22 +60,7 @@ def exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     registers the simulator starts from."""
     directory = tmp_path_factory.mktemp("prosumer-page")
     text = config(directory)
-    parsed = parse_config(text, env={})
-    prices = book(directory / "prices.csv", parsed.prices)
-    now = time.time()
-    simulated = SimulatedMeter.__dataclass_fields__
-    registers = (
-        sum(simulated["imported_wh"].default_factory().values()) / 1000,  # type: ignore[misc]
-        sum(simulated["exported_wh"].default_factory().values()) / 1000,  # type: ignore[misc]
-    )
-    keep(
-        directory / "state",
-        {
-            meter.meter_id: fed(meter.settlement, prices, now - 45 * DAY, now - 60, registers)
-            for meter in parsed.settled
-            if meter.settlement is not None
-        },
-    )
+    kept_until_now(parse_config(text, env={}), directory / "prices.csv")
     process = ExporterProcess(directory, text)
 
     def ready() -> bool:
