@@ -379,3 +379,16 @@ def test_a_new_row_appears_in_every_output(config: Config, settlements: Settleme
     assert meter["settlement"]["latest_at"] == house.latest_at
     assert meter["settlement"]["periods"]["last_month"]["refunded_pln"] == 0
     assert {"latest_at", "refunded_pln"} <= {row["key"] for row in page["settlement"]["figures"]}
+
+
+def test_the_contract_names_every_figure() -> None:
+    """docs/contracts.md holds every stable name the table gives the outputs."""
+    contract = (Path(__file__).parent.parent / "docs" / "contracts.md").read_text()
+    for row in figure_table().rows:
+        names = [f"`{row.key}`"]
+        if row.metric is not None:
+            names.append(f"`{row.metric.sample_name}`")
+        for name in names:
+            assert name in contract, name
+    assert "`amiplus_settlement_period_partial`" in contract
+    assert "`<base>/<meter>/settlement`" in contract

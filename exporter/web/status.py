@@ -63,7 +63,7 @@ def _figures(rows: tuple[SettlementFigure, ...], source: Any, view: LedgerView) 
     for row in rows:
         if view.scheme in row.schemes:
             value = row.read(source)
-            out[row.key] = None if value is None else round(value, 4)
+            out[row.key] = None if value is None else round(float(value), 4)
     return out
 
 

@@ -197,7 +197,7 @@ def settlement_payload(update: MeterUpdate) -> bytes:
     for row in figure_table().now:
         if view.scheme in row.schemes:
             value = row.read(view)
-            out[row.key] = None if value is None else round(value, 6)
+            out[row.key] = None if value is None else round(float(value), 6)
     out["hour_start"] = None if view.hour is None else received_at_text(view.hour.start)
     out[RECEIVED_AT] = received_at_text(update.received_at)
     return _dumps(out)
