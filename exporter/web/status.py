@@ -79,7 +79,7 @@ def _settled_period(period: PeriodTotals, view: LedgerView, zone: ZoneInfo) -> d
     }
 
 
-def settlement(view: LedgerView, zone: ZoneInfo) -> dict[str, Any]:
+def _settled(view: LedgerView, zone: ZoneInfo) -> dict[str, Any]:
     """A settled meter's ledger as the page shows it: the scheme, the figures now, the hour
     counting, the latest reading and the calendar periods."""
     hour = None if view.hour is None else datetime.fromtimestamp(view.hour.start, zone)
@@ -177,7 +177,7 @@ def _meter(
         out["active_tariff"] = calendar.active_tariff(meter.key)
     view = settlements.view(meter.key) if settlements is not None else None
     if view is not None:
-        out["settlement"] = settlement(view, config.timezone)
+        out["settlement"] = _settled(view, config.timezone)
     if meter.telegrams == 0 and meter.last_failure is None:
         out["not_heard"] = ADVICE[NOT_HEARD].as_json()
     if history is not None:
