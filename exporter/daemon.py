@@ -32,7 +32,14 @@ from .config import (
     TariffPrice,
     load_config,
 )
-from .outputs import OUTPUTS, ConfigReloads, ExporterCollector, Exposition, registry
+from .outputs import (
+    OUTPUTS,
+    ConfigReloads,
+    ExporterCollector,
+    Exposition,
+    SettlementCollector,
+    registry,
+)
 from .pipeline import Calendar, Intake, Output, Settlements, State
 from .plumbing import EVERY_INTERFACE, MissingExtra, interface_addresses, parse_listen
 from .receivers import Receiver, ReceiverSpec, ReceiverStats, build_receiver
@@ -151,7 +158,9 @@ class Exporter:
         self._start_receivers(self.config.receivers)
 
     def _start_outputs(self, config: Config, old: Config | None = None) -> None:
-        """Start the outputs whose configuration section is new or changed."""
+        """Start the outputs whose configuration section is new or changed (they are handed
+        the settled meters' figures with the next readings)."""
+        started = False
         for section, build in OUTPUTS.items():
             wanted = config.outputs.get(section)
             if old is not None and wanted == old.outputs.get(section):
@@ -170,6 +179,9 @@ class Exporter:
                     log.exception("output %s not started", section)
                     continue
                 self.outputs[section] = output
+                started = True
+        if started:
+            self.settlements.resend()
         self.intake.outputs = [self.history, *self.outputs.values()]
 
     def _start_receivers(self, specs: tuple[ReceiverSpec, ...]) -> None:
@@ -243,6 +255,7 @@ class Exporter:
             history=self.history,
             histories=histories,
             calendar=self.calendar,
+            settlements=self.settlements,
             example_prices=self.config.prices is EXAMPLE_PRICES,
             extra={"version": __version__},
             private=private,
@@ -256,7 +269,9 @@ class Exporter:
             self.reloads,
             self.calendar,
         )
-        return Exposition(self.state, registry(collector), calendar=self.calendar)
+        collectors = registry(collector)
+        collectors.register(SettlementCollector(self.settlements, self.state))
+        return Exposition(self.state, collectors, calendar=self.calendar)
 
 
 #: glibc's mallopt parameter for the number of malloc arenas (malloc.h).

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import re
 import shlex
 import sys
@@ -22,17 +23,20 @@ import pytest
 from exporter.amiplus import fields
 from exporter.amiplus.clock import WARSAW
 from exporter.amiplus.fields import Shape
-from exporter.config import InfluxConfig
+from exporter.config import InfluxConfig, parse_config
 from exporter.config.prices import PriceEntry, Prices, TariffPrice
 from exporter.outputs.influx import InfluxOutput
 from exporter.outputs.prometheus import ConfigReloads, ExporterCollector, Exposition, registry
+from exporter.outputs.settlement import SettlementCollector
 from exporter.pipeline.calendar import Calendar
 from exporter.pipeline.handoff import MeterUpdate
+from exporter.pipeline.settlement import Settlements
 from exporter.pipeline.state import State
 from exporter.receivers.receiver import ReceiverStats
 
 from .conftest import configured_meter, free_port, reading, wait_until
 from .grafana import query_range, seconds, utc_offset
+from .ledgers import DAY, kept_until_now, price_file
 from .servers import SIMULATED_KEY, InfluxDB, Prometheus, Start, job
 
 ROOT = Path(__file__).parent.parent
@@ -48,6 +52,7 @@ EXPECTED = {
     "amiplus-energy-flows-influxdb.json": "influxdb",
     "amiplus-voltages-influxdb.json": "influxdb",
     "amiplus-fleet.json": "prometheus",
+    "amiplus-prosumer.json": "prometheus",
 }
 #: The meter variable of a dashboard that also has a site variable offers that site's meters;
 #: Prometheus pickers show each meter's name (amiplus_meter_info) and select its ID.
@@ -174,9 +179,24 @@ def exposed_metrics(tmp_path: Path) -> set[str]:
     collector = ExporterCollector(
         state, lambda: [ReceiverStats("r", "stick")], lambda: [influx], ConfigReloads(), calendar
     )
-    text = Exposition(state, registry(collector), clock=lambda: 2.0, calendar=calendar)
+    collectors = registry(collector)
+    collectors.register(settled(tmp_path))
+    text = Exposition(state, collectors, clock=lambda: 2.0, calendar=calendar)
     text = text.body().decode()
     return set(re.findall(r"^# TYPE (\S+) ", text, re.MULTILINE))
+
+
+def settled(directory: Path) -> SettlementCollector:
+    """The settled meters of `config`, with the ledgers it keeps, scraped at their latest
+    reading (the hour counting then has its price)."""
+    influx = "  url: http://127.0.0.1:9\n  api: v1\n  database: x\n"
+    parsed = parse_config(config(directory, influx), env={})
+    state = State()
+    state.reconfigure(None, parsed.meters)
+    settlements = Settlements(parsed)
+    latest = settlements.view("12345678", 0.0)
+    assert latest is not None and latest.latest_at is not None
+    return SettlementCollector(settlements, state, clock=lambda: latest.latest_at or 0.0)
 
 
 # --- the dashboards as files ---------------------------------------------------------------------
@@ -306,6 +326,11 @@ def test_prometheus_dashboards_use_only_metrics_the_exporter_exposes(tmp_path: P
         "amiplus_meter_rssi_dbm",
         "amiplus_receiver_frame_errors_total",
         "amiplus_influxdb_oldest_point_age_seconds",
+        "amiplus_settlement_deposit_pln",
+        "amiplus_settlement_bank_joules",
+        "amiplus_settlement_balanced_energy_exported_period_joules",
+        "amiplus_settlement_market_price_pln_per_kwh",
+        "amiplus_settlement_unpriced_export_joules",
     ):
         assert metric in used, metric
 
@@ -357,20 +382,27 @@ METERS = ("12345678", "12345679")
 
 def config(directory: Path, influx: str) -> str:
     """Meter 12345678 from the fast built-in simulator in the PGE layout of the Apator Otus 3
-    (0.1 V, currents, reactive energy), meter 12345679 from the radio above."""
+    (0.1 V, currents, reactive energy), meter 12345679 from the radio above; the first settled
+    in net-billing, the second in net-metering, their ledgers kept for 45 days before the start
+    (tests/ledgers.py), market prices from a file."""
     script = directory / "radio.py"
     script.write_text(RADIO)
     command = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
-    return f"""
+    now = time.time()
+    prices = price_file(directory / "prices.csv", now - 50 * DAY, now + 2 * DAY)
+    text = f"""
 meters:
   - id: "12345678"
     key: "{KEY}"
     name: home
     contracted_power: 14000
+    settlement: {{scheme: net-billing}}
   - id: "12345679"
     key: "{KEY}"
     name: garage
     contracted_power: 14000
+    settlement: {{scheme: net-metering}}
+market_prices: {{source: file, file: {prices}}}
 prices:
   - from: 2020-01-01
     tariffs:
@@ -388,6 +420,8 @@ receivers:
     command: {json.dumps(command)}
 influxdb:
 {influx}"""
+    kept_until_now(parse_config(text, env={}), prices)
+    return text
 
 
 def only_this_job(expression: str, name: str) -> str:
@@ -425,13 +459,14 @@ def promql(expression: str, span: int | None = None) -> str:
 
 
 def bars(prometheus: Prometheus, panel: dict[str, Any], expression: str) -> list[float]:
-    """Every bar of a calendar-bar panel (a step a day over its relative time), queried as
-    Grafana does for a dashboard in Polish time."""
+    """Every bar of a panel of calendar bars (a step a day) or hours (a step an hour) over its
+    relative time, queried as Grafana does for a dashboard in Polish time."""
     span = seconds(panel["timeFrom"])
     now = time.time()
     offset = utc_offset(WARSAW, now)
     expression = promql(expression, span)
-    found = query_range(prometheus.url, expression, now - span, now, step=86400, offset=offset)
+    step = seconds(panel["interval"])
+    found = query_range(prometheus.url, expression, now - span, now, step=step, offset=offset)
     return [float(value) for series in found for _, value in series["values"]]
 
 
@@ -493,7 +528,7 @@ def test_every_promql_query_returns_data(
 
     def answer(panel: dict[str, Any], expression: str) -> list[float]:
         """The values a panel shows: a calendar-bar panel's bars, else an instant query's."""
-        if panel.get("interval") == "1d" and "timeFrom" in panel:
+        if panel.get("interval") in ("1d", "1h") and "timeFrom" in panel:
             return bars(prometheus, panel, expression)
         return list(prometheus.values(promql(expression)).values())
 
@@ -507,8 +542,9 @@ def test_every_promql_query_returns_data(
     for where, panel, query in queries:
         values = answer(panel, query)
         unit = panel["fieldConfig"]["defaults"]["unit"]
-        if unit == "kwatth":  # energy of a household in a few seconds
-            assert all(0 <= value < 1 for value in values), (where, query, values)
+        if unit == "kwatth":  # energy of a household in a few seconds, or kept ledgers' figures
+            most = math.inf if "amiplus_settlement_" in query else 1
+            assert all(0 <= value < most for value in values), (where, query, values)
         elif unit == "volt":
             assert all(0 <= value <= 300 for value in values), (where, query, values)
         elif unit == "percent":

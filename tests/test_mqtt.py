@@ -1,11 +1,12 @@
 """The MQTT output against Debian's mosquitto: the retained discovery and state messages byte
 for byte, the last will of a killed exporter, re-discovery when Home Assistant comes online,
 staleness, a broker restart, a wrong password (log and status page), TLS with a throw-away CA
-and a client certificate, and a meter removed by a reload."""
+and a client certificate, a meter removed by a reload, and a settled meter's figures."""
 
 from __future__ import annotations
 
 import getpass
+import json
 import re
 import signal
 import ssl
@@ -22,13 +23,14 @@ from selenium.webdriver.common.by import By
 import exporter
 from exporter.amiplus.families import FAMILIES_BY_NAME
 from exporter.amiplus.simulated import SimulatedMeter
-from exporter.config import load_config
+from exporter.config import Scheme, load_config, parse_config
 from exporter.config.mqtt import MqttConfig
 from exporter.net import Broker
-from exporter.outputs.mqtt import MAX_PENDING, RESYNC_INTERVAL, MqttOutput
+from exporter.outputs.mqtt import MAX_PENDING, RESYNC_INTERVAL, MqttOutput, settled_keys
 from exporter.pipeline.state import State
 
 from .conftest import configured_meter, free_port, require, wait_until
+from .ledgers import DAY, kept_until_now, price_file
 from .mosquitto import PASSWORD, USER, BrokerTls, Mosquitto, Subscriber
 from .servers import SIMULATED_KEY, ExporterProcess, Start
 from .test_daemon import _certificates
@@ -507,6 +509,47 @@ def test_a_meter_removed_by_a_reload_leaves_the_broker(
         assert not [t for t in after.topics_under("") if "12345679" in t]
     finally:
         after.close()
+
+
+def test_a_settled_meters_figures_reach_home_assistant_and_leave_with_its_settlement(
+    broker: Mosquitto, start_exporter: Start, tmp_path: Path
+) -> None:
+    base = "settled"
+    now = time.time()
+    prices = price_file(tmp_path / "prices.csv", now - 50 * DAY, now + 2 * DAY)
+    settled = simulator_config(mqtt_section(broker, base)).replace(
+        "name: meter0\n", "name: meter0\n    settlement: {scheme: net-billing}\n"
+    ) + (
+        f"state: {{directory: {tmp_path / 'state'}}}\n"
+        f"market_prices: {{source: file, file: {prices}}}\n"
+        "prices: [{from: 2020-01-01, tariffs: {1: {energy: 0.6}}}]\n"
+    )
+    kept_until_now(parse_config(settled, env={}), prices)  # 45 days kept before this start
+    topic = f"{base}/12345678/settlement"
+    deposit = f"{base}-ha/sensor/amiplus_12345678/deposit_pln/config"
+    live = Subscriber(broker, f"{base}/#", f"{base}-ha/#")
+    try:
+        process = start_exporter(settled)
+        assert live.wait(lambda: live.latest(topic) and live.latest(deposit))
+        figures = json.loads(live.latest(topic) or b"")
+        assert figures["scheme"] == "net-billing" and figures["deposit_pln"] > 0
+        assert figures["balanced_exported_total_kwh"] > 1 and "bank_kwh" not in figures
+        document = check_discovery(deposit, live.latest(deposit) or b"", f"{base}-ha")
+        assert document["state_topic"] == topic
+        status = process.status()["meters"][0]["settlement"]
+        assert status["deposit_pln"] == pytest.approx(figures["deposit_pln"], abs=0.01)
+        assert (metric(process, 'amiplus_settlement_deposit_pln{meter_id="12345678"}') or 0) > 0
+        process.config_path.write_text(
+            settled.replace("    settlement: {scheme: net-billing}\n", "")
+        )
+        for key in settled_keys(Scheme.NET_BILLING):  # cleared with the next reading
+            config = f"{base}-ha/sensor/amiplus_12345678/{key}/config"
+            assert live.wait(lambda config=config: live.latest(config) == b""), key
+        assert live.wait(lambda: live.latest(topic) == b"")
+        assert live.latest(f"{base}-ha/sensor/amiplus_12345678/energy_imported_kwh/config")
+        assert "settlement" not in process.status()["meters"][0]
+    finally:
+        live.close()
 
 
 @pytest.mark.integration

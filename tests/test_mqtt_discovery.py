@@ -20,7 +20,7 @@ from exporter.amiplus.families import FAMILIES, FAMILIES_BY_NAME, MAKERS, model_
 from exporter.amiplus.fields import Field, HomeAssistant, Label, Shape
 from exporter.amiplus.reading import MeterReading, read_meter
 from exporter.amiplus.simulated import DEFAULT_KEY, SimulatedMeter
-from exporter.config import ConfigError, parse_config
+from exporter.config import ConfigError, Scheme, parse_config
 from exporter.config.mqtt import MqttConfig
 from exporter.net import Broker
 from exporter.outputs.mqtt import (
@@ -30,6 +30,7 @@ from exporter.outputs.mqtt import (
     Topics,
     entities,
     entity_keys,
+    settled_keys,
     state_payload,
 )
 from exporter.pipeline.handoff import MeterUpdate
@@ -42,7 +43,7 @@ from exporter.wmbus.vif import Quantity
 # Units per sensor device class: developers.home-assistant.io, "Sensor entity", "Available device
 # classes". State classes per device class: Home Assistant core, sensor/const.py
 # (DEVICE_CLASS_STATE_CLASSES); a timestamp takes no state class and no unit.
-DEVICE_CLASS_UNITS: dict[str, set[str | None]] = {
+DEVICE_CLASS_UNITS: dict[str | None, set[str | None]] = {
     "energy": {"J", "kJ", "MJ", "GJ", "mWh", "Wh", "kWh", "MWh", "GWh", "TWh"},
     "power": {"mW", "W", "kW", "MW", "GW", "TW"},
     "voltage": {"V", "mV", "µV", "kV", "MV"},
@@ -51,8 +52,10 @@ DEVICE_CLASS_UNITS: dict[str, set[str | None]] = {
     "reactive_power": {"mvar", "var", "kvar"},
     "signal_strength": {"dB", "dBm"},
     "timestamp": {None},
+    "monetary": {"PLN"},  # an ISO 4217 code
+    None: {"PLN/kWh"},  # no device class: any unit (a price)
 }
-DEVICE_CLASS_STATE_CLASSES: dict[str, set[str | None]] = {
+DEVICE_CLASS_STATE_CLASSES: dict[str | None, set[str | None]] = {
     "energy": {"total", "total_increasing"},
     "reactive_energy": {"total", "total_increasing"},
     "power": {"measurement"},
@@ -61,6 +64,8 @@ DEVICE_CLASS_STATE_CLASSES: dict[str, set[str | None]] = {
     "reactive_power": {"measurement"},
     "signal_strength": {"measurement"},
     "timestamp": {None},
+    "monetary": {"total"},
+    None: {"measurement"},
 }
 # home-assistant.io, "MQTT Sensor" and "MQTT Binary sensor": configuration variables. Discovery
 # ignores unknown keys, so a misspelt key would pass silently: only these are allowed here.
@@ -264,6 +269,22 @@ def test_a_new_row_of_the_table_becomes_an_entity(monkeypatch: pytest.MonkeyPatc
     )
     assert (document["name"], document["value_template"]) == ("Water", "{{ value_json.water_m3 }}")
     assert "serial_number" not in document["device"]
+
+
+def test_a_settled_meters_entities_follow_home_assistants_rules() -> None:
+    identity = Identity("home", "APA", 1, 2, "12345678")
+    totals = []
+    for scheme in (Scheme.NET_BILLING, Scheme.NET_METERING):
+        for key in settled_keys(scheme):
+            payload = TOPICS.sensor("12345678", identity, entities()[key])
+            document = check_discovery(TOPICS.discovery("12345678", key), payload)
+            assert document["state_topic"] == "amiplus/12345678/settlement"
+            assert document["value_template"] == f"{{{{ value_json.{key} }}}}"
+            assert document["device"]["identifiers"] == ["amiplus_12345678"]  # the meter's
+            if document.get("state_class") == "total_increasing":
+                assert document["device_class"] == ENERGY_DASHBOARD["device_class"]
+                totals.append(key)
+    assert sorted(set(totals)) == ["balanced_exported_total_kwh", "balanced_imported_total_kwh"]
 
 
 def test_every_family_identity_has_one_model() -> None:

@@ -1,17 +1,22 @@
 """The MQTT publisher without a broker, threads or paho: every behaviour of docs/contracts.md
 section 7 (what is sent after a connect, with a reading, when a meter falls silent, after a
-reload, for Home Assistant's birth message; what a dropped message brings back), told events
-and a clock and answering with the messages to send."""
+reload, for Home Assistant's birth message; a settled meter's figures and their entities; what
+a dropped message brings back), told events and a clock and answering with the messages to
+send."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from exporter.amiplus.families import FAMILIES_BY_NAME
 from exporter.amiplus.reading import read_meter
 from exporter.amiplus.simulated import DEFAULT_KEY, SimulatedMeter
+from exporter.config import ExportPrice, Scheme, Settlement
 from exporter.config.mqtt import MqttConfig
 from exporter.net import Broker
 from exporter.outputs.mqtt import (
@@ -21,10 +26,13 @@ from exporter.outputs.mqtt import (
     Publisher,
     entities,
     entity_keys,
+    settled_keys,
+    settlement_payload,
     state_payload,
 )
 from exporter.pipeline.handoff import MeterUpdate
 from exporter.pipeline.state import Silence, State
+from exporter.settlement import Ledger, LedgerView, PriceBook
 from exporter.wmbus import MeterKey, decode
 
 CONFIG = MqttConfig(Broker("127.0.0.1"))
@@ -32,6 +40,7 @@ STARTED = 1_782_900_000.0  # the wall clock when the output started
 HOME, SHED = "12345678", "12345679"
 STATUS = "amiplus/status"
 EXPORTER = "homeassistant/binary_sensor/amiplus_exporter_amiplus/status/config"
+UTC_ZONE = ZoneInfo("UTC")
 
 
 def updates(family: str = "otus", meter_id: str = HOME, count: int = 2) -> list[MeterUpdate]:
@@ -264,7 +273,8 @@ def test_a_lost_connection_forgets_a_waiting_resend() -> None:
 
 def removals(meter: str) -> list[str]:
     every = [discovery(meter, key) for key in entities()]
-    return [f"amiplus/{meter}/state", f"amiplus/{meter}/availability", *every]
+    own = ("state", "availability", "settlement")
+    return [*(f"amiplus/{meter}/{topic}" for topic in own), *every]
 
 
 def test_a_removed_meter_is_cleared_at_once_and_its_queued_readings_ignored() -> None:
@@ -317,6 +327,7 @@ def test_without_discovery_nothing_is_announced_nor_subscribed() -> None:
     assert topics(p.meters_changed([SHED])) == [
         f"amiplus/{HOME}/state",
         f"amiplus/{HOME}/availability",
+        f"amiplus/{HOME}/settlement",
     ]
 
 
@@ -393,3 +404,106 @@ def test_dropped_messages_of_the_exporter_or_of_a_removed_meter_change_nothing()
     p.dropped(p.goodbye())
     assert p.retry(room=100) == []
     assert p.meters_changed([HOME]) == []
+
+
+# --- settled meters ---------------------------------------------------------------------------
+
+
+def ledger_view(scheme: Scheme) -> LedgerView:
+    """A settled meter's figures after two hours: 1.5 kWh fed in, at 0.5 PLN per kWh."""
+    rules = Settlement(scheme, export_price=ExportPrice.FIXED, fixed_price=0.5)
+    ledger = Ledger(rules, PriceBook(), UTC_ZONE)
+    for hour, exported in enumerate((10.0, 11.0, 11.5)):
+        ledger.feed(STARTED - 7200 + hour * 3600, 100.0, exported)
+    return ledger.view(STARTED)
+
+
+def settled(
+    update: MeterUpdate, scheme: Scheme | None, figures: LedgerView | None = None
+) -> MeterUpdate:
+    return dataclasses.replace(update, scheme=scheme, settlement=figures)
+
+
+def figures_of(meter: str, scheme: Scheme) -> list[str]:
+    return [discovery(meter, key) for key in settled_keys(scheme)]
+
+
+def test_a_settled_meter_announces_its_figures_and_sends_them_after_its_state() -> None:
+    p = publisher()
+    p.connect(0.0)
+    first, second = updates()
+    figures = ledger_view(Scheme.NET_BILLING)
+    update = settled(first, Scheme.NET_BILLING, figures)
+    sent = p.reading(update)
+    assert topics(sent) == [
+        *announced(first),
+        *figures_of(HOME, Scheme.NET_BILLING),
+        f"amiplus/{HOME}/availability",
+        f"amiplus/{HOME}/state",
+        f"amiplus/{HOME}/settlement",
+    ]
+    message = json.loads(sent[-1].payload)
+    assert message["scheme"] == "net-billing"
+    assert message["balanced_exported_total_kwh"] == 1.5
+    assert message["deposit_waiting_pln"] == pytest.approx(0.75 * 1.23)  # this month's credit
+    assert "bank_kwh" not in message and message["market_price_pln_per_kwh"] is None
+    assert sent[-1].payload == settlement_payload(update)
+    deposit = json.loads(payloads(sent)[discovery(HOME, "deposit_pln")])
+    assert deposit["state_topic"] == f"amiplus/{HOME}/settlement"
+    assert deposit["value_template"] == "{{ value_json.deposit_pln }}"
+    assert (deposit["device_class"], deposit["state_class"]) == ("monetary", "total")
+    assert deposit["unit_of_measurement"] == "PLN" and deposit["unique_id"].endswith("deposit_pln")
+    total = json.loads(payloads(sent)[discovery(HOME, "balanced_imported_total_kwh")])
+    assert (total["device_class"], total["state_class"]) == ("energy", "total_increasing")
+    # the next reading of the hour changes no figure: only its state
+    assert topics(p.reading(settled(second, Scheme.NET_BILLING))) == [f"amiplus/{HOME}/state"]
+    again = p.connect(1.0)  # everything again, the figures after the state
+    assert topics(again)[-2:] == [f"amiplus/{HOME}/state", f"amiplus/{HOME}/settlement"]
+
+
+def test_a_settled_meter_without_figures_yet_announces_only_its_fields() -> None:
+    p = publisher()
+    p.connect(0.0)
+    update = updates(count=1)[0]
+    assert topics(p.reading(settled(update, Scheme.NET_METERING))) == meter_topics(update)
+
+
+def test_a_meter_no_longer_settled_has_its_figures_cleared() -> None:
+    p = publisher()
+    p.connect(0.0)
+    first, second = updates()
+    p.reading(settled(first, Scheme.NET_BILLING, ledger_view(Scheme.NET_BILLING)))
+    sent = p.reading(second)  # after a reload without `settlement:`
+    assert topics(sent) == [
+        *figures_of(HOME, Scheme.NET_BILLING),
+        f"amiplus/{HOME}/settlement",
+        f"amiplus/{HOME}/state",
+    ]
+    assert all((m.payload, m.retain, m.kind) == (b"", True, Kind.REMOVAL) for m in sent[:-1])
+    assert f"amiplus/{HOME}/settlement" not in topics(p.connect(1.0))
+
+
+def test_a_changed_scheme_clears_what_the_old_one_had_and_announces_the_new() -> None:
+    p = publisher()
+    p.connect(0.0)
+    first, second = updates()
+    p.reading(settled(first, Scheme.NET_BILLING, ledger_view(Scheme.NET_BILLING)))
+    sent = p.reading(settled(second, Scheme.NET_METERING, ledger_view(Scheme.NET_METERING)))
+    billing, metering = settled_keys(Scheme.NET_BILLING), settled_keys(Scheme.NET_METERING)
+    removed = [discovery(HOME, key) for key in billing if key not in metering]
+    added = [discovery(HOME, key) for key in metering if key not in billing]
+    assert topics(sent) == [*removed, *added, f"amiplus/{HOME}/state", f"amiplus/{HOME}/settlement"]
+    assert discovery(HOME, "deposit_pln") in removed and discovery(HOME, "bank_kwh") in added
+
+
+def test_a_dropped_settlement_message_is_sent_again_with_the_state() -> None:
+    p = publisher()
+    p.connect(0.0)
+    update = settled(updates(count=1)[0], Scheme.NET_BILLING, ledger_view(Scheme.NET_BILLING))
+    p.dropped(sent_on(p.reading(update), Kind.SETTLEMENT))
+    assert p.retry(room=2) == []  # availability, state and figures go together
+    assert topics(p.retry(room=3)) == [
+        f"amiplus/{HOME}/availability",
+        f"amiplus/{HOME}/state",
+        f"amiplus/{HOME}/settlement",
+    ]

@@ -104,6 +104,16 @@ def assert_months(ledger: Ledger, expected: dict[str, Month], names: list[str]) 
             ), f"{month} {name}"
 
 
+def assert_total(ledger: Ledger, expected: dict[str, Month], names: list[str]) -> None:
+    """The totals since the beginning (kept across the restarts) are the months' sums."""
+    for name in names:
+        if name.endswith(("_balance_pln", "_balance_kwh")):
+            continue
+        wanted = sum(getattr(month, name) for month in expected.values())
+        got = getattr(ledger.total, name)
+        assert got == pytest.approx(wanted, rel=TOLERANCE, abs=TOLERANCE), name
+
+
 ENERGIES = [
     "hours",
     "partial_hours",
@@ -155,6 +165,7 @@ def test_net_billing_over_a_year_matches_the_brute_force(
         refund_cap=0.2,
     )
     assert_months(ledger, expected, ENERGIES + MONEY)
+    assert_total(ledger, expected, ENERGIES + MONEY)
     assert sum(month.refunded_pln for month in expected.values()) > 10  # credits expired:
     assert sum(month.lapsed_pln for month in expected.values()) > 10  # refunded up to the cap
     assert ledger.months["2025-03"].hours == 743 and ledger.months["2025-10"].hours == 745
@@ -168,6 +179,7 @@ def test_net_metering_over_a_year_matches_the_brute_force(
     ledger = run(Ledger(rules, market_book(), WARSAW, months_kept=None), readings)
     expected = net_metering(hours, 1.0, 7)
     assert_months(ledger, expected, ENERGIES + BANK)
+    assert_total(ledger, expected, ENERGIES + BANK)
     assert sum(month.bank_lapsed_kwh for month in expected.values()) > 0
 
 
@@ -338,6 +350,32 @@ def test_the_view_holds_the_periods_and_the_open_hour() -> None:
     assert view.hour.balanced_exported_kwh == pytest.approx(1.0)
     assert view.hour.export_rate == pytest.approx(0.2) and view.hour.market_price == 200
     assert view.deposit_waiting_pln == pytest.approx(3 * 0.2 * 1.23)
+
+
+def test_the_total_only_grows_and_a_ledger_kept_without_it_starts_from_its_months() -> None:
+    ledger = Ledger(Settlement(Scheme.NET_METERING), PriceBook(), WARSAW)
+    feed = Feed(ledger, local_time(2025, 5, 31, 22))
+    feed.until(local_time(2025, 6, 1, 2), exported=3)
+    feed.until(local_time(2025, 6, 1, 4), imported=1)
+    assert ledger.total.balanced_exported_kwh == pytest.approx(3)
+    assert ledger.total.balanced_imported_kwh == pytest.approx(1)
+    assert ledger.total.hours == 6
+    view = ledger.view(feed.at)
+    assert view.balanced_exported_total_kwh == pytest.approx(3) and view.total.hours == 6
+    saved = ledger.as_json()
+    del saved["total"]  # as phase A kept it
+    again = Ledger(ledger.rules, ledger.book, WARSAW)
+    again.restore(json.loads(json.dumps(saved)))
+    assert again.total.as_json() == ledger.total.as_json()
+
+
+def test_the_view_has_no_open_hour_once_that_hour_is_over() -> None:
+    ledger = Ledger(Settlement(Scheme.NET_METERING), PriceBook(), WARSAW)
+    feed = Feed(ledger, local_time(2025, 6, 1, 10))
+    ledger.feed(feed.at + 600, feed.imported, feed.exported + 0.5)
+    assert ledger.view(feed.at + 900).hour_balanced_exported_kwh == pytest.approx(0.5)
+    later = ledger.view(feed.at + HOUR)  # 11:00: no reading in the new hour yet
+    assert later.hour is None and later.hour_balanced_exported_kwh is None
 
 
 def registers(at: float, imported: float, exported: float = 0.0) -> Registers:

@@ -31,10 +31,12 @@ from .explain import (
 )
 from .families import FAMILIES_BY_NAME, MAKERS, model_of
 from .fields import (
+    JOULES_PER_KWH,
     RSSI,
     Field,
     FieldTable,
     HomeAssistant,
+    Label,
     Metric,
     MetricType,
     Shape,
@@ -56,6 +58,7 @@ __all__ = [
     "DEFAULT_KEY",
     "DEFAULT_METER_ID",
     "FAMILIES_BY_NAME",
+    "JOULES_PER_KWH",
     "KINDS",
     "MAKERS",
     "NOT_ENCRYPTED",
@@ -79,6 +82,7 @@ __all__ = [
     "Field",
     "FieldTable",
     "HomeAssistant",
+    "Label",
     "MeterReading",
     "Metric",
     "MetricType",

@@ -1,5 +1,6 @@
-"""Where readings go: Prometheus (read at scrape time) and the outputs built from configuration
-sections, each an `Output` (the interface the pipeline hands readings to)."""
+"""Where readings go: Prometheus (read at scrape time; the prosumer settlement through its own
+collector) and the outputs built from configuration sections, each an `Output` (the interface
+the pipeline hands readings to)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from ..pipeline import Output
 from .influx import InfluxOutput
 from .mqtt import MqttOutput
 from .prometheus import ConfigReloads, ExporterCollector, Exposition, registry
+from .settlement import SettlementCollector
 from .spool import unusable_entries
 
 if TYPE_CHECKING:
@@ -20,6 +22,7 @@ __all__ = [
     "ConfigReloads",
     "ExporterCollector",
     "Exposition",
+    "SettlementCollector",
     "registry",
     "unusable_entries",
 ]

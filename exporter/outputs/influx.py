@@ -31,6 +31,7 @@ from ..amiplus import MeterReading, Shape, table
 from ..config import InfluxConfig
 from ..pipeline import Cost, MeterUpdate, Output
 from ..plumbing import Backoff, import_extra
+from ..settlement import LedgerView, figure_table
 from .lineprotocol import line
 from .spool import DISK_FULL, SPOOL_ERROR, SPOOL_FULL, Segment, Spool
 
@@ -82,16 +83,29 @@ def _cost_fields(money: Mapping[str, float]) -> Iterator[tuple[str, float]]:
         yield "export_value_pln", float(cost.export)
 
 
+def _settlement_fields(view: LedgerView) -> Iterator[tuple[str, float]]:
+    """A settled meter's figures of the ledger now (the figure table's InfluxDB fields of its
+    scheme), those that are known."""
+    for row in figure_table().now:
+        if row.influx is not None and view.scheme in row.schemes:
+            value = row.read(view)
+            if value is not None:
+                yield row.influx, float(value)
+
+
 def point(
     reading: MeterReading,
     name: str | None,
     received_at: float,
     money: Mapping[str, float] | None = None,
     contracted_power: float | None = None,
+    *,
+    settlement: LedgerView | None = None,
 ) -> str | None:
     """The line-protocol point of one reading: float fields only, millisecond precision, so two
     readings in one second are two points (None when the telegram named no field at all);
-    `money`, the running cost, and the configured contracted power add their fields."""
+    `money`, the running cost, the configured contracted power and a settled meter's figures
+    (with the readings that changed them) add their fields."""
     found = _fields(reading)
     if not found:
         return None
@@ -99,6 +113,8 @@ def point(
         found.update(_cost_fields(money))
     if contracted_power is not None:
         found["contracted_power_w"] = float(contracted_power)
+    if settlement is not None:
+        found.update(_settlement_fields(settlement))
     tags = {"meter_id": reading.meter_id, "name": name or ""}
     return line(MEASUREMENT, tags, found, round(received_at * 1000))
 
@@ -348,7 +364,12 @@ class InfluxOutput(Output):
     def submit(self, update: MeterUpdate) -> None:
         """Spool a reading (from a receiver's thread); it is accepted once this returns."""
         line = point(
-            update.reading, update.name, update.received_at, update.cost, update.contracted_power
+            update.reading,
+            update.name,
+            update.received_at,
+            update.cost,
+            update.contracted_power,
+            settlement=update.settlement,
         )
         if line is None:
             return

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..amiplus import MeterReading
+from ..config import Scheme
+from ..settlement import LedgerView
 
 if TYPE_CHECKING:
     from prometheus_client import Metric
@@ -30,6 +32,11 @@ class MeterUpdate:
     #: "distribution/1", "export"; pipeline/calendar.py): empty while no price applies.
     cost: Mapping[str, float] = field(default_factory=dict)
     contracted_power: float | None = None  # watts, from the meter's configuration
+    #: The meter's prosumer scheme from its configuration (None: not settled), and its
+    #: settlement figures as of this reading when they changed (an hour closed; see
+    #: `Settlements.record`), else None: outputs keep the latest they were given.
+    scheme: Scheme | None = None
+    settlement: LedgerView | None = None
 
 
 class Output(ABC):

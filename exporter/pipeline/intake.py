@@ -21,6 +21,7 @@ from ..amiplus import NOT_ENCRYPTED, advice, read_meter, table
 from ..config import Config, MeterConfig
 from ..plumbing import RateLimit
 from ..receivers import Frame
+from ..settlement import LedgerView
 from ..wmbus import Address, MeterKey, Peek, Telegram, WMBusError, decode, peek
 from .calendar import Calendar
 from .dedupe import Deduplicator
@@ -114,6 +115,7 @@ class Intake:
         at = frame.received_at
         accepted, values = self.state.record(meter.meter_id, meter.name, reading, at, receiver)
         cost: dict[str, float] = {}
+        settled: LedgerView | None = None
         settlements = self.settlements if meter.settlement is not None else None
         if self.calendar is not None or settlements is not None:
             silent = self.state.silent_after(meter.meter_id)
@@ -122,9 +124,18 @@ class Intake:
             if settlements is not None and (
                 table().imported.key in accepted.values or table().exported.key in accepted.values
             ):
-                settlements.record(meter.meter_id, values, at, silent)
+                settled = settlements.record(meter.meter_id, values, at, silent)
         update = MeterUpdate(
-            meter.meter_id, meter.name, accepted, values, at, receiver, cost, meter.contracted_power
+            meter.meter_id,
+            meter.name,
+            accepted,
+            values,
+            at,
+            receiver,
+            cost,
+            meter.contracted_power,
+            meter.settlement.scheme if meter.settlement is not None else None,
+            settled,
         )
         self._hand_on(update)
 

@@ -7,6 +7,11 @@ them to `<state directory>/settlement.json` (one file for every meter, replaced 
 within a minute of an hour closing, every 5 minutes while readings arrive, and at stop), and
 runs the price fetcher. Meters without `settlement:` never reach it. A meter no longer
 configured is not loaded; its ledger stays in the file for `FORGET_AFTER`, should it come back.
+
+Outputs get a meter's figures (`view`) with the reading that changed them: `record` returns
+them when an hour closed, and with a meter's first reading after the start, a reload, prices
+that valued waiting hours, or `resend` (outputs that started again); otherwise it returns None,
+so a reading costs what it did before the outputs showed anything.
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ class Settlements:
         self._fetcher: PriceFetcher | None = None
         self._fetcher_key: tuple[Any, ...] | None = None
         self._changed = self._hour_closed = False
+        self._owed: set[str] = set()  # meters whose figures the outputs are owed
         self._saved_at = time.monotonic()
         self._failing = False
         self._stop = threading.Event()
@@ -131,6 +137,7 @@ class Settlements:
                 ledger = self._ledgers[meter] = self._restored(meter, rules)
             ledger.rules, ledger.book = rules, self._book
             ledger.reprice()
+        self._owed = set(self._ledgers)
         self._changed = True
 
     def _restored(self, meter: str, rules: Settlement) -> Ledger:
@@ -150,29 +157,41 @@ class Settlements:
         """A day of market prices from the fetcher: hours that waited for them are valued."""
         with self.lock:
             self._book.add(prices.items())
-            for ledger in self._ledgers.values():
+            for key, ledger in self._ledgers.items():
                 if ledger.reprice():
                     self._changed = self._hour_closed = True
+                    self._owed.add(key)
+
+    def resend(self) -> None:
+        """Hand every settled meter's figures on with its next reading (outputs started)."""
+        with self.lock:
+            self._owed = set(self._ledgers)
 
     # --- readings -------------------------------------------------------------------------------
 
     def record(
         self, key: str, values: Mapping[str, Any], at: float, silent_after: float = 600.0
-    ) -> None:
-        """A settled meter's merged values after a reading that carried its energy registers."""
+    ) -> LedgerView | None:
+        """A settled meter's merged values after a reading that carried its energy registers;
+        the meter's figures as of the reading when they are owed to the outputs (an hour
+        closed, see above), else None."""
         energy = table()
         imported = values.get(energy.imported.key)
         if imported is None:
-            return
+            return None
         exported = values.get(energy.exported.key, 0.0)
         zones = values.get(energy.imported.tariff_key)
         with self.lock:
             ledger = self._ledgers.get(key)
             if ledger is None:
-                return
+                return None
+            self._changed = True
             if ledger.feed(at, imported, exported, zones, silent_after):
                 self._hour_closed = True
-            self._changed = True
+            elif key not in self._owed:
+                return None
+            self._owed.discard(key)
+            return ledger.view(at)
 
     # --- what outputs read ----------------------------------------------------------------------
 
@@ -181,6 +200,11 @@ class Settlements:
         with self.lock:
             ledger = self._ledgers.get(key)
             return None if ledger is None else ledger.view(self.clock() if now is None else now)
+
+    def keys(self) -> list[str]:
+        """The settled meters' addresses, sorted."""
+        with self.lock:
+            return sorted(self._ledgers)
 
     def market_price(self, at: float) -> float | None:
         """The market price of the hour holding `at`, PLN per kWh (a dynamic tariff's base)."""

@@ -302,6 +302,12 @@ class State:
         with self._lock:
             return set(self._meters)
 
+    def meter_ids(self, keys: Iterable[str]) -> dict[str, str]:
+        """The ID the telegrams print (the `meter_id` label) of each of these configured
+        meters."""
+        with self._lock:
+            return {key: meter.meter_id for key in keys if (meter := self._meters.get(key))}
+
     def silences(self) -> list[Silence]:
         """Every meter's last telegram and how long it may be silent."""
         with self._lock:

@@ -3,6 +3,7 @@ net-metering bank and market prices, as plain code that the live exporter and th
 command share. Only the price fetcher has a thread, thin around its plain schedule."""
 
 from .fetcher import DayPrices, PriceCache, PriceFetcher, complete_days, http_get
+from .figures import FigureTable, Scope, SettlementFigure, figure_table
 from .hours import HOUR, Balancer, Hour, Registers, hour_start
 from .ledger import Ledger, LedgerView, OpenHour, PeriodTotals, Totals
 from .prices import PriceBook
@@ -13,6 +14,7 @@ __all__ = [
     "HOUR",
     "Balancer",
     "DayPrices",
+    "FigureTable",
     "Hour",
     "Ledger",
     "LedgerView",
@@ -23,9 +25,12 @@ __all__ = [
     "PriceDataError",
     "PriceFetcher",
     "Registers",
+    "Scope",
+    "SettlementFigure",
     "Totals",
     "complete_days",
     "day_prices",
+    "figure_table",
     "hour_start",
     "http_get",
 ]

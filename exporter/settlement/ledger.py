@@ -16,7 +16,8 @@ A price that is not known yet leaves the hour's energy unpriced (never valued at
 waits in `pending` and `reprice` values it when the price arrives (PSE late, RCEm after the
 month, a dynamic tariff's market price), for up to `PENDING_KEPT` seconds. Import on a day
 without a `prices:` entry stays unpriced (as the calendar counts it). Totals are kept per local
-day (for the calendar periods) and per month; the state serialises to JSON.
+day (for the calendar periods), per month, and since the ledger began (`total`: totals that only
+grow, what Home Assistant's Energy dashboard and counters need); the state serialises to JSON.
 """
 
 from __future__ import annotations
@@ -137,11 +138,13 @@ class OpenHour:
 
 @dataclass(frozen=True, slots=True)
 class LedgerView:
-    """What an output shows of a ledger at a moment."""
+    """What an output shows of a ledger at a moment. Outputs read it through the figure table
+    (`figures.py`): a figure of the ledger now is an attribute of the view, a figure of a
+    calendar period an attribute of its `Totals`."""
 
     scheme: Scheme
     periods: tuple[PeriodTotals, ...]
-    hour: OpenHour | None
+    hour: OpenHour | None  # the hour holding the moment, once a reading came in it
     deposit_pln: float  # net-billing: what can pay now
     deposit_waiting_pln: float  # credited for months not over yet: can pay from the next month
     deposit_expiring_pln: float  # of `deposit_pln`, what expires within `within` seconds
@@ -150,6 +153,32 @@ class LedgerView:
     unpriced_export_kwh: float  # waiting for a price
     unpriced_import_kwh: float
     latest_at: float | None  # the latest reading
+    total: Totals  # every hour settled since the ledger began (a copy)
+
+    @property
+    def balanced_imported_total_kwh(self) -> float:
+        return self.total.balanced_imported_kwh
+
+    @property
+    def balanced_exported_total_kwh(self) -> float:
+        return self.total.balanced_exported_kwh
+
+    @property
+    def hour_balanced_imported_kwh(self) -> float | None:
+        return None if self.hour is None else self.hour.balanced_imported_kwh
+
+    @property
+    def hour_balanced_exported_kwh(self) -> float | None:
+        return None if self.hour is None else self.hour.balanced_exported_kwh
+
+    @property
+    def export_price_pln_per_kwh(self) -> float | None:
+        return None if self.hour is None else self.hour.export_rate
+
+    @property
+    def market_price_pln_per_kwh(self) -> float | None:
+        price = None if self.hour is None else self.hour.market_price
+        return None if price is None else price / 1000
 
 
 class Ledger:
@@ -172,6 +201,7 @@ class Ledger:
         self.bank = Bank()
         self.days: dict[date, Totals] = {}
         self.months: dict[str, Totals] = {}
+        self.total = Totals()  # since the ledger began: never pruned
         self.pending: dict[float, Pending] = {}  # by the hour's start
 
     # --- readings -----------------------------------------------------------------------------
@@ -204,7 +234,11 @@ class Ledger:
             return
         month = month_of(day)
         self._prune(day)
-        counted = [self.days.setdefault(day, Totals()), self.months.setdefault(month, Totals())]
+        counted = [
+            self.days.setdefault(day, Totals()),
+            self.months.setdefault(month, Totals()),
+            self.total,
+        ]
         self._expire(hour.start, day, counted)
         for totals in counted:
             totals.hours += 1
@@ -286,8 +320,10 @@ class Ledger:
             totals.deposit_balance_pln, totals.bank_balance_kwh = deposit, bank
 
     def _totals(self, day: date, month: str) -> list[Totals]:
-        """The kept totals an hour of `day` counts in (none once they are pruned)."""
-        return [t for t in (self.days.get(day), self.months.get(month)) if t is not None]
+        """The totals an hour of `day` counts in: its day and month while they are kept, and
+        the total since the beginning."""
+        kept = (self.days.get(day), self.months.get(month))
+        return [*(t for t in kept if t is not None), self.total]
 
     def _prune(self, day: date) -> None:
         """Forget days (and, live, months) too old for any period; unpriced hours too old to
@@ -335,7 +371,7 @@ class Ledger:
         return LedgerView(
             self.rules.scheme,
             tuple(self._periods(today)),
-            self._open_hour(),
+            self._open_hour(now),
             self.deposit.balance(now),
             self.deposit.waiting(now),
             self.deposit.expiring(now, within),
@@ -344,6 +380,7 @@ class Ledger:
             sum(waiting.export_kwh for waiting in self.pending.values()),
             sum(waiting.import_kwh for waiting in self.pending.values()),
             latest.at if latest else None,
+            replace(self.total),
         )
 
     def _periods(self, today: date) -> Iterator[PeriodTotals]:
@@ -369,11 +406,14 @@ class Ledger:
             partial = bool(totals.partial_hours) or totals.hours < expected
             yield PeriodTotals(period, start, totals, period.back == 0, partial)
 
-    def _open_hour(self) -> OpenHour | None:
+    def _open_hour(self, now: float) -> OpenHour | None:
+        """The hour counting at `now`, so far (None when no reading came in it yet)."""
         start, latest = self.balancer.start, self.balancer.latest
         if start is None or latest is None:
             return None
         begins = self.balancer.end - HOUR
+        if not begins <= now < self.balancer.end:
+            return None
         month = month_of(datetime.fromtimestamp(begins, self.zone).date())
         rate = (
             self.book.export_rate(begins, month, self.rules)
@@ -397,6 +437,7 @@ class Ledger:
             "bank": self.bank.as_json(),
             "days": {day.isoformat(): totals.as_json() for day, totals in self.days.items()},
             "months": {month: totals.as_json() for month, totals in self.months.items()},
+            "total": self.total.as_json(),
             "pending": [
                 [start, waiting.zone, waiting.export_kwh, waiting.import_kwh]
                 for start, waiting in self.pending.items()
@@ -415,6 +456,10 @@ class Ledger:
         self.months = {
             str(month): Totals.from_json(totals) for month, totals in data.get("months", {}).items()
         }
+        self.total = Totals.from_json(data["total"]) if "total" in data else Totals()
+        if "total" not in data:  # kept before the total was: what the months hold
+            for month in sorted(self.months):
+                self.total.add(self.months[month])
         self.pending = {
             float(start): Pending(None if zone is None else int(zone), float(exp), float(imp))
             for start, zone, exp, imp in data.get("pending", [])

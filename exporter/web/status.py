@@ -12,10 +12,20 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..amiplus import ADVICE, NOT_HEARD, NOT_HEARD_NO_RECEIVER, advice, device_type_words, table
+from ..amiplus import (
+    ADVICE,
+    NOT_HEARD,
+    NOT_HEARD_NO_RECEIVER,
+    advice,
+    device_type_words,
+    midnight,
+    period_start,
+    table,
+)
 from ..config import Config, ConfigWarning
-from ..pipeline import Calendar, Figure, HeardMeter, MeterState, Output, State
+from ..pipeline import Calendar, Figure, HeardMeter, MeterState, Output, Settlements, State
 from ..receivers import ReceiverStats
+from ..settlement import LedgerView, PeriodTotals, Scope, SettlementFigure, figure_table
 from .history import PageHistory
 
 #: Which histories `/api/status?history=...` may ask for: the last hour, the last 24 hours.
@@ -35,6 +45,60 @@ def fields_for_page() -> list[dict[str, Any]]:
         }
         for row in table().rows
     ]
+
+
+def settlement_figures_for_page() -> list[dict[str, Any]]:
+    """The settlement figure table as the page needs it: key, scope, unit, schemes, whether a
+    period's figure is a column (and the figure shown under it), whether it is a warning, the
+    labels in both languages."""
+    return [
+        {
+            "key": row.key,
+            "scope": "now" if row.scope is Scope.NOW else "period",
+            "unit": row.unit,
+            "schemes": sorted(scheme.value for scheme in row.schemes),
+            "column": row.column,
+            "detail": row.detail or None,
+            "warning": row.warning,
+            "label": {"en": row.label.en, "pl": row.label.pl},
+        }
+        for row in figure_table().rows
+    ]
+
+
+def _figures(rows: tuple[SettlementFigure, ...], source: Any, view: LedgerView) -> dict[str, Any]:
+    """The figures of the meter's scheme in `source` (the view, or a period's totals)."""
+    out = {}
+    for row in rows:
+        if view.scheme in row.schemes:
+            value = row.read(source)
+            out[row.key] = None if value is None else round(float(value), 4)
+    return out
+
+
+def _settled_period(period: PeriodTotals, view: LedgerView, zone: ZoneInfo) -> dict[str, Any]:
+    end = period_start(period.period.kind, period.start, -1)
+    return {
+        "start": datetime.fromtimestamp(midnight(period.start, zone), zone).isoformat(),
+        "end": datetime.fromtimestamp(midnight(end, zone), zone).isoformat(),
+        "current": period.current,
+        "partial": period.partial,
+        "hours": period.totals.hours,
+        **_figures(figure_table().period, period.totals, view),
+    }
+
+
+def _settled(view: LedgerView, zone: ZoneInfo) -> dict[str, Any]:
+    """A settled meter's ledger as the page shows it: the scheme, the figures now, the hour
+    counting, the latest reading and the calendar periods."""
+    hour = None if view.hour is None else datetime.fromtimestamp(view.hour.start, zone)
+    return {
+        "scheme": view.scheme.value,
+        **_figures(figure_table().now, view, view),
+        "hour_start": None if hour is None else hour.isoformat(),
+        "latest_at": view.latest_at,
+        "periods": {p.period.name: _settled_period(p, view, zone) for p in view.periods},
+    }
 
 
 def _period(figure: Figure, zone: ZoneInfo, priced: bool) -> dict[str, Any]:
@@ -77,6 +141,7 @@ def _meter(
     *,
     config: Config,
     calendar: Calendar | None,
+    settlements: Settlements | None,
     history: PageHistory | None,
     day: PageHistory | None,
     receivers_down: bool = False,
@@ -120,6 +185,9 @@ def _meter(
             for figure in calendar.figures(meter.key, now)
         }
         out["active_tariff"] = calendar.active_tariff(meter.key)
+    view = settlements.view(meter.key) if settlements is not None else None
+    if view is not None:
+        out["settlement"] = _settled(view, config.timezone)
     if meter.telegrams == 0 and meter.last_failure is None:
         out["not_heard"] = ADVICE[NOT_HEARD_NO_RECEIVER if receivers_down else NOT_HEARD].as_json()
     if history is not None:
@@ -212,6 +280,14 @@ def _warning(warning: ConfigWarning, private: bool) -> dict[str, Any]:
     }
 
 
+def _settlement_status(settlements: Settlements | None) -> dict[str, Any]:
+    """The figure table and where market prices come from, when a meter is settled."""
+    if settlements is None or not settlements.keys():
+        return {}
+    shown = {"figures": settlement_figures_for_page(), "market_prices": settlements.status()}
+    return {"settlement": shown}
+
+
 def status(
     config: Config,
     state: State,
@@ -223,14 +299,16 @@ def status(
     history: PageHistory | None = None,
     histories: frozenset[str] = frozenset(),
     calendar: Calendar | None = None,
+    settlements: Settlements | None = None,
     example_prices: bool = False,
     extra: dict[str, Any] | None = None,
     private: bool = False,
 ) -> dict[str, Any]:
     """Everything the status page shows; `histories` says which of the page's charts'
-    histories go in (HOUR, DAY); `example_prices`: the prices are the built-in examples. Paths
-    (the configuration file, devices) only go in for a `private` client, one that proved who it
-    is (a password, a client certificate)."""
+    histories go in (HOUR, DAY); `example_prices`: the prices are the built-in examples; a
+    settled meter's ledger comes from `settlements`. Paths (the configuration file, devices)
+    only go in for a `private` client, one that proved who it is (a password, a client
+    certificate)."""
     now = time.time()
     meters = sorted(state.snapshot(), key=lambda m: m.name)
     counts = state.counts()
@@ -254,6 +332,7 @@ def status(
                 now,
                 config=config,
                 calendar=calendar,
+                settlements=settlements,
                 history=hour,
                 day=day,
                 receivers_down=down,
@@ -267,6 +346,7 @@ def status(
         "duplicates": counts.duplicates,
         "undecodable": dict(counts.undecodable),
         "fields": fields_for_page(),
+        **_settlement_status(settlements),
         **{output.name: shown for output in outputs if (shown := output.status()) is not None},
         **(extra or {}),
     }

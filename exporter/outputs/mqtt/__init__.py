@@ -3,7 +3,15 @@ documents (`documents.py`: entities from the field table, topics, state and disc
 payloads), the `Publisher` (`publisher.py`: what to send when, without threads or paho) and
 `MqttOutput` (`output.py`: one thread that owns the paho client and its network loop)."""
 
-from .documents import Identity, Topics, entities, entity_keys, state_payload
+from .documents import (
+    Identity,
+    Topics,
+    entities,
+    entity_keys,
+    settled_keys,
+    settlement_payload,
+    state_payload,
+)
 from .output import MAX_PENDING, QUEUE_SIZE, MqttOutput
 from .publisher import RESYNC_INTERVAL, Kind, Message, Publisher
 
@@ -19,5 +27,7 @@ __all__ = [
     "Topics",
     "entities",
     "entity_keys",
+    "settled_keys",
+    "settlement_payload",
     "state_payload",
 ]

@@ -1,6 +1,7 @@
 """What the MQTT output says, as plain data (docs/contracts.md, section 7): the entities of
-a meter derived from the field table, every topic of one configuration, the state message and
-the Home Assistant discovery documents. No I/O; the publisher decides when each is sent."""
+a meter derived from the field table (and, for a settled meter, from the settlement figure
+table), every topic of one configuration, the state and settlement messages and the Home
+Assistant discovery documents. No I/O; the publisher decides when each is sent."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ from ...amiplus import (
     table,
     values_as_json,
 )
-from ...config import DEFAULT_BASE_TOPIC, MqttConfig
+from ...config import DEFAULT_BASE_TOPIC, MqttConfig, Scheme
 from ...pipeline import MeterUpdate
+from ...settlement import FigureTable, figure_table
 
 ONLINE, OFFLINE = "online", "offline"
 ORIGIN = {"name": "amiplus-exporter", "sw_version": __version__}
@@ -33,12 +35,14 @@ RECEIVED_AT = "received_at"  # the state's receive time, besides the reading's k
 
 @dataclass(frozen=True, slots=True)
 class Entity:
-    """One Home Assistant sensor of a meter: a field's total, tariff or phase."""
+    """One Home Assistant sensor of a meter: a field's total, tariff or phase, or a settlement
+    figure (`settled`: read from the settlement message instead of the state message)."""
 
     key: str  # the last part of its unique_id and discovery topic
     name: str  # English, without the device name (Home Assistant puts that in front)
-    template: str  # value_template over the state message
+    template: str  # value_template over the state (or settlement) message
     classes: HomeAssistant
+    settled: bool = False
 
 
 def _part_key(row: Field, part: str) -> str:
@@ -111,9 +115,45 @@ def entities_of(fields: FieldTable) -> Entities:
     return Entities(every, tuple(probes), {})
 
 
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """The settlement entities of one figure table: every one by key, and the keys of each
+    scheme's."""
+
+    every: dict[str, Entity]
+    by_scheme: dict[Scheme, tuple[str, ...]]
+
+
+def settled_of(figures: FigureTable) -> Settled:
+    every: dict[str, Entity] = {}
+    by_scheme: dict[Scheme, tuple[str, ...]] = {}
+    for row in figures.now:
+        if row.home_assistant is None:
+            continue
+        template = f"{{{{ value_json.{row.key} }}}}"
+        every[row.key] = Entity(row.key, row.label.en, template, row.home_assistant, True)
+        for scheme in sorted(row.schemes):
+            by_scheme[scheme] = (*by_scheme.get(scheme, ()), row.key)
+    return Settled(every, by_scheme)
+
+
 def entities() -> dict[str, Entity]:
-    """Every entity a meter can have, by key, in the order of the field table."""
-    return table().derived(entities_of).every
+    """Every entity a meter can have, by key: the field table's in its order, then the
+    settlement figures'."""
+    return {**table().derived(entities_of).every, **figure_table().derived(settled_of).every}
+
+
+def entity(key: str) -> Entity:
+    """One entity by key (a field's or a settlement figure's)."""
+    found = table().derived(entities_of).every.get(key)
+    return found if found is not None else figure_table().derived(settled_of).every[key]
+
+
+def settled_keys(scheme: Scheme | None) -> tuple[str, ...]:
+    """The settlement entities of a meter settled by `scheme` (none when not settled)."""
+    if scheme is None:
+        return ()
+    return figure_table().derived(settled_of).by_scheme.get(scheme, ())
 
 
 def entity_keys(values: Mapping[str, Any]) -> tuple[str, ...]:
@@ -143,6 +183,22 @@ def state_payload(update: MeterUpdate) -> bytes:
     them, and the receive time; compact JSON."""
     out = update.reading.identity()
     out.update(values_as_json(update.values))
+    out[RECEIVED_AT] = received_at_text(update.received_at)
+    return _dumps(out)
+
+
+def settlement_payload(update: MeterUpdate) -> bytes:
+    """The settlement message: the scheme, every figure of the ledger now that the scheme has
+    (null while not known), the start of the hour counting and the receive time of the reading
+    the figures are as of; compact JSON."""
+    view = update.settlement
+    assert view is not None
+    out: dict[str, Any] = {"scheme": view.scheme.value}
+    for row in figure_table().now:
+        if view.scheme in row.schemes:
+            value = row.read(view)
+            out[row.key] = None if value is None else round(float(value), 6)
+    out["hour_start"] = None if view.hour is None else received_at_text(view.hour.start)
     out[RECEIVED_AT] = received_at_text(update.received_at)
     return _dumps(out)
 
@@ -184,6 +240,9 @@ class Topics:
     def availability(self, meter: str) -> str:
         return f"{self.base}/{meter}/availability"
 
+    def settlement(self, meter: str) -> str:
+        return f"{self.base}/{meter}/settlement"
+
     def discovery(self, meter: str, entity: str) -> str:
         return f"{self.prefix}/sensor/amiplus_{_slug(meter)}/{entity}/config"
 
@@ -215,7 +274,7 @@ class Topics:
         document: dict[str, Any] = {
             "name": entity.name,
             "unique_id": f"amiplus_{meter}_{entity.key}",
-            "state_topic": self.state(meter),
+            "state_topic": self.settlement(meter) if entity.settled else self.state(meter),
             "value_template": entity.template,
         }
         if ha.device_class:

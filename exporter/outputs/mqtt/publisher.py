@@ -3,9 +3,10 @@
 As h11's `Connection` does for HTTP, a `Publisher` is told what happened (a reading, a
 connection accepted or lost, a look at the meters' silence, a reload, Home Assistant's birth
 message, the clock) and answers with the messages to send; it remembers per meter what the
-broker should hold (the latest state, the entities announced on this connection, the
-availability, what could not be sent). Whoever sends the messages tells it which were dropped
-(`dropped`), so that they are sent again later; every clock reading is handed in.
+broker should hold (the latest state, a settled meter's latest settlement figures, the
+entities announced on this connection, the availability, what could not be sent). Whoever sends
+the messages tells it which were dropped (`dropped`), so that they are sent again later; every
+clock reading is handed in.
 """
 
 from __future__ import annotations
@@ -19,7 +20,18 @@ from typing import Protocol
 from ...config import MqttConfig
 from ...net import Will
 from ...pipeline import MeterUpdate
-from .documents import OFFLINE, ONLINE, Identity, Topics, entities, entity_keys, state_payload
+from .documents import (
+    OFFLINE,
+    ONLINE,
+    Identity,
+    Topics,
+    entities,
+    entity,
+    entity_keys,
+    settled_keys,
+    settlement_payload,
+    state_payload,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +48,7 @@ class Kind(Enum):
     DISCOVERY = "discovery"  # one entity of a meter
     AVAILABILITY = "availability"
     STATE = "state"
+    SETTLEMENT = "settlement"  # a settled meter's figures
     REMOVAL = "removal"  # an empty retained message clearing a removed meter's topic
 
 
@@ -71,6 +84,8 @@ class _Meter:
     identity: Identity | None = None
     state: bytes | None = None
     entities: tuple[str, ...] = ()
+    settlement: bytes | None = None  # the latest settlement message
+    settled: tuple[str, ...] = ()  # the settlement entities of that message's scheme
     announced: set[str] = field(default_factory=set)  # discovery handed out on this connection
     online: bool | None = None  # the availability it should have (None: not decided yet)
 
@@ -146,15 +161,37 @@ class Publisher:
         if meter.state is None:
             self.stated += 1
         meter.state = state_payload(update)
+        cleared = self._settle(meter, update)
         was_online, meter.online = meter.online, True
         if not self.connected:
             return []
-        messages = self._announce(meter)
+        messages = [*cleared, *self._announce(meter)]
         if was_online is not True or key in self._dirty:
             messages.append(self._availability(meter))
         messages.append(self._state(meter))
+        if update.settlement is not None or key in self._dirty:
+            messages += self._settlement(meter)
         self._dirty.discard(key)
         return messages
+
+    def _settle(self, meter: _Meter, update: MeterUpdate) -> list[Message]:
+        """Keep a settled meter's latest figures; when its scheme changed, or it is no longer
+        settled, clear the entities (and the settlement message) it no longer has."""
+        keys = settled_keys(update.scheme)
+        gone = [key for key in meter.settled if key not in keys]
+        topics = self.topics
+        cleared = [topics.discovery(meter.key, key) for key in gone] if topics.prefix else []
+        if update.scheme is None and meter.settlement is not None:
+            cleared.append(topics.settlement(meter.key))
+        if update.settlement is not None:
+            meter.settlement, meter.settled = settlement_payload(update), keys
+        elif gone or update.scheme is None:
+            meter.settlement, meter.settled = None, ()
+        meter.announced.difference_update(gone)
+        if not self.connected:
+            return []
+        qos = self.config.qos
+        return [Message(topic, b"", qos, True, Kind.REMOVAL, meter.key) for topic in cleared]
 
     def silence(self, now: float, silences: Iterable[Silent]) -> list[Message]:
         """`offline` for meters silent longer than their `stale_after` (`now`: the wall clock,
@@ -214,13 +251,17 @@ class Publisher:
         if not self.connected:
             return messages
         for key in sorted(self._dirty):
-            if len(messages) + 2 > room:
+            meter = self._meters.get(key)
+            owed = [] if meter is None or meter.state is None else self._owed(meter)
+            if len(messages) + len(owed) > room:
                 break
             self._dirty.discard(key)
-            meter = self._meters.get(key)
-            if meter is not None and meter.state is not None:
-                messages += [self._availability(meter), self._state(meter)]
+            messages += owed
         return messages
+
+    def _owed(self, meter: _Meter) -> list[Message]:
+        """A meter's availability, state and settlement figures."""
+        return [self._availability(meter), self._state(meter), *self._settlement(meter)]
 
     def dropped(self, message: Message) -> None:
         """`message` was not sent: remember to send what it carried again (a connection lost
@@ -229,7 +270,7 @@ class Publisher:
         meter = self._meters.get(key)
         if message.kind is Kind.DISCOVERY and meter is not None:
             meter.announced.discard(message.entity)  # with the meter's next reading
-        elif message.kind in (Kind.AVAILABILITY, Kind.STATE) and meter is not None:
+        elif message.kind in (Kind.AVAILABILITY, Kind.STATE, Kind.SETTLEMENT) and meter is not None:
             self._dirty.add(key)  # by `retry`
         elif message.kind is Kind.REMOVAL and key not in self._configured:
             self._removed.add(key)  # with the next removals or the next connect
@@ -251,19 +292,21 @@ class Publisher:
                 messages.append(self._availability(meter))
             if meter.state is not None:
                 messages.append(self._state(meter))
+                messages += self._settlement(meter)
                 self._dirty.discard(meter.key)
         return messages
 
     def _announce(self, meter: _Meter) -> list[Message]:
-        """Discovery for the meter's entities not yet announced on this connection."""
+        """Discovery for the meter's entities not yet announced on this connection (those of
+        its settlement once there are figures to show)."""
         if not self.topics.prefix or meter.identity is None:
             return []
         messages = []
-        for key in meter.entities:
+        for key in (*meter.entities, *(meter.settled if meter.settlement else ())):
             if key in meter.announced:
                 continue
             meter.announced.add(key)
-            document = self.topics.sensor(meter.key, meter.identity, entities()[key])
+            document = self.topics.sensor(meter.key, meter.identity, entity(key))
             topic = self.topics.discovery(meter.key, key)
             messages.append(self._message(topic, document, Kind.DISCOVERY, meter.key, key))
         return messages
@@ -275,9 +318,9 @@ class Publisher:
         messages = []
         topics = self.topics
         for key in sorted(self._removed):
-            cleared = [topics.state(key), topics.availability(key)]
+            cleared = [topics.state(key), topics.availability(key), topics.settlement(key)]
             if topics.prefix:
-                cleared += [topics.discovery(key, entity) for entity in entities()]
+                cleared += [topics.discovery(key, name) for name in entities()]
             messages += [
                 Message(topic, b"", self.config.qos, True, Kind.REMOVAL, key) for topic in cleared
             ]
@@ -293,6 +336,13 @@ class Publisher:
     def _state(self, meter: _Meter) -> Message:
         assert meter.state is not None
         return self._message(self.topics.state(meter.key), meter.state, Kind.STATE, meter.key)
+
+    def _settlement(self, meter: _Meter) -> list[Message]:
+        """The meter's settlement message, if it has one."""
+        if meter.settlement is None:
+            return []
+        topic = self.topics.settlement(meter.key)
+        return [self._message(topic, meter.settlement, Kind.SETTLEMENT, meter.key)]
 
     def _message(
         self,
