@@ -25,7 +25,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from exporter.web import Listener, WebConfigError, WebSecurity
-from exporter.web.page import INLINE_SOURCES
+from exporter.web.page import INLINE_SOURCES, PAGE
 from exporter.web.security import SecurityFile
 from exporter.web.server import MAX_HEADER_BYTES, WebServer
 
@@ -503,3 +503,9 @@ def test_the_page_runs_under_its_policy_and_nothing_else_does(start_exporter: St
         assert "does not answer to the name" in driver.find_element(By.TAG_NAME, "body").text
     finally:
         driver.quit()
+
+
+def test_the_page_has_no_inline_style_attributes() -> None:
+    """The Content-Security-Policy allows the page's one style sheet by its hash, nothing else:
+    a `style=` attribute in the page's markup or in what its script writes is refused."""
+    assert re.findall(r"""\bstyle=["'$]""", PAGE) == []
