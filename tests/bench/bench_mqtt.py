@@ -51,6 +51,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 import exporter
 from exporter.amiplus.families import FAMILIES_BY_NAME
@@ -157,7 +158,7 @@ class Arrivals:
 
 
 def subscribe(broker: Mosquitto, arrivals: Arrivals) -> mqtt.Client:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-subscriber")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-subscriber")
     client.username_pw_set(USER, PASSWORD)
     ready = threading.Event()
 
