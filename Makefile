@@ -68,7 +68,7 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff format --check exporter tests
 
 typecheck: $(VENV)/.test-installed
-	$(BIN)/mypy --strict exporter
+	$(BIN)/mypy --strict exporter tests
 
 pytest: $(VENV)/.test-installed
 	$(BIN)/pytest

@@ -295,8 +295,9 @@ class DockerEngine:
     def exists(self, image: str) -> bool:
         return self.docker("image", "inspect", image, check=False).returncode == 0
 
-    def inspect(self, name: str) -> dict[str, object]:
-        document: list[dict[str, object]] = json.loads(self.docker("inspect", name).stdout)
+    def inspect(self, name: str) -> dict[str, Any]:
+        """`docker inspect`'s JSON document of an image or a container."""
+        document: list[dict[str, Any]] = json.loads(self.docker("inspect", name).stdout)
         return document[0]
 
     def close(self) -> None:
@@ -502,7 +503,7 @@ class Container:
         self.name = name
 
     def state(self) -> dict[str, Any]:
-        state: dict[str, Any] = self.engine.inspect(self.name)["State"]  # type: ignore[assignment]
+        state: dict[str, Any] = self.engine.inspect(self.name)["State"]
         return state
 
     def logs(self) -> str:

@@ -11,7 +11,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from exporter.amiplus.simulated import SimulatedMeter
+from exporter.amiplus.families import FAMILIES_BY_NAME
+from exporter.amiplus.simulated import DEFAULT_FAMILY, SimulatedMeter
 from exporter.config import Config, MarketPrices, Prices, Settlement
 from exporter.config.market_prices import parse_price_file
 from exporter.settlement import HOUR, Ledger, PriceBook, hour_start
@@ -82,10 +83,8 @@ def keep(directory: Path, ledgers: Mapping[str, Ledger]) -> Path:
 
 def simulated_registers() -> tuple[float, float]:
     """The total registers (kWh) a simulated meter starts from."""
-    meter = SimulatedMeter.__dataclass_fields__
-    imported: dict[int, float] = meter["imported_wh"].default_factory()  # type: ignore[misc]
-    exported: dict[int, float] = meter["exported_wh"].default_factory()  # type: ignore[misc]
-    return sum(imported.values()) / 1000, sum(exported.values()) / 1000
+    meter = SimulatedMeter(FAMILIES_BY_NAME[DEFAULT_FAMILY])
+    return sum(meter.imported_wh.values()) / 1000, sum(meter.exported_wh.values()) / 1000
 
 
 def kept_until_now(config: Config, prices: Path, days: float = 45) -> Path:

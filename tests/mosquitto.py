@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from .conftest import free_port, require, server_process, stop_process, wait_until
 
@@ -121,7 +122,7 @@ class Subscriber:
         self.messages: list[Message] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2)
         self.client.username_pw_set(USER, PASSWORD)
         if context is not None:
             self.client.tls_set_context(context)

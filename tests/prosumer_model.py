@@ -25,8 +25,10 @@ WARSAW = ZoneInfo("Europe/Warsaw")
 Reading = tuple[float, float, float]  # time, imported kWh, exported kWh
 
 
-def local_time(*parts: int) -> float:
-    return datetime(*parts, tzinfo=WARSAW).timestamp()  # type: ignore[misc]
+def local_time(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, *, second: int = 0
+) -> float:
+    return datetime(year, month, day, hour, minute, second, tzinfo=WARSAW).timestamp()
 
 
 def import_kw(minute: int) -> float:

@@ -175,7 +175,7 @@ class IngressProxy(Answering):
 def test_the_addon_image(engine: DockerEngine, image: str) -> None:
     """The add-on's labels, its entry point, root (the Supervisor's /data is root's), and the
     package's version inside equal to config.yaml's."""
-    config: dict[str, Any] = engine.inspect(image)["Config"]  # type: ignore[assignment]
+    config: dict[str, Any] = engine.inspect(image)["Config"]
     labels = config["Labels"]
     assert labels["io.hass.type"] == "app"
     assert labels["io.hass.version"] == ADDON["version"]
@@ -330,7 +330,8 @@ def test_bad_options_stop_the_addon_with_every_problem(
     with addon(engine, image, data) as running:
 
         def stopped() -> bool:
-            return running.container.state()["Status"] == "exited"
+            status: str = running.container.state()["Status"]
+            return status == "exited"
 
         assert wait_until(stopped, 60, every=0.5), running.container.logs()
         assert running.container.state()["ExitCode"] == 2

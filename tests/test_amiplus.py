@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from exporter.amiplus.reading import MeterReading, local_time, read_meter
+from exporter.amiplus.clock import local_time
+from exporter.amiplus.reading import MeterReading, read_meter
 from exporter.wmbus import decode
 from exporter.wmbus.encoder import encode_frame, encode_record
 from exporter.wmbus.link import Address, manufacturer_code

@@ -32,9 +32,9 @@ METER = "12345678"
 IMPORTED, EXPORTED = table().imported, table().exported
 
 
-def local(*parts: int) -> float:
+def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> float:
     """A Warsaw wall-clock time as Unix time (the first of a repeated hour)."""
-    return datetime(*parts, tzinfo=WARSAW).timestamp()  # type: ignore[misc]
+    return datetime(year, month, day, hour, minute, tzinfo=WARSAW).timestamp()
 
 
 class Meter:

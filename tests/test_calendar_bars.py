@@ -291,11 +291,13 @@ def influx(history: list[Reading], tmp_path_factory: pytest.TempPathFactory) -> 
     try:
         server.query('CREATE DATABASE "amiplus"')
         calendar = Calendar(WARSAW, PRICES)
-        lines = []
+        lines: list[str] = []
         for sample in history:
             meter = reading(METER, **values(sample))
             money = calendar.record(METER, values(sample), sample.at)
-            lines.append(point(meter, "home", sample.at, money))
+            line = point(meter, "home", sample.at, money)
+            assert line is not None  # every sample has its registers
+            lines.append(line)
         for start in range(0, len(lines), 5000):
             body = "\n".join(lines[start : start + 5000]).encode()
             request = urllib.request.Request(

@@ -164,7 +164,9 @@ def exposed_metrics(tmp_path: Path) -> set[str]:
     every field, a receiver, and an InfluxDB output."""
     state = State()
     state.reconfigure(None, [configured_meter("12345678", "home", "", 14000.0)])
-    values = {row.key: {"L1": 1.0} if row.shape is Shape.PHASES else 1.0 for row in fields.FIELDS}
+    values: dict[str, Any] = {
+        row.key: {"L1": 1.0} if row.shape is Shape.PHASES else 1.0 for row in fields.FIELDS
+    }
     values["meter_time"] = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
     values["energy_imported_tariff_kwh"] = values["energy_exported_tariff_kwh"] = {1: 1.0}
     decoded = reading(**values)
@@ -181,8 +183,8 @@ def exposed_metrics(tmp_path: Path) -> set[str]:
     )
     collectors = registry(collector)
     collectors.register(settled(tmp_path))
-    text = Exposition(state, collectors, clock=lambda: 2.0, calendar=calendar)
-    text = text.body().decode()
+    exposition = Exposition(state, collectors, clock=lambda: 2.0, calendar=calendar)
+    text = exposition.body().decode()
     return set(re.findall(r"^# TYPE (\S+) ", text, re.MULTILINE))
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from exporter import daemon
 from exporter.config import parse_config
+from exporter.outputs import OUTPUTS
 from exporter.plumbing import MissingExtra, import_extra, missing_extra
 
 from .servers import simulated_config
@@ -64,7 +65,7 @@ def test_an_output_that_fails_by_a_bug_is_logged_with_its_traceback(
     def broken(section: object, state: object) -> None:
         raise ValueError("a bug")
 
-    monkeypatch.setitem(daemon.OUTPUTS, "influxdb", broken)
+    monkeypatch.setitem(OUTPUTS, "influxdb", broken)
     text = simulated_config(
         2.0, f"influxdb:\n  url: http://127.0.0.1:9\n  bucket: b\nstate:\n  directory: {tmp_path}\n"
     )

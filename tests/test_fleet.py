@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -217,8 +218,12 @@ def test_a_fleet_counts_each_meter_once_in_victoria_metrics(
     for static, exporter in zip(scrape["static_configs"], exporters.values(), strict=True):
         static["targets"] = [f"127.0.0.1:{exporter.port}"]
     fleet_prometheus.scrape(scrape)
+
+    def receiving(exporter: ExporterProcess) -> bool:
+        return bool(exporter.status()["receivers"][0]["up"])
+
     for exporter in exporters.values():
-        assert wait_until(lambda e=exporter: e.status()["receivers"][0]["up"], 20), exporter.log()
+        assert wait_until(partial(receiving, exporter), 20), exporter.log()
 
     def received(site: str, telegrams: dict[str, int]) -> bool:
         counts = {m["meter_id"]: m["telegrams"] for m in exporters[site].status()["meters"]}
@@ -237,7 +242,7 @@ def test_a_fleet_counts_each_meter_once_in_victoria_metrics(
                 last[site][name] = reading
     for site, heard in HEARS.items():
         once = dict.fromkeys(heard, 1)
-        assert wait_until(lambda s=site, t=once: received(s, t), 20), exporters[site].log()
+        assert wait_until(partial(received, site, once), 20), exporters[site].log()
     frame, reading = meters["B"].telegram(datetime.now(UTC))
     send(ports["site-a"], frame, rssi=-70)
     last["site-a"]["B"] = reading

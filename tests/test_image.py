@@ -86,7 +86,7 @@ def meter_config(meters: dict[str, str], receivers: str, extra: str = "") -> str
 def test_the_image_promises(engine: DockerEngine, image: str) -> None:
     """What users and orchestrators read from the image: user, volume, port, environment,
     labels, and a command line the exporter accepts."""
-    config: dict[str, Any] = engine.inspect(image)["Config"]  # type: ignore[assignment]
+    config: dict[str, Any] = engine.inspect(image)["Config"]
     assert config["User"] == str(UID)  # numeric: Kubernetes' runAsNonRoot can check it
     assert config["Volumes"] == {STATE: {}} and config["WorkingDir"] == STATE
     assert config["ExposedPorts"] == {"9264/tcp": {}}
@@ -465,7 +465,7 @@ def test_the_readme_docker_block_works_in_order_where_the_image_was_never_built(
 
 def test_the_health_check_reaches_healthy(engine: DockerEngine, simulated: Container) -> None:
     """With the Dockerfile's own interval (30 s): the tests above ran meanwhile."""
-    check = engine.inspect(TAG)["Config"]["Healthcheck"]  # type: ignore[index]
+    check = engine.inspect(TAG)["Config"]["Healthcheck"]
     interval = check["Interval"] / 1e9
     assert wait_until(lambda: simulated.state()["Health"]["Status"] == "healthy", 2 * interval + 30)
     log = simulated.state()["Health"]["Log"]
@@ -501,4 +501,4 @@ def test_the_dockerfile_builds_with_buildkit_too(engine: DockerEngine, image: st
         "WorkingDir",
         "ExposedPorts",
     )
-    assert {k: classic[k] for k in keys} == {k: buildkit[k] for k in keys}  # type: ignore[index]
+    assert {k: classic[k] for k in keys} == {k: buildkit[k] for k in keys}

@@ -53,13 +53,13 @@ def imports(path: Path, root: Path = ROOT) -> Iterator[tuple[int, str]]:
                 target = node.module or ""
             if not target.startswith("exporter"):
                 continue
-            base = root.joinpath(*target.split("."))
-            exported = face(base)
+            folder = root.joinpath(*target.split("."))
+            exported = face(folder)
             modules = [
                 f"{target}.{alias.name}"
                 for alias in node.names
                 if alias.name not in exported
-                and ((base / f"{alias.name}.py").exists() or (base / alias.name).is_dir())
+                and ((folder / f"{alias.name}.py").exists() or (folder / alias.name).is_dir())
             ]
             yield from ((node.lineno, module) for module in modules or [target])
 

@@ -13,11 +13,13 @@ import ssl
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from itertools import takewhile
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 from selenium.webdriver.common.by import By
 
 import exporter
@@ -414,10 +416,12 @@ def test_a_wrong_password_is_said_once_and_shown_while_receiving_goes_on(
         simulator_config(mqtt_section(broker, "wrong", password=wrong), 1, 0.5)
     )
 
-    def refusals() -> object:
+    def refusals() -> int:
         errors = mqtt_status(process)["errors"]
         assert isinstance(errors, dict)
-        return errors.get("unauthorized", 0)
+        count = errors.get("unauthorized", 0)
+        assert isinstance(count, int)
+        return count
 
     assert wait_until(lambda: refusals() >= 2, 30)  # refused, and refused again after backoff
     status = mqtt_status(process)
@@ -542,10 +546,14 @@ def test_a_settled_meters_figures_reach_home_assistant_and_leave_with_its_settle
         process.config_path.write_text(
             settled.replace("    settlement: {scheme: net-billing}\n", "")
         )
+
+        def cleared(topic: str) -> bool:
+            return live.latest(topic) == b""
+
         for key in settled_keys(Scheme.NET_BILLING):  # cleared with the next reading
             config = f"{base}-ha/sensor/amiplus_12345678/{key}/config"
-            assert live.wait(lambda config=config: live.latest(config) == b""), key
-        assert live.wait(lambda: live.latest(topic) == b"")
+            assert live.wait(partial(cleared, config)), key
+        assert live.wait(partial(cleared, topic))
         assert live.latest(f"{base}-ha/sensor/amiplus_12345678/energy_imported_kwh/config")
         assert "settlement" not in process.status()["meters"][0]
     finally:
@@ -610,7 +618,7 @@ def test_the_compose_broker_wants_a_password_and_the_example_points_at_it(
 
 def answer(port: int, credentials: tuple[str, str] | None) -> str:
     """What a broker on 127.0.0.1 answers to a client with these credentials."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
     if credentials:
         client.username_pw_set(*credentials)
     answers: list[str] = []

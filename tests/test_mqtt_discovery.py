@@ -152,7 +152,8 @@ def merged(family: str, meter_id: str = "12345678") -> tuple[MeterReading, dict[
     meter = SimulatedMeter(FAMILIES_BY_NAME[family], meter_id=meter_id)
     state = State()
     start = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
-    accepted, values = None, {}
+    accepted: MeterReading | None = None
+    values: dict[str, Any] = {}
     for n in range(len(meter.family.record_sets)):
         frame, _ = meter.telegram(start + timedelta(seconds=30 * n))
         reading = read_meter(decode(frame, MeterKey.from_bytes(DEFAULT_KEY)), rssi_dbm=-71.0)

@@ -166,6 +166,7 @@ def expected_json(
         if row.shape is Shape.TIME:
             continue  # compared as an instant below
         if row.shape is Shape.DIGITS:
+            assert isinstance(value, int)  # BCD digits decode to an integer
             out[row.key] = f"{value:0{2 * header.data.length}d}"
             continue
         assert isinstance(value, int)

@@ -107,8 +107,8 @@ def test_the_schedule_asks_for_tomorrow_from_14_30_and_the_newest_first() -> Non
     for day in schedule.wanted(now):
         assert schedule.next(now) == (day, now)
         schedule.answered(day, True, now)
-    day, when = schedule.next(now)  # all there: nothing until tomorrow's publication
-    assert day is None and when == at(2025, 10, 23, 14, 30)
+    wanted, when = schedule.next(now)  # all there: nothing until tomorrow's publication
+    assert wanted is None and when == at(2025, 10, 23, 14, 30)
     early = at(2025, 10, 23, 9)
     assert schedule.next(early) == (None, at(2025, 10, 23, 14, 30))
 
@@ -174,10 +174,8 @@ def test_the_fetcher_keeps_what_it_fetched_across_a_restart(api: PseApi, tmp_pat
     again = PriceFetcher(api.url, today - timedelta(days=3), WARSAW, cache, arrived.append)
     assert sorted(again.schedule.complete) == [today + timedelta(days=n) for n in range(-3, 1)]
     assert dict(again.cached()) == {s: p for day in arrived for s, p in day.items()}
-    assert again.schedule.next(clock()) == (
-        today + timedelta(days=1),
-        pytest.approx(clock(), abs=2),
-    )
+    wanted, when = again.schedule.next(clock())
+    assert wanted == today + timedelta(days=1) and when == pytest.approx(clock(), abs=2)
     assert len(api.requests) == asked  # the restart asked nothing
 
 

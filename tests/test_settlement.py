@@ -46,7 +46,7 @@ GAPS = [
     (local_time(2026, 1, 20, 3, 0), local_time(2026, 1, 20, 5, 30)),
 ]
 #: Restarts: the ledger is saved as JSON and read into a new one (the last one after a gap).
-RESTARTS = [local_time(2025, 11, 15, 12, 0, 5), local_time(2026, 1, 20, 5, 30)]
+RESTARTS = [local_time(2025, 11, 15, 12, 0, second=5), local_time(2026, 1, 20, 5, 30)]
 TARIFFS = Prices(
     (
         PriceEntry(date(2025, 1, 1), ((1, TariffPrice(0.02)),)),

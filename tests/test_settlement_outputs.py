@@ -241,7 +241,9 @@ def test_record_hands_the_figures_on_only_when_they_changed(
     first = settlements.record(HOUSE, values(3100.0, 600.0), NOW + 60)
     assert first is not None and first.scheme is Scheme.NET_BILLING  # owed since the start
     assert settlements.record(HOUSE, values(3100.0, 600.1), NOW + 120) is None  # same hour
-    closed = settlements.record(HOUSE, values(3100.0, 600.5), local_time(2026, 3, 10, 13, 0, 5))
+    closed = settlements.record(
+        HOUSE, values(3100.0, 600.5), local_time(2026, 3, 10, 13, 0, second=5)
+    )
     assert closed is not None and closed.total.hours == first.total.hours + 1
     assert settlements.record(HOUSE, values(3100.0, 600.6), local_time(2026, 3, 10, 13, 1)) is None
     settlements.resend()  # an output started
@@ -272,7 +274,7 @@ def test_the_intake_hands_each_reading_its_scheme_and_the_figures_that_changed(
     meters = {
         key: SimulatedMeter(FAMILIES_BY_NAME["otus"], meter_id=key) for key in (HOUSE, NEIGHBOUR)
     }
-    for at in (NOW + 60, NOW + 70, local_time(2026, 3, 10, 13, 0, 5)):
+    for at in (NOW + 60, NOW + 70, local_time(2026, 3, 10, 13, 0, second=5)):
         for meter in meters.values():
             frame, _ = meter.telegram(datetime.fromtimestamp(at, UTC))
             intake.on_frame("radio", Frame(frame, at))

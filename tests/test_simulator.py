@@ -87,9 +87,9 @@ def test_a_prosumer_day() -> None:
     volts = [v for r in readings for v in r.get("voltage_v", {}).values()]
     assert min(volts) >= 224 and max(volts) <= 252 and max(volts) - min(volts) > 4
     for earlier, later in itertools.pairwise(readings):
-        assert later.get("energy_imported_kwh") >= earlier.get("energy_imported_kwh")  # type: ignore[operator]
-        assert later.get("energy_exported_kwh") >= earlier.get("energy_exported_kwh")  # type: ignore[operator]
-    assert readings[-1].get("energy_exported_kwh") > readings[0].get("energy_exported_kwh")  # type: ignore[operator]
+        assert later.get("energy_imported_kwh") >= earlier.get("energy_imported_kwh")
+        assert later.get("energy_exported_kwh") >= earlier.get("energy_exported_kwh")
+    assert readings[-1].get("energy_exported_kwh") > readings[0].get("energy_exported_kwh")
     midday = [r for r in readings if r.meter_time and 11 <= r.meter_time.hour <= 13]
     exporting = [r for r in midday if r.get("power_exported_w")]
     assert sum(r.get("voltage_v", {})["L1"] for r in exporting) / len(exporting) > sum(

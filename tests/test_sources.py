@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -277,13 +278,18 @@ def test_listeners_take_the_address_family_the_host_resolves_to(
 ) -> None:
     """An IPv6 or named listen address works for TCP and UDP (a `:` in it no longer decides)."""
     udp, tcp = UdpSource(host, 0), TcpServerSource(host, 0)
+
+    def up(receiver: Receiver) -> bool:
+        return receiver.stats.up
+
     for source in (udp, tcp):
-        receiver = run(receivers, source, collector)
-        assert wait_until(lambda receiver=receiver: receiver.stats.up)
+        assert wait_until(partial(up, run(receivers, source, collector)))
     family, _, _, _, address = socket.getaddrinfo(host, udp.port, type=socket.SOCK_DGRAM)[0]
+    ip = address[0]
+    assert isinstance(ip, str)  # the text of an IPv4 or IPv6 address
     with socket.socket(family, socket.SOCK_DGRAM) as sender:
         sender.sendto(SENSUS.encode(), address[:2])
-    with socket.create_connection((address[0], tcp.port), timeout=5) as client:
+    with socket.create_connection((ip, tcp.port), timeout=5) as client:
         client.sendall(SENSUS.encode())
     assert wait_until(lambda: len(collector.data) >= 2)
     assert collector.data == [FRAME, FRAME]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -186,9 +187,11 @@ def test_the_page_history_follows_merged_values_and_forgets_removed_meters() -> 
     from exporter.web.history import PageHistory
 
     history = PageHistory()
-    for n, values in enumerate(({"power_imported_w": 5.0}, {"voltage_v": {"L2": 231.0}})):
+    merged: tuple[dict[str, Any], ...] = ({"power_imported_w": 5.0}, {"voltage_v": {"L2": 231.0}})
+    for n, values in enumerate(merged):
         history.submit(MeterUpdate("m", "home", reading(), values, 100.0 + 20 * n, "r"))
     columns = history.columns("m")
+    assert columns is not None
     assert columns["t"] == [100.0, 120.0] and columns["import_w"] == [5.0, None]
     assert columns["L2"] == [None, 231.0]
     history.meters_changed({"other": "garage"})

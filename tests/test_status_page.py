@@ -137,11 +137,11 @@ def test_the_page_speaks_polish_to_a_polish_browser(start_exporter: Start) -> No
 def test_page_weight_and_no_key_anywhere(start_exporter: Start) -> None:
     exporter = start_exporter(CONFIG)
 
-    def history() -> list[float]:
+    def charted() -> list[float]:
         meters = json.loads(exporter.get("/api/status?history=1")[1])["meters"]
         return list(meters[0]["history"]["t"]) if meters else []
 
-    assert wait_until(history, 30)
+    assert wait_until(charted, 30)
     code, page = exporter.get("/")
     assert code == 200 and len(page) < 100_000
     assert b"cdn" not in page.lower() and b"https://" not in page  # self-contained
@@ -186,8 +186,8 @@ def test_basic_auth_protects_the_page(start_exporter: Start, tmp_path: Path) -> 
         driver.quit()
 
 
-def local(*fields: int) -> float:
-    return datetime(*fields, tzinfo=WARSAW).timestamp()
+def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> float:
+    return datetime(year, month, day, hour, minute, tzinfo=WARSAW).timestamp()
 
 
 #: Spans the page's charts may hold (from local Warsaw times), the most labels that fit, and the

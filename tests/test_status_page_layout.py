@@ -219,7 +219,8 @@ def test_the_page_fits_and_speaks(exporter: Any, size: str, language: str) -> No
         assert re.search(MONTHS[language], clock.text), clock.text  # no 12/5/26: whose order?
         assert not re.search(r"\d+[/.]\d+[/.]\d+", clock.text), clock.text
         link = driver.find_element(By.ID, "metrics")
-        assert link.get_attribute("href").endswith("/metrics")
+        href = link.get_attribute("href")
+        assert href is not None and href.endswith("/metrics")
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert errors == []
     finally:

@@ -52,11 +52,11 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 import bcrypt  # noqa: E402
-from provenance import source_state  # noqa: E402  (tests/bench/provenance.py)
 
 from exporter.amiplus import simulated_meters  # noqa: E402
 from exporter.amiplus.encoding import encode_reading  # noqa: E402
 from exporter.wmbus import encode_frame  # noqa: E402
+from tests.bench.provenance import source_state  # noqa: E402
 from tests.conftest import free_port, wait_until  # noqa: E402
 from tests.servers import SIMULATED_METER, ExporterProcess  # noqa: E402
 from tests.test_daemon import _certificates  # noqa: E402

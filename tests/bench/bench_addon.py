@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,8 +54,8 @@ TOKEN = "bench-token"
 def size(engine: DockerEngine, image: str) -> tuple[int, int]:
     """Bytes and layers of an image."""
     document = engine.inspect(image)
-    layers = document["RootFS"]["Layers"]  # type: ignore[index]
-    return int(document["Size"]), len(layers)  # type: ignore[arg-type]
+    layers = document["RootFS"]["Layers"]
+    return int(document["Size"]), len(layers)
 
 
 class FirstRetained:
@@ -65,7 +66,7 @@ class FirstRetained:
         self.at: float | None = None
         self._arrived = threading.Event()
         subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self.client.username_pw_set(USER, PASSWORD)
         self.client.on_subscribe = lambda *args: subscribed.set()
         self.client.on_message = self._on_message

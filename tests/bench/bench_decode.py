@@ -44,7 +44,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from provenance import source_state  # tests/bench/provenance.py, beside this script
+# The repository, so that `tests` imports also when this file runs as a script.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import exporter
 from exporter.amiplus import table
@@ -59,6 +60,7 @@ from exporter.wmbus.link import manufacturer_code
 from exporter.wmbus.records import Value, parse_header
 from exporter.wmbus.timepoint import TimePoint, TimeType
 from exporter.wmbus.vif import Combinable
+from tests.bench.provenance import source_state
 
 SEED = 20250329
 SMALL_METERS = 16

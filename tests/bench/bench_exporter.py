@@ -50,12 +50,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from provenance import source_state  # tests/bench/provenance.py, beside this script
+# The repository, so that `tests` imports also when this file runs as a script.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import exporter
 from exporter.amiplus.simulated import DEFAULT_KEY, DEFAULT_METER_ID
+from tests.bench.provenance import source_state
 
-REPO = Path(__file__).resolve().parents[2]
 CONSOLE_SCRIPT = Path(sys.executable).parent / "amiplus-exporter"
 MB = 1024 * 1024
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

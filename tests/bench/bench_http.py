@@ -47,8 +47,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 import bcrypt  # noqa: E402
-from provenance import source_state  # noqa: E402  (tests/bench/provenance.py)
 
+from tests.bench.provenance import source_state  # noqa: E402
 from tests.conftest import basic_auth  # noqa: E402
 from tests.servers import ExporterProcess, simulated_config  # noqa: E402
 from tests.test_daemon import _certificates  # noqa: E402

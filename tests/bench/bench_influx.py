@@ -31,7 +31,8 @@ from exporter.config import InfluxConfig  # noqa: E402
 from exporter.outputs.influx import InfluxOutput, Outcome, Sender  # noqa: E402
 from exporter.pipeline.handoff import MeterUpdate  # noqa: E402
 from exporter.wmbus import MeterKey, decode  # noqa: E402
-from tests.servers import ExporterProcess, InfluxDB, wait_until  # noqa: E402
+from tests.conftest import wait_until  # noqa: E402
+from tests.servers import ExporterProcess, InfluxDB  # noqa: E402
 from tests.test_influx import Forwarder  # noqa: E402
 
 THROUGHPUT_TARGET = 5_000

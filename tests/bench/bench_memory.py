@@ -18,6 +18,7 @@ import sys
 import tracemalloc
 from collections.abc import Callable
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,8 +103,8 @@ def main() -> int:
     first, rest = keys[:CHART_METERS], keys[CHART_METERS:]
     figures: dict[str, tuple[int, int]] = {}
     for part in ("state", "calendar", "history"):
-        on = traced(lambda part=part: feed(first, part))
-        off = traced(lambda part=part: feed(rest, part))
+        on = traced(partial(feed, first, part))
+        off = traced(partial(feed, rest, part))
         figures[part] = (on, off)
     figures["exposition"] = (0, traced(exposition.render))
     collector = ExporterCollector(state, list, list, ConfigReloads())

@@ -47,24 +47,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench_exporter import (  # tests/bench/bench_exporter.py, beside this script
-    REPO,
+# The repository, so that `tests` imports also when this file runs as a script.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+import exporter
+from exporter.amiplus.families import FAMILIES_BY_NAME
+from exporter.amiplus.simulated import DEFAULT_FAMILY, DEFAULT_KEY, SimulatedMeter
+from tests.bench.bench_exporter import (
     BenchError,
     ExporterProcess,
     at_most,
     percentile,
     run_figures,
 )
-from bench_scale import meter_id
-from provenance import source_state
-
-sys.path.insert(0, str(REPO))
-
-import paho.mqtt.client as mqtt
-
-import exporter
-from exporter.amiplus.families import FAMILIES_BY_NAME
-from exporter.amiplus.simulated import DEFAULT_FAMILY, DEFAULT_KEY, SimulatedMeter
+from tests.bench.bench_scale import meter_id
+from tests.bench.provenance import source_state
 from tests.mosquitto import PASSWORD, USER, Mosquitto
 
 BASE = "bench"
@@ -158,7 +158,7 @@ class Arrivals:
 
 
 def subscribe(broker: Mosquitto, arrivals: Arrivals) -> mqtt.Client:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-subscriber")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-subscriber")
     client.username_pw_set(USER, PASSWORD)
     ready = threading.Event()
 

@@ -38,18 +38,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench_exporter import (  # tests/bench/bench_exporter.py, beside this script
-    REPO,
+# The repository, so that `tests` imports also when this file runs as a script.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import exporter
+from exporter.amiplus.families import FAMILIES_BY_NAME
+from exporter.amiplus.simulated import DEFAULT_FAMILY, DEFAULT_KEY, SimulatedMeter
+from tests.bench.bench_exporter import (
     BenchError,
     ExporterProcess,
     at_most,
     run_figures,
 )
-from provenance import source_state
-
-import exporter
-from exporter.amiplus.families import FAMILIES_BY_NAME
-from exporter.amiplus.simulated import DEFAULT_FAMILY, DEFAULT_KEY, SimulatedMeter
+from tests.bench.provenance import source_state
 
 FEW_METERS = 16
 COST_RATIO_TARGET = 1.20
@@ -252,7 +253,6 @@ def figure_startup(directory: Path, meters: int) -> None:
 
 
 def figure_idle(directory: Path, minutes: float) -> None:
-    sys.path.insert(0, str(REPO))
     from tests.emulators.imst import Im871aEmulator  # the tests' stick, by path
 
     print(f"\nFigure 4: CPU of an idle exporter with one iM871A stick for {minutes:g} min")

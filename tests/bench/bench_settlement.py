@@ -33,7 +33,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from provenance import source_state  # tests/bench/provenance.py, beside this script
+# The repository, so that `tests` imports also when this file runs as a script.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from exporter.amiplus.clock import WARSAW
 from exporter.amiplus.families import FAMILIES_BY_NAME
@@ -47,6 +48,7 @@ from exporter.pipeline.settlement import Settlements
 from exporter.pipeline.state import State
 from exporter.receivers.base import Frame
 from exporter.settlement import Ledger, PriceBook
+from tests.bench.provenance import source_state
 
 CONSOLE = Path(sys.executable).parent / "amiplus-exporter"
 YEAR_START = datetime(2025, 1, 1, tzinfo=WARSAW)
