@@ -1,0 +1,150 @@
+"""An MQTT broker as a receiver's source: subscribe to topic filters and take each message as one
+telegram in any form of the line grammar, or a binary frame (docs/receivers.md, "ESP32 gateways").
+
+The receiver's thread owns the paho client, as the MQTT output's thread owns its own: `open`
+connects (`net.connect`: the broker's answer waited for) and subscribes, waiting for the broker's
+answer again; `read` drives paho's one network loop (`client.loop`: keep-alive, writes, reads) and
+then takes, for at most `DRAIN` seconds, whatever has already arrived. Messages wait in the inbox
+for the receiver's framers; it holds at most `INBOX_LIMIT`, beyond which a message is dropped and
+counted (`dropped`), so a gateway's flood costs bounded memory and never stops the receiver. Each
+message is a stream of its own that ends with it, named by its gateway (`TopicFilters`). A lost
+connection is `BrokerGone` once the messages taken before it are handed over; the receiver
+reconnects after its backoff and subscribes again (a broker that restarted has forgotten us).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..net import CONNACK_TIMEOUT, Broker, Problem, connect, lost, paho_client
+from .sources import BrokerGone, Chunk, Source
+from .topics import TopicFilters
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as paho
+
+log = logging.getLogger(__name__)
+
+INBOX_LIMIT = 1000  # messages taken and not yet handed to the receiver; beyond it, dropped
+DRAIN = 0.05  # seconds a read goes on taking messages that have already arrived
+STEP = 0.1  # seconds between looks at the broker's answer (and at a stop) while subscribing
+
+
+class MqttSource(Source):
+    """Messages of the topics `topics` (filters) on `broker`, with subscription QoS `qos`."""
+
+    names_gateways = True
+
+    def __init__(self, broker: Broker, topics: tuple[str, ...], qos: int = 0) -> None:
+        self.mqtt = paho_client("the mqtt receiver")
+        self.broker = broker
+        self.topics = topics
+        self.qos = qos
+        self.description = f"{broker.where} {' '.join(topics)}"
+        self.dropped: int = 0  # written by the receiver's thread only
+        self._filters = TopicFilters(topics)
+        self._client: paho.Client | None = None
+        self._inbox: list[tuple[str, bytes]] = []
+        self._granted: list[Any] | None = None  # the broker's answer to the subscription
+        self._lost: Problem | None = None
+        self._accepted = False
+        self._stopping = threading.Event()
+
+    def open(self) -> None:
+        self._inbox, self._granted, self._lost, self._accepted = [], None, None, False
+        opened = connect(self.broker, prepare=self._prepare, stop=self._stopping)
+        if isinstance(opened, Problem):
+            raise BrokerGone(opened.message)
+        self._client = opened
+        opened.on_disconnect = self._on_disconnect
+        self._subscribe(opened)
+        self._accepted = True
+
+    def _prepare(self, client: paho.Client) -> None:
+        """Callbacks of a new client, before it connects (messages may come with the answer)."""
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+
+    def _subscribe(self, client: paho.Client) -> None:
+        """Subscribe to every filter and wait for the broker's answer; raises BrokerGone."""
+        where = self.broker.where
+        result, _ = client.subscribe([(topic, self.qos) for topic in self.topics])
+        deadline = time.monotonic() + CONNACK_TIMEOUT
+        while result == self.mqtt.MQTT_ERR_SUCCESS and self._granted is None:
+            if self._lost is not None:
+                raise BrokerGone(self._lost.message)
+            if time.monotonic() > deadline or self._stopping.is_set():
+                raise BrokerGone(f"{where} did not answer the subscription in time")
+            self._loop(client, STEP)
+        if self._granted is None:
+            raise BrokerGone(f"cannot subscribe at {where}: {self.mqtt.error_string(result)}")
+        granted = zip(self.topics, self._granted, strict=False)
+        refused = [topic for topic, code in granted if code.is_failure]
+        if refused:
+            raise BrokerGone(
+                f"{where} refused the subscription to {', '.join(refused)}: is the user allowed "
+                "to read these topics (the broker's ACL)?"
+            )
+
+    def read(self, timeout: float) -> list[Chunk]:
+        client = self._client
+        assert client is not None
+        if not self._inbox and self._lost is None:
+            self._loop(client, timeout)
+        deadline = time.monotonic() + DRAIN
+        while self._lost is None and time.monotonic() < deadline:
+            taken = len(self._inbox) + self.dropped
+            if client.loop_read() != self.mqtt.MQTT_ERR_SUCCESS and self._lost is None:
+                self._lost = lost(None, self.broker.where)
+            if len(self._inbox) + self.dropped == taken:
+                break  # nothing more has arrived
+        inbox, self._inbox = self._inbox, []
+        if not inbox and self._lost is not None:
+            raise BrokerGone(self._lost.message)
+        named = self._filters.gateway
+        return [Chunk(None, data, ended=True, gateway=named(topic)) for topic, data in inbox]
+
+    def _loop(self, client: paho.Client, timeout: float) -> None:
+        """Let paho wait up to `timeout`, then read, write and keep alive."""
+        if client.loop(timeout) != self.mqtt.MQTT_ERR_SUCCESS and self._lost is None:
+            self._lost = lost(None, self.broker.where)
+
+    def accepted(self) -> bool:
+        return self._accepted
+
+    def interrupt(self) -> None:
+        self._stopping.set()
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        self._accepted = False
+        if client is not None:
+            with contextlib.suppress(Exception):  # a clean goodbye where the socket still works
+                client.disconnect()
+
+    # --- paho's callbacks (in the receiver's thread, inside `loop`)
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        if len(self._inbox) >= INBOX_LIMIT:
+            self.dropped += 1
+            return
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:  # brokers check topics; this one did not
+            topic = ""
+        self._inbox.append((topic, bytes(message.payload)))
+
+    def _on_subscribe(
+        self, client: paho.Client, userdata: Any, mid: int, codes: list[Any], _: Any
+    ) -> None:
+        self._granted = codes
+
+    def _on_disconnect(
+        self, client: paho.Client, userdata: Any, flags: Any, code: Any, _: Any
+    ) -> None:
+        if self._lost is None:
+            self._lost = lost(code, self.broker.where)
