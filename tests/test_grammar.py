@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from exporter.config import parse_config
-from exporter.receivers.base import LinkMode
 from exporter.receivers import DEFAULT_TOPICS
+from exporter.receivers.base import LinkMode
 from exporter.receivers.grammar import RECEIVER_TYPES, ReceiverSpec, ReceiverSpecError, parse_spec
 
 from .emulators.imst import Im871aEmulator

@@ -39,11 +39,19 @@ class MqttSource(Source):
 
     names_gateways = True
 
-    def __init__(self, broker: Broker, topics: tuple[str, ...], qos: int = 0) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        topics: tuple[str, ...],
+        qos: int = 0,
+        *,
+        inbox_limit: int = INBOX_LIMIT,
+    ) -> None:
         self.mqtt = paho_client("the mqtt receiver")
         self.broker = broker
         self.topics = topics
         self.qos = qos
+        self.inbox_limit = inbox_limit
         self.description = f"{broker.where} {' '.join(topics)}"
         self.dropped: int = 0  # written by the receiver's thread only
         self._filters = TopicFilters(topics)
@@ -129,7 +137,7 @@ class MqttSource(Source):
     # --- paho's callbacks (in the receiver's thread, inside `loop`)
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        if len(self._inbox) >= INBOX_LIMIT:
+        if len(self._inbox) >= self.inbox_limit:
             self.dropped += 1
             return
         try:
