@@ -119,7 +119,8 @@ def gateway(broker: Mosquitto) -> Iterator[Callable[[str], Gateway]]:
 
 def test_esphome_version_4_clients_over_tcp_and_udp(house: House) -> None:
     """`clients:` with `format: hex` send the frame's raw bytes, `format: rtlwmbus` a line;
-    TCP connects once per frame, and writes the line in two parts as its printf calls do."""
+    TCP connects once per frame, and writes the line in as many parts as its printf calls: the
+    head, each byte's two digits, the newline."""
     heard, values = house.heard(-71)
     gateways.send_tcp(house.tcp, heard.frame)
     house.check(values, "tcp", None)
@@ -127,9 +128,9 @@ def test_esphome_version_4_clients_over_tcp_and_udp(house: House) -> None:
     gateways.send_udp(house.udp, heard.frame)
     house.check(values, "udp", None)
     heard, values = house.heard(-73)
-    line = gateways.v4_rtlwmbus(heard)
-    head, tail = line.split(";;;")
-    gateways.send_tcp(house.tcp, (head + ";;;0x").encode(), tail[2:].encode() + b"\n")
+    head = gateways.v4_rtlwmbus(heard).split("0x")[0] + "0x"
+    digits = [f"{byte:02X}".encode() for byte in heard.frame]
+    gateways.send_tcp(house.tcp, head.encode(), *digits, b"\n")
     house.check(values, "tcp", -73.0)
     heard, values = house.heard(-74)
     gateways.send_udp(house.udp, (gateways.v4_rtlwmbus(heard) + "\n").encode())
