@@ -7,7 +7,7 @@ import json
 
 from exporter.receivers.base import ErrorReason, Frame, FrameError
 from exporter.receivers.lines import (
-    MAX_BINARY_BYTES,
+    LONGEST_FRAME,
     LineFormat,
     LineFrame,
     LineFramer,
@@ -159,7 +159,7 @@ def test_a_stream_of_binary_bytes_is_one_frame_when_l_fits() -> None:
 def test_binary_bytes_that_are_no_frame_are_one_error() -> None:
     for data, reason, words in (
         (FRAME[:-1], ErrorReason.FRAMING, "L = 24) announces 25 bytes, or 29 with block CRCs"),
-        (FRAME * 20, ErrorReason.FRAMING, f"over {MAX_BINARY_BYTES} bytes of binary data"),
+        (FRAME * 20, ErrorReason.FRAMING, f"over {LONGEST_FRAME} bytes of binary data"),
     ):
         (event,) = framed(data)
         assert isinstance(event, FrameError) and event.reason is reason, event

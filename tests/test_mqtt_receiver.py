@@ -100,11 +100,12 @@ def test_a_broker_down_at_the_start_is_said_then_taken_when_it_comes(tmp_path: P
     exporter.start()
     try:
         assert wait_until(lambda: exporter.receiver_stats()[0].down_code == "broker", 10)
-        (page,) = exporter.status()["receivers"]
+        (page,) = exporter.status(private=True)["receivers"]
         assert page["up"] is False
         assert "refused the connection (is the broker running?)" in page["down_reason"]
         assert "broker" in page["advice"]["en"] and "broker" in page["advice"]["pl"]
-        assert PASSWORD not in json.dumps(exporter.status())
+        assert PASSWORD not in json.dumps(exporter.status(private=True))
+        assert exporter.status()["receivers"][0]["down_reason"] is None  # not to strangers
         body = exporter.exposition().body(compressed=False).decode()
         assert 'amiplus_receiver_up{receiver="gw"} 0.0' in body
         broker.start()
