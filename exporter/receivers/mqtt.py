@@ -3,8 +3,9 @@ telegram in any form of the line grammar, or a binary frame (docs/receivers.md, 
 
 The receiver's thread owns the paho client, as the MQTT output's thread owns its own: `open`
 connects (`net.connect`: the broker's answer waited for) and subscribes, waiting for the broker's
-answer again; `read` drives paho's one network loop (`client.loop`: keep-alive, writes, reads) and
-then takes, for at most `DRAIN` seconds, whatever has already arrived. Messages wait in the inbox
+answer again; `read` drives paho's one network loop (waiting on its socket, then its reads,
+writes and keep-alive) and then takes, for at most `DRAIN` seconds, whatever has already
+arrived. Messages wait in the inbox
 for the receiver's framers; it holds at most `INBOX_LIMIT`, beyond which a message is dropped and
 counted (`dropped`), so a gateway's flood costs bounded memory and never stops the receiver. Each
 message is a stream of its own that ends with it, named by its gateway (`TopicFilters`). A lost
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 INBOX_LIMIT = 1000  # messages taken and not yet handed to the receiver; beyond it, dropped
 DRAIN = 0.05  # seconds a read goes on taking messages that have already arrived
 STEP = 0.1  # seconds between looks at the broker's answer (and at a stop) while subscribing
+MISC_EVERY = 1.0  # seconds between paho's keep-alive looks (its own loop makes one per turn)
 
 
 class MqttSource(Source):
@@ -61,6 +64,7 @@ class MqttSource(Source):
         self._lost: Problem | None = None
         self._accepted = False
         self._stopping = threading.Event()
+        self._next_misc = 0.0
 
     def open(self) -> None:
         self._inbox, self._granted, self._lost, self._accepted = [], None, None, False
@@ -99,15 +103,33 @@ class MqttSource(Source):
             )
 
     def read(self, timeout: float) -> list[Chunk]:
+        """Wait up to `timeout` for the socket, then take what has arrived. paho's loop is driven
+        piece by piece, as its documentation offers an outside event loop: `loop_read` when the
+        socket is readable, `loop_write` when paho has something to send, `loop_misc` (the
+        keep-alive) once a second; cheaper per message than `client.loop`."""
         client = self._client
         assert client is not None
-        if not self._inbox and self._lost is None:
-            self._loop(client, timeout)
-        deadline = time.monotonic() + DRAIN
+        sock = client.socket()
+        if sock is None:
+            self._check(self.mqtt.MQTT_ERR_NO_CONN)
+        elif not self._inbox and self._lost is None:
+            if getattr(sock, "pending", lambda: 0)():  # TLS: decrypted bytes wait in the socket
+                timeout = 0.0
+            descriptor = sock.fileno()
+            writing = [descriptor] if client.want_write() else []
+            readable, writable, _ = select.select([descriptor], writing, [], timeout)
+            if writable:
+                self._check(client.loop_write())
+            if readable or not timeout:
+                self._check(client.loop_read())
+        now = time.monotonic()
+        if now >= self._next_misc:
+            self._next_misc = now + MISC_EVERY
+            self._check(client.loop_misc())
+        deadline = now + DRAIN
         while self._lost is None and time.monotonic() < deadline:
             taken = len(self._inbox) + self.dropped
-            if client.loop_read() != self.mqtt.MQTT_ERR_SUCCESS and self._lost is None:
-                self._lost = lost(None, self.broker.where)
+            self._check(client.loop_read())
             if len(self._inbox) + self.dropped == taken:
                 break  # nothing more has arrived
         inbox, self._inbox = self._inbox, []
@@ -118,7 +140,11 @@ class MqttSource(Source):
 
     def _loop(self, client: paho.Client, timeout: float) -> None:
         """Let paho wait up to `timeout`, then read, write and keep alive."""
-        if client.loop(timeout) != self.mqtt.MQTT_ERR_SUCCESS and self._lost is None:
+        self._check(client.loop(timeout))
+
+    def _check(self, result: int) -> None:
+        """A failed paho step means the connection is gone (its callback may say why first)."""
+        if result != self.mqtt.MQTT_ERR_SUCCESS and self._lost is None:
             self._lost = lost(None, self.broker.where)
 
     def accepted(self) -> bool:
