@@ -3,8 +3,10 @@
 A `Receiver` opens its source, runs the dialect's session (stick set to T1, acknowledgement
 awaited, configuration read back), feeds a framer per stream, delivers frames, and reopens with
 capped exponential backoff when the source vanishes or stays silent. The backoff starts again
-from its first step after a session that delivered frames, so a stick pulled out a second time,
-or reopened by the watchdog, is retried within a second or two.
+from its first step after a session that delivered frames, or that the far end accepted (an MQTT
+broker), so a stick pulled out a second time, a broker restarted, or a source reopened by the
+watchdog, is retried within a second or two. Statistics are kept per view (`views.py`): the
+receiver's own, and one per gateway its source names.
 """
 
 from __future__ import annotations
