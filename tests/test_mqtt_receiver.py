@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -64,15 +64,6 @@ def source(
 ) -> MqttSource:
     login = Broker("127.0.0.1", broker.port, username=USER, password=PASSWORD, client_id="rx")
     return MqttSource(login, topics, **options)
-
-
-@pytest.fixture
-def started() -> Iterator[list[Receiver]]:
-    """Receivers a test starts, stopped after it."""
-    made: list[Receiver] = []
-    yield made
-    for receiver in made:
-        receiver.stop()
 
 
 def start(made: list[Receiver], mqtt: MqttSource, sink: Sink) -> Receiver:
@@ -128,7 +119,7 @@ def test_a_broker_down_at_the_start_is_said_then_taken_when_it_comes(tmp_path: P
 
 @pytest.mark.integration
 def test_a_broker_restart_is_retried_at_once_and_the_subscriptions_come_back(
-    tmp_path: Path, started: list[Receiver], caplog: pytest.LogCaptureFixture
+    tmp_path: Path, receivers: list[Receiver], caplog: pytest.LogCaptureFixture
 ) -> None:
     """After outages that grew the backoff, a session the broker accepted starts it again from
     its first delay; after the restart the receiver subscribes again (mosquitto keeps nothing)."""
@@ -137,7 +128,7 @@ def test_a_broker_restart_is_retried_at_once_and_the_subscriptions_come_back(
         broker.stop()
         sink = Sink()
         receiver = Receiver("gw", source(broker), Lines(), sink, backoff=FAST)
-        started.append(receiver)
+        receivers.append(receiver)
         with caplog.at_level(logging.WARNING, logger="exporter.receivers"):
             receiver.start()
             assert wait_until(lambda: receiver.stats.reconnects >= 4, 20)  # 0.2+0.4+0.8+1.6 s
@@ -174,10 +165,10 @@ BAD = {
 
 
 def test_bad_payloads_are_frame_errors_with_their_reason_and_the_receiver_goes_on(
-    broker: Mosquitto, started: list[Receiver]
+    broker: Mosquitto, receivers: list[Receiver]
 ) -> None:
     sink = Sink()
-    receiver = start(started, source(broker), sink)
+    receiver = start(receivers, source(broker), sink)
     board = Gateway(broker, "garage")
     try:
         for payload in BAD:
@@ -191,22 +182,20 @@ def test_bad_payloads_are_frame_errors_with_their_reason_and_the_receiver_goes_o
         assert wait_until(lambda: sink.names() == ["gw/garage"], 10)
     finally:
         board.close()
-    (own, garage) = receiver.views()
-    expected = len(BAD) + 3
-    assert wait_until(lambda: sum(receiver.views()[1].errors.values()) == expected, 10)
-    (own, garage) = receiver.views()
-    assert garage.errors == {"framing": expected - 1, "crc": 1}
-    assert own.frames == 0 and sum(own.errors.values()) == 0
+    expected = Counter(BAD.values()) + Counter(framing=3)  # and the three above
+    assert wait_until(lambda: receiver.views()[1].errors == expected, 10), receiver.views()
+    own, garage = receiver.views()
+    assert garage.frames == 1 and own.frames == 0 and sum(own.errors.values()) == 0
     assert receiver.stats.up and receiver.stats.reconnects == 0
 
 
 def test_a_flood_is_bounded_and_what_was_dropped_is_counted(
-    broker: Mosquitto, started: list[Receiver]
+    broker: Mosquitto, receivers: list[Receiver]
 ) -> None:
     """While the receiver is busy (its sink blocked), a gateway sends 300 telegrams: the inbox
     keeps at most its limit, the rest is dropped and counted, and every one is accounted for."""
     sink = Sink()
-    receiver = start(started, source(broker, inbox_limit=20), sink)
+    receiver = start(receivers, source(broker, inbox_limit=20), sink)
     board = Gateway(broker, "flood")
     try:
         sink.hold.clear()
@@ -231,11 +220,11 @@ def test_a_flood_is_bounded_and_what_was_dropped_is_counted(
 
 
 def test_made_up_gateway_names_cannot_grow_the_views(
-    broker: Mosquitto, started: list[Receiver]
+    broker: Mosquitto, receivers: list[Receiver]
 ) -> None:
     """100 gateway names: 64 get a view, the rest count under the receiver and as refused."""
     sink = Sink()
-    receiver = start(started, source(broker), sink)
+    receiver = start(receivers, source(broker), sink)
     board = Gateway(broker, "forger")
     try:
         for number in range(100):
@@ -252,7 +241,7 @@ def test_made_up_gateway_names_cannot_grow_the_views(
 
 
 @pytest.mark.integration
-def test_a_refused_subscription_is_said(started: list[Receiver]) -> None:
+def test_a_refused_subscription_is_said(receivers: list[Receiver]) -> None:
     """A broker that denies a filter (SUBACK return code 0x80, MQTT 3.1.1 section 3.9; mosquitto
     2.0 grants and then delivers nothing, so a stand-in answers as the standard says): the
     receiver is down and names the filter."""
@@ -272,7 +261,7 @@ def test_a_refused_subscription_is_said(started: list[Receiver]) -> None:
     login = Broker("127.0.0.1", server.getsockname()[1], client_id="rx")
     mqtt = MqttSource(login, ("wmbus/+/telegram", "secret/#"))
     receiver = Receiver("gw", mqtt, Lines(), Sink(), backoff=Backoff(first=30, cap=30))
-    started.append(receiver)
+    receivers.append(receiver)
     receiver.start()
     try:
         assert wait_until(lambda: receiver.stats.down_code == "broker", 10)
@@ -370,7 +359,7 @@ def test_a_missing_library_leaves_the_receiver_out_in_one_plain_line(
 
 
 def test_a_receiver_built_from_the_grammar_gets_a_client_id_of_its_own(
-    broker: Mosquitto, started: list[Receiver]
+    broker: Mosquitto, receivers: list[Receiver]
 ) -> None:
     spec = parse_spec(f"mqtt:127.0.0.1:{broker.port},username={USER},name=attic")
     receiver = build_receiver(spec, Sink())
