@@ -159,8 +159,9 @@ COMMANDS = (
         "decode",
         "decode telegrams given as arguments or one per line on standard input",
         "Decode telegrams (plain hex with or without block CRCs, rtl_wmbus lines, "
-        "telegram=|HEX| lines, rtl_433 JSON lines) and print one JSON object per "
-        "telegram. Exit status 0 when all decoded, 1 when any failed, 2 for usage errors.",
+        "telegram=|HEX| lines, JSON objects with the frame, rtl_433 JSON lines) and print one "
+        "JSON object per telegram. Exit status 0 when all decoded, 1 when any failed, 2 for "
+        "usage errors.",
         _decode_arguments,
         run_decode,
     ),
