@@ -31,6 +31,7 @@ from exporter.receivers.lines import Lines
 from exporter.receivers.mqtt import MqttSource
 from exporter.receivers.receiver import Receiver
 
+from . import gateways
 from .conftest import wait_until
 from .gateways import Gateway, Heard, as_rtlwmbus
 from .mosquitto import PASSWORD, USER, Mosquitto
@@ -187,6 +188,22 @@ def test_bad_payloads_are_frame_errors_with_their_reason_and_the_receiver_goes_o
     own, garage = receiver.views()
     assert garage.frames == 1 and own.frames == 0 and sum(own.errors.values()) == 0
     assert receiver.stats.up and receiver.stats.reconnects == 0
+
+
+def test_a_retained_telegram_is_old_and_skipped(
+    broker: Mosquitto, receivers: list[Receiver]
+) -> None:
+    """`version_4` may publish retained: the broker hands the last one over on subscribing
+    (old, skipped); the live ones arrive unretained."""
+    old = SENSUS[:11] + b"\x56" + SENSUS[12:]  # the telegram before (another access number)
+    gateways.publish_once(broker, "wmbusgw/wmbus/raw", old.hex().upper(), retain=True)
+    sink = Sink()
+    receiver = start(receivers, source(broker, ("+/wmbus/raw/#",)), sink)
+    gateways.publish_once(broker, "wmbusgw/wmbus/raw", SENSUS.hex().upper(), retain=True)
+    assert wait_until(sink.names, 10)
+    assert [frame.data for _, frame in sink.frames] == [SENSUS]  # the old one never came
+    assert sum(sum(v.errors.values()) for v in receiver.views()) == 0
+    gateways.publish_once(broker, "wmbusgw/wmbus/raw", "", retain=True)  # clear it
 
 
 def test_a_flood_is_bounded_and_what_was_dropped_is_counted(

@@ -8,7 +8,9 @@ writes and keep-alive) and then takes, for at most `DRAIN` seconds, whatever has
 arrived. Messages wait in the inbox
 for the receiver's framers; it holds at most `INBOX_LIMIT`, beyond which a message is dropped and
 counted (`dropped`), so a gateway's flood costs bounded memory and never stops the receiver. Each
-message is a stream of its own that ends with it, named by its gateway (`TopicFilters`). A lost
+message is a stream of its own that ends with it, named by its gateway (`TopicFilters`); a
+retained message, which the broker kept from before the subscription, is an old telegram and is
+skipped. A lost
 connection is `BrokerGone` once the messages taken before it are handed over; the receiver
 reconnects after its backoff and subscribes again (a broker that restarted has forgotten us).
 """
@@ -163,6 +165,8 @@ class MqttSource(Source):
     # --- paho's callbacks (in the receiver's thread, inside `loop`)
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        if message.retain:  # kept by the broker from before we subscribed: an old telegram
+            return
         if len(self._inbox) >= self.inbox_limit:
             self.dropped += 1
             return
