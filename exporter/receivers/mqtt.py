@@ -4,8 +4,9 @@ telegram in any form of the line grammar, or a binary frame (docs/receivers.md, 
 The receiver's thread owns the paho client, as the MQTT output's thread owns its own: `open`
 connects (`net.connect`: the broker's answer waited for) and subscribes, waiting for the broker's
 answer again; `read` drives paho's one network loop (waiting on its socket, then its reads,
-writes and keep-alive) and then takes, for at most `DRAIN` seconds, whatever has already
-arrived. Messages wait in the inbox
+writes and keep-alive), waits `GATHER` after a message for more (one wake-up then serves many:
+a cold pass through paho costs more than the message), and then takes, for at most `DRAIN`
+seconds, whatever has arrived. Messages wait in the inbox
 for the receiver's framers; it holds at most `INBOX_LIMIT`, beyond which a message is dropped and
 counted (`dropped`), so a gateway's flood costs bounded memory and never stops the receiver. Each
 message is a stream of its own that ends with it, named by its gateway (`TopicFilters`); a
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INBOX_LIMIT = 1000  # messages taken and not yet handed to the receiver; beyond it, dropped
+GATHER = 0.01  # seconds a read waits after a message for more, so that one wake-up serves many
 DRAIN = 0.05  # seconds a read goes on taking messages that have already arrived
 STEP = 0.1  # seconds between looks at the broker's answer (and at a stop) while subscribing
 MISC_EVERY = 1.0  # seconds between paho's keep-alive looks (its own loop makes one per turn)
@@ -124,6 +126,8 @@ class MqttSource(Source):
                 self._check(client.loop_write())
             if readable or not timeout:
                 self._check(client.loop_read())
+            if self._inbox:
+                self._stopping.wait(GATHER)  # let a few more come: one wake-up for them all
         now = time.monotonic()
         if now >= self._next_misc:
             self._next_misc = now + MISC_EVERY
