@@ -37,6 +37,7 @@ from .gateways import Gateway, Heard, as_rtlwmbus
 from .mosquitto import PASSWORD, USER, Mosquitto
 from .servers import CONSOLE_SCRIPT, SIMULATED_KEY
 
+PIP = Path(sys.prefix) / "bin" / "pip"  # what the advice on a missing extra names
 SENSUS = bytes.fromhex("1844AE4C4455223368077A55000000041389E20100023B0000")
 FAST = Backoff(first=0.2, cap=3.2)
 
@@ -341,16 +342,14 @@ def test_check_config_names_the_extra_a_missing_library_would_install(
     )
     assert main(["check-config", str(path)]) == 0
     assert (
-        "receiver esp: mqtt mqtt://192.0.2.1:1883, topics wmbus/+/telegram"
+        "receiver esp: mqtt on mqtt://192.0.2.1:1883 wmbus/+/telegram +/wmbus/raw/#"
         in capsys.readouterr().out
     )
     monkeypatch.setitem(sys.modules, "paho", None)  # as if not installed
     assert main(["check-config", str(path)]) == 2
     err = capsys.readouterr().err
-    assert (
-        "the mqtt receiver 'esp' needs the 'mqtt' extra: pip install 'amiplus-exporter[mqtt]'"
-        in err
-    )
+    assert "the mqtt receiver 'esp' needs the 'mqtt' extra: in your clone" in err
+    assert f"{PIP} install '.[mqtt]'" in err
 
 
 def test_a_missing_library_leaves_the_receiver_out_in_one_plain_line(
@@ -367,8 +366,8 @@ def test_a_missing_library_leaves_the_receiver_out_in_one_plain_line(
         exporter.start()
     try:
         assert [r.getMessage() for r in caplog.records] == [
-            "receiver esp not started: the mqtt receiver needs the 'mqtt' extra: "
-            "pip install 'amiplus-exporter[mqtt]'"
+            "receiver esp not started: the mqtt receiver needs the 'mqtt' extra: in your clone "
+            f"of amiplus-exporter, run {PIP} install '.[mqtt]'"
         ]
         assert caplog.records[0].exc_info is None
     finally:

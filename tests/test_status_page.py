@@ -18,9 +18,10 @@ from selenium.webdriver.support.ui import WebDriverWait
 import exporter as package
 from exporter.amiplus.clock import WARSAW
 
+from . import mosquitto
 from .conftest import basic_auth, require, wait_until
 from .gateways import Gateway
-from .mosquitto import PASSWORD, USER, Mosquitto
+from .mosquitto import Mosquitto
 from .servers import SIMULATED_KEY, Start, simulated_config
 
 KEY = SIMULATED_KEY
@@ -258,7 +259,7 @@ def test_each_gateway_behind_a_broker_is_a_receiver_on_the_page(
     exporter = start_exporter(
         f'meters:\n  - id: "12345678"\n    key: "{KEY}"\n'
         f"receivers:\n  - type: mqtt\n    name: esp\n    host: 127.0.0.1\n    port: {broker.port}\n"
-        f"    username: {USER}\n    password: {PASSWORD}\n"
+        f"    username: {mosquitto.USER}\n    password: {mosquitto.PASSWORD}\n"
     )
     assert wait_until(lambda: exporter.status()["receivers"][0]["up"], 20)
     board = Gateway(broker, "page")
