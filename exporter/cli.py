@@ -159,8 +159,9 @@ COMMANDS = (
         "decode",
         "decode telegrams given as arguments or one per line on standard input",
         "Decode telegrams (plain hex with or without block CRCs, rtl_wmbus lines, "
-        "telegram=|HEX| lines, rtl_433 JSON lines) and print one JSON object per "
-        "telegram. Exit status 0 when all decoded, 1 when any failed, 2 for usage errors.",
+        "telegram=|HEX| lines, JSON objects with the frame, rtl_433 JSON lines) and print one "
+        "JSON object per telegram. Exit status 0 when all decoded, 1 when any failed, 2 for "
+        "usage errors.",
         _decode_arguments,
         run_decode,
     ),
@@ -171,7 +172,8 @@ COMMANDS = (
         "telegram count, last seen) as a live table, or as JSON lines with --json. "
         "Receivers: " + ", ".join(TYPES) + ". Examples: --receiver im871a:/dev/ttyUSB0, "
         "--receiver 'lines:command=rtl_sdr -f 868.95M -s 1.6e6 - 2>/dev/null | rtl_wmbus', "
-        "--receiver lines:listen=udp://0.0.0.0:9011, --receiver simulator.",
+        "--receiver lines:listen=udp://0.0.0.0:9011, --receiver mqtt:192.168.1.10 (every ESP32 "
+        "gateway publishing to that broker), --receiver simulator.",
         _listen_arguments,
         run_listen_command,
     ),

@@ -186,7 +186,11 @@ class Exporter:
 
     def _start_receivers(self, specs: tuple[ReceiverSpec, ...]) -> None:
         for spec in specs:
-            receiver = build_receiver(spec, self.intake.on_frame)
+            try:
+                receiver = build_receiver(spec, self.intake.on_frame)
+            except MissingExtra as error:
+                log.error("receiver %s not started: %s", spec.label, error)
+                continue
             self.receivers[spec] = receiver
             receiver.start()
             log.info("receiver %s started: %s", spec.label, receiver.source.description)
@@ -202,11 +206,11 @@ class Exporter:
         meters = {m.meter_id: m.name for m in config.meters}
         for output in self.intake.outputs:
             output.meters_changed(meters)
-        removed = [spec for spec in old.receivers if spec not in config.receivers]
+        removed = [spec for spec in self.receivers if spec not in config.receivers]
         for spec in removed:
             self.receivers.pop(spec).stop()
             log.info("receiver %s stopped (no longer configured)", spec.label)
-        self._start_receivers(tuple(s for s in config.receivers if s not in old.receivers))
+        self._start_receivers(tuple(s for s in config.receivers if s not in self.receivers))
         self._start_outputs(config, old)
         log.info(
             "configuration reloaded: %d meters, %d receivers (%d restarted)",
@@ -226,21 +230,20 @@ class Exporter:
     def ready(self, private: bool = False) -> tuple[bool, str]:
         """Ready when a receiver is up and a frame arrived recently; why not names devices and
         files only to a `private` client."""
-        stats = [r.stats for r in self.receivers.values()]
-        up = [s for s in stats if s.up]
-        if not up:
-            reasons = (
-                "; ".join(f"{s.name}: {s.down_reason if private else s.down_code}" for s in stats)
-                or "no receivers"
+        views = [receiver.views() for receiver in self.receivers.values()]
+        if not any(own.up for own, *_ in views):
+            reasons = "; ".join(
+                f"{own.name}: {own.down_reason if private else own.down_code}" for own, *_ in views
             )
-            return False, f"no receiver is up ({reasons})"
-        latest = max((s.last_frame_at or 0 for s in stats), default=0)
+            return False, f"no receiver is up ({reasons or 'no receivers'})"
+        latest = max((view.last_frame_at or 0 for each in views for view in each), default=0)
         if time.time() - latest > READY_WITHIN:
             return False, f"no frame in the last {READY_WITHIN / 60:.0f} minutes"
         return True, "ready"
 
     def receiver_stats(self) -> list[ReceiverStats]:
-        return [r.stats for r in self.receivers.values()]
+        """Every receiver's views: its own, then one per gateway it hears through."""
+        return [view for receiver in self.receivers.values() for view in receiver.views()]
 
     def status(
         self, histories: frozenset[str] = frozenset(), private: bool = False

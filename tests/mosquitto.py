@@ -37,7 +37,10 @@ class Mosquitto:
     an outage. No persistence: retained messages die with it, so whatever is there after a
     restart was published again."""
 
-    def __init__(self, directory: Path, tls: BrokerTls | None = None) -> None:
+    def __init__(
+        self, directory: Path, tls: BrokerTls | None = None, acl: str | None = None
+    ) -> None:
+        """`acl`: the text of an ACL file (mosquitto.conf(5), acl_file), else no ACL."""
         self.binary = require("mosquitto", "mosquitto")
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
@@ -63,6 +66,9 @@ class Mosquitto:
             "log_type information",
             f"user {getpass.getuser()}",
         ]
+        if acl is not None:
+            (directory / "acl").write_text(acl)
+            lines.append(f"acl_file {directory / 'acl'}")
         if tls is not None:
             lines += [
                 f"cafile {tls.ca}",

@@ -20,6 +20,7 @@ from jsonschema import Draft7Validator
 
 from exporter.commands.addon import NOT_ENABLED, NoBroker, broker_from_answer, read_options
 from exporter.config import ConfigError, ServiceBroker, parse_options, wants_broker
+from exporter.receivers import DEFAULT_TOPICS
 from exporter.receivers.grammar import TYPES
 from exporter.web.ingress import SERVED, SUPERVISOR, Ingress
 from exporter.web.page import render
@@ -280,6 +281,25 @@ def test_the_options_own_broker_wins(tmp_path: Path) -> None:
         "192.168.1.10",
         1883,
     )
+
+
+def test_esp32_gateways_through_home_assistants_broker(tmp_path: Path) -> None:
+    """An mqtt receiver without a host subscribes at the broker the Supervisor offers, with a
+    client ID of its own; `topics` takes one filter."""
+    broker = ServiceBroker("core-mosquitto", 1883, False, "addons", "broker-s3cret")
+    given = options(receivers=[{"type": "mqtt"}, {"type": "mqtt", "name": "sdr", "topics": "x/+"}])
+    assert _satisfies(given, CONFIG["schema"], "options") == []
+    gateways, sdr = parse_options(given, tmp_path, broker).receivers
+    assert gateways.broker is not None and sdr.broker is not None
+    assert (gateways.broker.host, gateways.broker.username, gateways.broker.password) == (
+        "core-mosquitto",
+        "addons",
+        "broker-s3cret",
+    )
+    assert gateways.broker.client_id == ""  # the receiver makes its own, never the output's
+    assert gateways.topics == DEFAULT_TOPICS and sdr.topics == ("x/+",)
+    with pytest.raises(ConfigError, match=r"receivers\[1\]: receiver 1: give the broker's host"):
+        parse_options(options(receivers=[{"type": "mqtt"}]), tmp_path)  # no broker at all
 
 
 def test_without_a_broker_there_is_no_mqtt(tmp_path: Path) -> None:

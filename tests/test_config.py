@@ -72,7 +72,7 @@ timezone: Europe/Atlantis
         "amiplus.yml:8: receiver 1: the im871a receiver needs a device",
         "amiplus.yml:9: receiver 1: unknown key 'devise'; did you mean 'device'?",
         "amiplus.yml:10: receiver 2 type must be one of im871a, iu891a, amber, cul, rc1180, "
-        "lines, replay, simulator, not 'carrier-pigeon'",
+        "lines, mqtt, replay, simulator, not 'carrier-pigeon'",
         "amiplus.yml:11: the configuration: unknown key 'webb'; did you mean 'web'?",
         "amiplus.yml:13: timezone: unknown zone 'Europe/Atlantis', e.g. Europe/Warsaw",
     ]

@@ -5,8 +5,8 @@ second, memory may not run away, and the meters keep being read.
     AMIPLUS_FUZZ_SECONDS=600 .venv/bin/pytest tests/test_fuzz.py   # longer than the default 20 s
     AMIPLUS_FUZZ_SEED=1234 ...                                      # again with the same input
 
-Each listener has an attacker below, all in `ATTACKERS`. When a receiver that listens in
-another way arrives (the MQTT receiver), its attacker joins that table.
+Each listener has an attacker below, all in `ATTACKERS`; the MQTT receiver's publishes to the
+test broker, under gateway names made up by the thousand.
 """
 
 from __future__ import annotations
@@ -23,9 +23,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
+
 from exporter.amiplus import simulated_meters
 
 from .conftest import free_port, wait_until
+from .mosquitto import PASSWORD, USER, Mosquitto
 from .servers import SIMULATED_METER, ExporterProcess, Start
 
 SECONDS = float(os.environ.get("AMIPLUS_FUZZ_SECONDS", "20"))
@@ -41,6 +44,7 @@ class Target:
     exporter: ExporterProcess
     udp: int
     tcp: int
+    broker: Mosquitto
     deadline: float
     sent: dict[str, int] = field(default_factory=dict)
 
@@ -136,11 +140,51 @@ def attack_http(target: Target, rng: random.Random) -> None:
         time.sleep(rng.uniform(0, 0.01))
 
 
+def _topic(rng: random.Random) -> str:
+    """A topic the receiver subscribes to, under a gateway name that is new, long or odd."""
+    gateway = rng.choice(
+        (f"esp{rng.randrange(5)}", f"forged{rng.randrange(10**6)}", "g" * rng.randrange(60, 400))
+    )
+    return rng.choice(
+        (
+            f"wmbus/{gateway}/telegram",
+            f"{gateway}/wmbus/raw/{rng.randrange(10**8):08d}",
+            f"rtl_433/{gateway}/devices/2/Wireless-MBus/{rng.randrange(10**8)}/data",
+        )
+    )
+
+
+def attack_mqtt(target: Target, rng: random.Random) -> None:
+    """Gateways at the broker: lines, JSON, binary frames, noise, empty or oversized messages."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"fuzz-{rng.random()}")
+    client.username_pw_set(USER, PASSWORD)
+    client.connect("127.0.0.1", target.broker.port)
+    client.loop_start()
+    try:
+        while target.running():
+            payload = rng.choice(
+                (
+                    _line(rng),
+                    _telegram_like(rng),
+                    b'{"mode": "T", "rssi": -70, "frame": "' + _telegram_like(rng).hex().encode(),
+                    b"",
+                    rng.randbytes(rng.randrange(70_000, 200_000)),
+                )
+            )
+            client.publish(_topic(rng), payload, qos=0)
+            target.sent["mqtt"] = target.sent.get("mqtt", 0) + 1
+            time.sleep(rng.uniform(0, 0.004))
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 #: An attacker per listener; a new kind of listener adds its own here.
 ATTACKERS: dict[str, Callable[[Target, random.Random], None]] = {
     "udp": attack_udp,
     "tcp": attack_tcp,
     "http": attack_http,
+    "mqtt": attack_mqtt,
 }
 
 
@@ -169,7 +213,9 @@ def telegrams(exporter: ExporterProcess) -> int:
     return count
 
 
-def test_every_listener_under_random_and_oversized_input(start_exporter: Start) -> None:
+def test_every_listener_under_random_and_oversized_input(
+    start_exporter: Start, broker: Mosquitto
+) -> None:
     udp, tcp = free_port(), free_port()
     exporter = start_exporter(f"""
 {SIMULATED_METER}receivers:
@@ -181,10 +227,16 @@ def test_every_listener_under_random_and_oversized_input(start_exporter: Start) 
   - type: lines
     name: tcp
     listen: tcp://127.0.0.1:{tcp}
+  - type: mqtt
+    name: mqtt
+    host: 127.0.0.1
+    port: {broker.port}
+    username: {USER}
+    password: {PASSWORD}
 """)
     assert wait_until(lambda: telegrams(exporter) > 0 and scrape(exporter.port) < 1, 20)
     before, read_before = rss_mb(exporter), telegrams(exporter)
-    target = Target(exporter, udp, tcp, time.monotonic() + SECONDS)
+    target = Target(exporter, udp, tcp, broker, time.monotonic() + SECONDS)
     threads = [
         threading.Thread(target=attack, args=(target, random.Random(f"{SEED}-{name}-{n}")))
         for name, attack in ATTACKERS.items()
@@ -212,4 +264,6 @@ def test_every_listener_under_random_and_oversized_input(start_exporter: Start) 
     receivers = {r["name"]: r for r in exporter.status()["receivers"]}
     assert all(r["up"] for r in receivers.values()), receivers
     assert receivers["udp"]["errors"].get("framing", 0) > 0  # the lines were seen, and refused
+    assert receivers["mqtt"]["gateways_refused"] > 0  # names beyond 64 views, and too long
+    assert len([name for name in receivers if name.startswith("mqtt/")]) <= 64
     assert "Traceback" not in exporter.log(), exporter.log()[-3000:]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from exporter.config import parse_config
+from exporter.receivers import DEFAULT_TOPICS
 from exporter.receivers.base import LinkMode
 from exporter.receivers.grammar import RECEIVER_TYPES, ReceiverSpec, ReceiverSpecError, parse_spec
 
@@ -44,6 +45,12 @@ SAME = [
     (
         "cul:/dev/ttyACM0,silence_timeout=60,name=attic",
         "type: cul\n    device: /dev/ttyACM0\n    silence_timeout: 60\n    name: attic",
+    ),
+    ("mqtt:192.168.1.10", "type: mqtt\n    host: 192.168.1.10"),
+    (
+        "mqtt:[::1]:1884/wmbus/+/telegram,username=amiplus,qos=1,tls,name=gw",
+        "type: mqtt\n    name: gw\n    host: '::1'\n    port: 1884\n    tls: true\n"
+        "    username: amiplus\n    qos: 1\n    topics: wmbus/+/telegram",
     ),
 ]
 
@@ -81,11 +88,35 @@ def test_values_are_converted_by_the_grammar() -> None:
         ("simulator:device=/dev/x", "a simulator receiver takes no device"),
         ("simulator:colour=red", "unknown option 'colour'"),
         ("simulator:keys=00", "unknown option 'keys'"),
+        ("mqtt", r"an mqtt receiver is written mqtt:HOST\[:PORT\]\[/FILTER\]"),
+        ("mqtt:broker/wmbus/kitchen+/telegram", r"'\+' stands alone as a level"),
+        ("mqtt:broker/wmbus/#/telegram", "'#' stands alone as its last level"),
+        ("mqtt:broker:70000", "port must be between 1 and 65535"),
+        ("mqtt:broker,qos=3", "qos must be between 0 and 2"),
+        ("mqtt:broker,password=s3cret", "unknown option 'password'"),  # never on a command line
+        ("mqtt:broker,topics=a/b", "unknown option 'topics'"),
+        ("mqtt:broker,password_file=/nonexistent", "cannot read password_file /nonexistent"),
     ],
 )
 def test_command_line_mistakes_are_explained(cli: str, message: str) -> None:
     with pytest.raises(ReceiverSpecError, match=message):
         parse_spec(cli)
+
+
+def test_an_mqtt_receiver_takes_its_password_from_a_file_and_topics_by_default(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "pw").write_text("s3cret\n")
+    spec = parse_spec(f"mqtt:broker.lan,username=amiplus,password_file={tmp_path / 'pw'}")
+    assert spec.broker is not None
+    assert (spec.broker.host, spec.broker.port, spec.broker.password) == (
+        "broker.lan",
+        1883,
+        "s3cret",
+    )
+    assert "s3cret" not in repr(spec)
+    assert spec.topics == DEFAULT_TOPICS
+    assert parse_spec("mqtt:broker,tls").broker.port == 8883  # type: ignore[union-attr]
 
 
 def test_every_type_has_an_example_in_both_forms() -> None:

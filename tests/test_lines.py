@@ -1,10 +1,21 @@
-"""Text line formats: plain hex, rtl_wmbus, telegram=|..|, rtl_433 JSON (docs/receivers.md, 6)."""
+"""Text line formats: plain hex, rtl_wmbus, telegram=|..|, rtl_433 JSON, JSON objects that carry
+the frame, and binary frames (docs/receivers.md, 6)."""
 
 from __future__ import annotations
 
 import json
 
-from exporter.receivers.lines import LineFormat, LineFrame, LineProblem, parse_line
+from exporter.receivers.base import ErrorReason, Frame, FrameError
+from exporter.receivers.lines import (
+    LONGEST_FRAME,
+    LineFormat,
+    LineFrame,
+    LineFramer,
+    LineProblem,
+    is_text,
+    parse_line,
+)
+from exporter.wmbus.frame import add_format_a_crcs
 
 SENSUS = "1844AE4C4455223368077A55000000041389E20100023B0000"
 FRAME = bytes.fromhex(SENSUS)
@@ -100,3 +111,66 @@ def test_non_telegrams() -> None:
     assert only_problem("telegram=||").code == "malformed"
     assert only_problem("T1;1;1;2024-05-14;97;148;33225544").code == "malformed"
     assert only_problem("0x").code == "malformed"
+
+
+def test_json_objects_that_carry_the_frame() -> None:
+    """ESPHome `version_4`'s raw JSON, and any object with the frame under frame, telegram,
+    data, raw or hex, its signal under rssi_dbm or rssi, its mode as a letter or a name."""
+    version_4 = f'{{"address": "33225544", "mode": "T", "rssi": -71, "frame": "{SENSUS}"}}'
+    item = only_frame(version_4)
+    assert (item.frame, item.rssi_dbm, item.link_mode) == (FRAME, -71.0, "T1")
+    assert item.line_format is LineFormat.JSON
+    for key in ("frame", "telegram", "data", "raw", "hex"):
+        assert only_frame(json.dumps({key: SENSUS.lower()})).frame == FRAME
+    both = only_frame(json.dumps({"rssi": -90, "rssi_dbm": -60.5, "hex": SENSUS, "mode": "C1"}))
+    assert (both.rssi_dbm, both.link_mode) == (-60.5, "C1")
+    odd = only_frame(json.dumps({"frame": SENSUS, "rssi": True, "mode": "x"}))
+    assert (odd.rssi_dbm, odd.link_mode) == (None, None)  # a flag is no signal
+    assert only_frame(json.dumps({"data": 5, "raw": SENSUS})).frame == FRAME  # the hex one
+
+
+def test_json_objects_without_a_frame_are_explained() -> None:
+    problem = only_problem('{"rssi": -70, "address": "33225544"}')
+    assert problem.code == "malformed"
+    assert "'frame', 'telegram', 'data', 'raw', 'hex'" in problem.message
+    assert only_problem('{"frame": "hello"}').code == "malformed"
+
+
+def framed(*chunks: bytes) -> list[object]:
+    """What the line framer makes of one stream, split as given, that then ends."""
+    framer = LineFramer()
+    events = [event for chunk in chunks for event in framer.feed(chunk, 1.0)]
+    return [*events, *framer.end(1.0)]
+
+
+def test_a_stream_of_binary_bytes_is_one_frame_when_l_fits() -> None:
+    """ESPHome `version_4`'s `format: hex` sends the frame's bytes, CRCs off; others send the
+    on-air frame with format A's CRCs. A newline byte inside does not split it."""
+    with_crcs = add_format_a_crcs(FRAME)
+    for stream in ([FRAME], [FRAME[:3], FRAME[3:]], [with_crcs], [with_crcs[:1], with_crcs[1:]]):
+        (event,) = framed(*stream)
+        assert isinstance(event, Frame), event
+        assert event.data == b"".join(stream)
+    newline_inside = bytes([0x0E, 0x44, 0x0A]) + FRAME[3:15]
+    (event,) = framed(newline_inside)
+    assert isinstance(event, Frame) and event.data == newline_inside
+
+
+def test_binary_bytes_that_are_no_frame_are_one_error() -> None:
+    for data, reason, words in (
+        (FRAME[:-1], ErrorReason.FRAMING, "L = 24) announces 25 bytes, or 29 with block CRCs"),
+        (FRAME * 20, ErrorReason.FRAMING, f"over {LONGEST_FRAME} bytes of binary data"),
+    ):
+        (event,) = framed(data)
+        assert isinstance(event, FrameError) and event.reason is reason, event
+        assert words in event.detail
+
+
+def test_text_streams_stay_lines() -> None:
+    """A stream whose first line is text is read line by line, whatever follows."""
+    events = framed(f"{SENSUS}\n{SENSUS.lower()}".encode(), b"\n\x00\x01\n")
+    assert [type(e) for e in events] == [Frame, Frame, FrameError]
+    assert framed(b"") == [] and framed(b"  \n") == []
+    (event,) = framed(f"T1;1;1;2026-01-01 10:00:00.00Z;-71;;;0x{SENSUS.lower()}\n".encode())
+    assert isinstance(event, Frame) and event.rssi_dbm == -71.0
+    assert is_text("zażółć\tgęślą\r\n".encode()) and not is_text(b"\xff\xfe")

@@ -18,7 +18,10 @@ from selenium.webdriver.support.ui import WebDriverWait
 import exporter as package
 from exporter.amiplus.clock import WARSAW
 
+from . import mosquitto
 from .conftest import basic_auth, require, wait_until
+from .gateways import Gateway
+from .mosquitto import Mosquitto
 from .servers import SIMULATED_KEY, Start, simulated_config
 
 KEY = SIMULATED_KEY
@@ -139,7 +142,8 @@ def test_page_weight_and_no_key_anywhere(start_exporter: Start) -> None:
 
     def charted() -> list[float]:
         meters = json.loads(exporter.get("/api/status?history=1")[1])["meters"]
-        return list(meters[0]["history"]["t"]) if meters else []
+        kept = meters[0]["history"] if meters else None  # null until the first telegram
+        return list(kept["t"]) if kept else []
 
     assert wait_until(charted, 30)
     code, page = exporter.get("/")
@@ -246,3 +250,31 @@ def test_the_built_in_meter_shows_example_prices_and_the_version(
     assert text(chrome, "footer") == f"amiplus-exporter {package.__version__}"
     chrome.find_element(By.ID, "lang").click()
     wait.until(lambda d: text(d, note) == "koszt: ceny przykładowe")
+
+
+def test_each_gateway_behind_a_broker_is_a_receiver_on_the_page(
+    chrome: webdriver.Chrome, start_exporter: Start, broker: Mosquitto
+) -> None:
+    """An mqtt receiver's gateways have rows of their own; a gateway refused a view is counted
+    in the receiver's row."""
+    exporter = start_exporter(
+        f'meters:\n  - id: "12345678"\n    key: "{KEY}"\n'
+        f"receivers:\n  - type: mqtt\n    name: esp\n    host: 127.0.0.1\n    port: {broker.port}\n"
+        f"    username: {mosquitto.USER}\n    password: {mosquitto.PASSWORD}\n"
+    )
+    assert wait_until(lambda: exporter.status()["receivers"][0]["up"], 20)
+    board = Gateway(broker, "page")
+    try:
+        board.publish(
+            "wmbus/kitchen/telegram", "T1;1;1;2026-01-01 10:00:00.00Z;-70;;;0x" + "00" * 20
+        )
+        board.publish("wmbus/" + "x" * 65 + "/telegram", "hello")  # a name too long for a view
+        assert wait_until(lambda: len(exporter.status()["receivers"]) == 2, 20)
+    finally:
+        board.close()
+    chrome.get(exporter.url + "/")
+    wait = WebDriverWait(chrome, 30, poll_frequency=0.2)
+    rows = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-receiver="esp/kitchen"]'))
+    assert "1" in rows[0].text  # its frame
+    own = text(chrome, '[data-receiver="esp"]')
+    assert "from gateways over the limit 1" in own and "framing 1" in own

@@ -40,6 +40,7 @@ RECEIVER_NO_PERMISSION = "no_permission"
 RECEIVER_NO_ANSWER = "no_answer"
 RECEIVER_SILENT = "silent"
 RECEIVER_FINISHED = "finished"
+RECEIVER_BROKER = "broker"
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +191,16 @@ ADVICE: dict[str, Advice] = {
         "mają).",
         "No permission to open it.",
         "Brak uprawnień, by go otworzyć.",
+    ),
+    RECEIVER_BROKER: Advice(
+        "Check that the MQTT broker runs and is reachable, and its host, port, TLS, username "
+        "and password (the receiver's, or the mqtt: section's when the receiver gives no host); "
+        "the exporter keeps trying.",
+        "Sprawdź, czy broker MQTT działa i jest osiągalny, oraz jego adres, port, TLS, nazwę "
+        "użytkownika i hasło (odbiornika albo sekcji mqtt:, gdy odbiornik nie podaje adresu); "
+        "eksporter ponawia próby.",
+        "The MQTT broker cannot be reached, refused the connection or lost it.",
+        "Broker MQTT jest nieosiągalny, odmówił połączenia albo je utracił.",
     ),
     RECEIVER_NO_ANSWER: Advice(
         "The device does not answer as this receiver type should: check `type:` and the "

@@ -8,9 +8,10 @@ import argparse
 import sys
 from typing import TextIO
 
-from ..config import Config, ConfigError, load_config
+from ..config import Config, ConfigError, Problem, load_config
 from ..daemon import NO_RECEIVERS
 from ..outputs import unusable_entries
+from ..plumbing import missing_extra
 from ..receivers import device_problem
 from ..web import WebConfigError, WebSecurity
 from .exits import EXIT_OK, EXIT_USAGE, UsageError
@@ -56,6 +57,21 @@ def _settlement(config: Config) -> list[str]:
     return lines
 
 
+def missing_extras(config: Config) -> list[str]:
+    """What the configuration needs that is not installed: one line per part, naming the extra
+    that installs it."""
+    wanted = [
+        (spec.extra, f"the {spec.type} receiver {spec.label!r}")
+        for spec in config.receivers
+        if spec.extra is not None
+    ]
+    if config.mqtt is not None:
+        wanted.append(("paho.mqtt.client", "the mqtt output"))
+    if config.influxdb is not None and config.influxdb.api == "v2":
+        wanted.append(("influxdb_client", "the InfluxDB output with api: v2"))
+    return [line for module, what in wanted if (line := missing_extra(module, what)) is not None]
+
+
 def run_check_config(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) -> int:
     path = args.file or args.config
     if path is None:
@@ -65,6 +81,9 @@ def run_check_config(args: argparse.Namespace, stdin: TextIO, stdout: TextIO) ->
     try:
         config = load_config(path)
         web = _web(config)
+        missing = missing_extras(config)
+        if missing:
+            raise ConfigError(str(path), [Problem(None, line) for line in missing])
     except ConfigError as error:
         for problem in error.problems:
             print(problem.format(error.source), file=sys.stderr)

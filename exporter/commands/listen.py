@@ -20,6 +20,7 @@ from ..amiplus import (
 )
 from ..config import ConfigError, load_config
 from ..pipeline import HeardMeter, HeardMeters, configured_match, peek_or_none
+from ..plumbing import MissingExtra
 from ..receivers import (
     Frame,
     Receiver,
@@ -99,7 +100,10 @@ def run_listen(
                 out.write(as_json(meter, configured, frame) + "\n")
                 out.flush()
 
-    receivers: list[Receiver] = [build_receiver(spec, sink) for spec in specs]
+    try:
+        receivers: list[Receiver] = [build_receiver(spec, sink) for spec in specs]
+    except MissingExtra as error:
+        raise UsageError(str(error)) from None
     live = not as_lines and out.isatty()
     deadline = None if duration is None else time.monotonic() + duration
     for receiver in receivers:
@@ -158,8 +162,7 @@ def _all_down(stats: list[ReceiverStats]) -> str:
 
 def _status(receivers: list[Receiver]) -> str:
     lines = []
-    for receiver in receivers:
-        stats = receiver.stats
+    for stats in (view for receiver in receivers for view in receiver.views()):
         state = "up" if stats.up else f"down ({stats.down_reason})"
         errors = ", ".join(f"{n} {reason}" for reason, n in sorted(stats.errors.items()))
         lines.append(

@@ -253,8 +253,10 @@ def _read(reader: Reader, root: Node, source: str) -> Config:
             table = [replace(meter, settlement=options["settlement"]) for meter in table]
         meters += _without_clashes(reader, meters, table)
     settle_only = "receivers" not in top and any(key in top for key in SETTLE_ONLY)
-    receivers = [] if settle_only else receivers_section(reader, top.get("receivers"), root)
     options.update(_settings(reader, top))
+    mqtt: MqttConfig | None = options["outputs"].get("mqtt")
+    shared = mqtt.broker if mqtt is not None else None
+    receivers = [] if settle_only else receivers_section(reader, top.get("receivers"), root, shared)
     if "market_prices" not in options and _needs_market(meters, options):
         options["market_prices"] = MarketPrices()
     if reader.problems:

@@ -170,8 +170,9 @@ class Reader:
     def problem(self, node: Node | None, message: str) -> None:
         if node is None:
             self.problems.append(Problem(None, message))
-        elif self.names is not None:
-            self.problems.append(Problem(None, message, option=self.place(node)))
+        elif self.names is not None:  # the line orders the problems as the options come
+            line = node.start_mark.line + 1
+            self.problems.append(Problem(line, message, option=self.place(node)))
         else:
             self.problems.append(Problem(node.start_mark.line + 1, message))
 

@@ -379,7 +379,7 @@ class ExporterCollector(Collector):
 
 
 def receiver_families(receivers: list[ReceiverStats]) -> Iterator[Metric]:
-    """The receivers' families (one sample per receiver; errors for every reason)."""
+    """The receivers' families (one sample per receiver view; errors for every reason)."""
     frames = CounterMetricFamily(
         "amiplus_receiver_frames", "Frames received, duplicates included.", labels=["receiver"]
     )
@@ -405,6 +405,17 @@ def receiver_families(receivers: list[ReceiverStats]) -> Iterator[Metric]:
         "sender), refused (all busy).",
         labels=["receiver", "reason"],
     )
+    dropped = CounterMetricFamily(
+        "amiplus_receiver_messages_dropped",
+        "Messages a receiver took from its broker and dropped for want of room (a flood).",
+        labels=["receiver"],
+    )
+    refused = CounterMetricFamily(
+        "amiplus_receiver_gateways_refused",
+        "Messages from gateways that got no receiver view of their own (beyond the limit of "
+        "gateways, or a name that is not 1-64 characters); they count under the receiver.",
+        labels=["receiver"],
+    )
     for stats in receivers:
         up.add_metric([stats.name], 1 if stats.up else 0)
         frames.add_metric([stats.name], stats.frames)
@@ -415,9 +426,12 @@ def receiver_families(receivers: list[ReceiverStats]) -> Iterator[Metric]:
             errors.add_metric([stats.name, reason.value], stats.errors.get(reason.value, 0))
         for why, count in sorted((stats.closed_connections or {}).items()):
             closed.add_metric([stats.name, why], count)
+        if stats.dropped is not None:
+            dropped.add_metric([stats.name], stats.dropped)
+        if stats.gateways_refused is not None:
+            refused.add_metric([stats.name], stats.gateways_refused)
     yield from (up, frames, last, reconnects, errors)
-    if closed.samples:
-        yield closed
+    yield from (family for family in (closed, dropped, refused) if family.samples)
 
 
 def period_starts(calendar: Calendar, now: float) -> Metric:

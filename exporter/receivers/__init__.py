@@ -1,9 +1,11 @@
-"""Receivers: sans-I/O framers for sticks and text formats, delivering frames to the core."""
+"""Receivers: sans-I/O framers for sticks, text formats and MQTT messages, delivering frames to
+the core."""
 
 from .base import ErrorReason, Frame
 from .build import build_receiver
 from .devices import device_problem
 from .grammar import (
+    BROKER_OPTIONS,
     COMMON,
     OPTIONS,
     TYPES,
@@ -16,11 +18,15 @@ from .grammar import (
     unknown_options,
 )
 from .lines import LineFrame, parse_line
-from .receiver import Receiver, ReceiverStats
+from .receiver import Receiver
 from .sources import SimulatorSource, SourceFinished
+from .topics import DEFAULT_TOPICS, filter_problem
+from .views import ReceiverStats
 
 __all__ = [
+    "BROKER_OPTIONS",
     "COMMON",
+    "DEFAULT_TOPICS",
     "OPTIONS",
     "TYPES",
     "ErrorReason",
@@ -37,6 +43,7 @@ __all__ = [
     "build_spec",
     "convert",
     "device_problem",
+    "filter_problem",
     "parse_line",
     "parse_spec",
     "unknown_options",

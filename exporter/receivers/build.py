@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import secrets
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ..amiplus import DEFAULT_KEY, simulated_meters
@@ -10,6 +13,7 @@ from ..plumbing import Backoff
 from .base import Dialect
 from .grammar import ReceiverSpec, host_port
 from .lines import Lines
+from .mqtt import MqttSource
 from .receiver import DEFAULT_BACKOFF, FrameSink, Receiver
 from .sources import (
     ProcessSource,
@@ -42,6 +46,10 @@ def build_source(spec: ReceiverSpec) -> tuple[Source, Dialect]:
             host, port, _ = host_port(spec.connect, "connect")
             return TcpClientSource(host, port), Lines()
         return StreamSource(sys.stdin.buffer), Lines()
+    if spec.type == "mqtt":
+        assert spec.broker is not None
+        broker = replace(spec.broker, client_id=spec.broker.client_id or client_id(spec.label))
+        return MqttSource(broker, spec.topics, spec.qos), Lines()
     if spec.type == "replay":
         assert spec.file is not None
         return ReplaySource(Path(spec.file), realtime=bool(spec.realtime)), Lines()
@@ -49,6 +57,12 @@ def build_source(spec: ReceiverSpec) -> tuple[Source, Dialect]:
     meters = simulated_meters(spec.meters, spec.family, keys)
     source = SimulatorSource(meters, interval=spec.interval, realtime=spec.realtime is not False)
     return source, Lines()
+
+
+def client_id(name: str) -> str:
+    """An MQTT client ID of its own for a receiver that names none: its name and a random part,
+    so that two exporters (or a restart overlapping the old session) never take each other's."""
+    return f"amiplus-exporter-{re.sub(r'[^A-Za-z0-9_-]', '-', name)[:32]}-{secrets.token_hex(4)}"
 
 
 def build_receiver(

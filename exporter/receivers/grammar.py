@@ -9,17 +9,21 @@ description builds and opens nothing.
     lines:connect=tcp://192.168.1.50:8888    lines:stdin
     replay:captures.txt   replay:captures.txt,realtime
     simulator   simulator:meters=3,family=nes,interval=1
+    mqtt:192.168.1.10      mqtt:broker.lan:1884/wmbus/+/telegram,username=amiplus,password_file=pw
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..amiplus import DEFAULT_FAMILY, FAMILIES_BY_NAME
+from ..net import DEFAULT_PORT, DEFAULT_TLS_PORT, Broker, TlsFiles
 from ..plumbing import did_you_mean
 from ..wmbus import shown
 from .amber import Amber
@@ -27,6 +31,7 @@ from .base import Dialect, LinkMode
 from .cul import Cul
 from .imst import Im871a, Iu891a
 from .rc1180 import Rc1180
+from .topics import DEFAULT_TOPICS, filter_problem
 
 
 class ReceiverSpecError(ValueError):
@@ -43,6 +48,8 @@ class Kind(enum.Enum):
     CHOICE = "choice"
     PATH = "file"
     KEYS = "list of keys"  # YAML only
+    TOPICS = "list of topic filters"  # YAML only (the command line takes one after the host)
+    SECRET = "secret"  # YAML only: never on a command line, where others can read it
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,20 +84,35 @@ OPTIONS: dict[str, Option] = {
         Option("family", Kind.CHOICE, choices=tuple(FAMILIES_BY_NAME)),
         Option("interval", Kind.NUMBER, 0.01, 86400),
         Option("keys", Kind.KEYS),
+        Option("host", Kind.TEXT),
+        Option("port", Kind.INTEGER, 1, 65535),
+        Option("tls", Kind.FLAG),
+        Option("username", Kind.TEXT),
+        Option("password", Kind.SECRET),
+        Option("password_file", Kind.PATH),
+        Option("client_id", Kind.TEXT),
+        Option("qos", Kind.INTEGER, 0, 2),
+        Option("topics", Kind.TOPICS),
     )
 }
 COMMON = ("name", "silence_timeout")
+#: Options the command line does not take as `KEY=VALUE`.
+YAML_ONLY = frozenset({Kind.KEYS, Kind.TOPICS, Kind.SECRET})
+#: The options of an MQTT broker (the configuration reads them with the mqtt: section's rules).
+BROKER_OPTIONS = ("host", "port", "tls", "username", "password", "password_file", "client_id")
 
 
 @dataclass(frozen=True, slots=True)
 class ReceiverType:
     """A kind of receiver: the options it takes, the one written right after `TYPE:` on the
-    command line, its serial dialect (sticks), and whether its input ends by itself."""
+    command line, its serial dialect (sticks), whether its input ends by itself, and the
+    optional library it needs (a module of `plumbing.EXTRAS`)."""
 
     options: tuple[str, ...]
     positional: str | None = None
     dialect: type[Dialect] | None = None
     finite: bool = False
+    extra: str | None = None
 
 
 _STICK = ("device", "baudrate", "mode")
@@ -101,6 +123,7 @@ RECEIVER_TYPES: dict[str, ReceiverType] = {
     "cul": ReceiverType(_STICK, "device", Cul),
     "rc1180": ReceiverType(_STICK, "device", Rc1180),
     "lines": ReceiverType(("command", "listen", "connect", "stdin")),
+    "mqtt": ReceiverType((*BROKER_OPTIONS, "qos", "topics"), "host", extra="paho.mqtt.client"),
     "replay": ReceiverType(("file", "realtime"), "file", finite=True),
     "simulator": ReceiverType(("meters", "family", "interval", "realtime", "keys")),
 }
@@ -130,6 +153,9 @@ class ReceiverSpec:
     family: str = DEFAULT_FAMILY  # simulator
     interval: float = 5.0  # simulator: seconds between telegrams of a meter
     keys: tuple[bytes, ...] = field(default=(), repr=False)  # simulator: a key per meter
+    broker: Broker | None = None  # mqtt: where to subscribe (the configuration resolves it)
+    topics: tuple[str, ...] = ()  # mqtt: topic filters (default: every known gateway's)
+    qos: int = 0  # mqtt: the subscription's quality of service
 
     @property
     def label(self) -> str:
@@ -143,12 +169,19 @@ class ReceiverSpec:
             return f"{self.meters} simulated meter{'s' if self.meters > 1 else ''}"
         if self.stdin:
             return "standard input"
+        if self.broker is not None:
+            return f"{self.broker.where} {' '.join(self.topics)}"
         found = (self.device, self.command, self.listen, self.connect, self.file)
         return next((str(value) for value in found if value), "")
 
     @property
     def receiver_type(self) -> ReceiverType:
         return RECEIVER_TYPES[self.type]
+
+    @property
+    def extra(self) -> str | None:
+        """The optional module it needs (see `plumbing.missing_extra`), if any."""
+        return self.receiver_type.extra
 
 
 def convert(option: Option, text: str) -> Any:
@@ -222,6 +255,13 @@ def problems(spec: ReceiverSpec) -> list[str]:
             return [str(error)]
     if spec.type == "replay" and not spec.file:
         return ["a replay receiver needs its file"]
+    if spec.type == "mqtt":
+        if spec.broker is None:
+            return [
+                "an mqtt receiver needs its broker's host (in a configuration file, it shares the "
+                "mqtt: section's broker when it gives none)"
+            ]
+        return [problem for topic in spec.topics if (problem := filter_problem(topic))]
     return []
 
 
@@ -230,6 +270,8 @@ def build_spec(kind: str, values: Mapping[str, Any]) -> ReceiverSpec:
     options = dict(values)
     if RECEIVER_TYPES[kind].finite:
         options.setdefault("silence_timeout", None)
+    if kind == "mqtt":
+        options["topics"] = tuple(options.get("topics") or DEFAULT_TOPICS)
     spec = ReceiverSpec(kind, **options)
     found = problems(spec)
     if found:
@@ -291,8 +333,11 @@ def parse_spec(text: str) -> ReceiverSpec:
             values[receiver_type.positional] = item
             continue
         option = OPTIONS.get(key)
-        if option is None or option.kind is Kind.KEYS:
-            known = (*COMMON, *(name for name in receiver_type.options if name != "keys"))
+        if option is None or option.kind in YAML_ONLY:
+            known = (
+                *COMMON,
+                *(n for n in receiver_type.options if OPTIONS[n].kind not in YAML_ONLY),
+            )
             raise ReceiverSpecError(
                 f"{kind}: unknown option {shown(key)}{did_you_mean(key, known)}"
             )
@@ -300,4 +345,43 @@ def parse_spec(text: str) -> ReceiverSpec:
     unknown = unknown_options(kind, set(values))
     if unknown:
         raise ReceiverSpecError(f"a {kind} receiver takes no {', '.join(unknown)}")
-    return build_spec(kind, values)
+    return build_spec(kind, _command_line_broker(values) if kind == "mqtt" else values)
+
+
+_ADDRESS = re.compile(r"(\[[^\]/]+\]|[^:/\[\]]+)(?::([0-9]{1,5}))?(?:/(.*))?")
+
+
+def _command_line_broker(values: dict[str, Any]) -> dict[str, Any]:
+    """An mqtt receiver's command-line options with its broker as one `Broker`: the host written
+    `HOST[:PORT][/FILTER]` (an IPv6 address in brackets), a password read from its file."""
+    address = _ADDRESS.fullmatch(values.get("host", ""))
+    if address is None:
+        raise ReceiverSpecError(
+            "an mqtt receiver is written mqtt:HOST[:PORT][/FILTER], e.g. mqtt:192.168.1.10 or "
+            f"mqtt:broker.lan:1884/wmbus/+/telegram, not {values.get('host')!r}"
+        )
+    host, port, topic = address.groups()
+    tls = TlsFiles() if values.get("tls") else None
+    port_number = values.get("port") or int(port or (DEFAULT_TLS_PORT if tls else DEFAULT_PORT))
+    if not 1 <= port_number <= 65535:
+        raise ReceiverSpecError(f"the broker's port must be between 1 and 65535, not {port}")
+    password = ""
+    if values.get("password_file"):
+        try:
+            password = Path(values["password_file"]).read_text().strip()
+        except OSError as error:
+            raise ReceiverSpecError(
+                f"cannot read password_file {values['password_file']}: {error.strerror}"
+            ) from None
+    options = {name: value for name, value in values.items() if name not in BROKER_OPTIONS}
+    options["broker"] = Broker(
+        host.strip("[]"),
+        port_number,
+        tls,
+        values.get("username", ""),
+        password,
+        values.get("client_id", ""),
+    )
+    if topic:
+        options["topics"] = (topic,)
+    return options

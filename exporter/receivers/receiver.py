@@ -3,8 +3,10 @@
 A `Receiver` opens its source, runs the dialect's session (stick set to T1, acknowledgement
 awaited, configuration read back), feeds a framer per stream, delivers frames, and reopens with
 capped exponential backoff when the source vanishes or stays silent. The backoff starts again
-from its first step after a session that delivered frames, so a stick pulled out a second time,
-or reopened by the watchdog, is retried within a second or two.
+from its first step after a session that delivered frames, or that the far end accepted (an MQTT
+broker), so a stick pulled out a second time, a broker restarted, or a source reopened by the
+watchdog, is retried within a second or two. Statistics are kept per view (`views.py`): the
+receiver's own, and one per gateway its source names.
 """
 
 from __future__ import annotations
@@ -14,19 +16,19 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field, replace
 
 from ..amiplus import (
+    RECEIVER_BROKER,
     RECEIVER_FINISHED,
     RECEIVER_NO_ANSWER,
     RECEIVER_NO_PERMISSION,
     RECEIVER_SILENT,
-    RECEIVER_STARTING,
     RECEIVER_UNAVAILABLE,
 )
 from ..plumbing import Backoff
 from .base import Dialect, Frame, FrameError, Framer, LinkMode, Reply, SessionStep
-from .sources import READ_WAIT, NoPermission, Source, SourceFinished, SourceGone
+from .sources import READ_WAIT, BrokerGone, NoPermission, Source, SourceFinished, SourceGone
+from .views import ReceiverStats, Views
 
 log = logging.getLogger(__name__)
 
@@ -45,34 +47,10 @@ DOWN_CODES: tuple[tuple[type[BaseException], str], ...] = (
     (Silent, RECEIVER_SILENT),
     (SessionFailed, RECEIVER_NO_ANSWER),
     (NoPermission, RECEIVER_NO_PERMISSION),
+    (BrokerGone, RECEIVER_BROKER),
     (OSError, RECEIVER_UNAVAILABLE),
     (SourceGone, RECEIVER_UNAVAILABLE),
 )
-
-
-@dataclass
-class ReceiverStats:
-    """What one receiver did, for metrics and the status page (updated by its thread)."""
-
-    name: str
-    description: str
-    frames: int = 0
-    errors: Counter[str] = field(default_factory=Counter)
-    reconnects: int = 0
-    last_frame_at: float | None = None
-    up: bool = False
-    down_reason: str | None = "starting"
-    closed_connections: Counter[str] | None = None  # a listener's closed senders, by reason
-    down_code: str | None = RECEIVER_STARTING  # the kind of `down_reason`, for advice
-    description_pl: str = ""  # the source in Polish, where its description has English words
-
-    def copy(self) -> ReceiverStats:
-        closed = self.closed_connections
-        return replace(
-            self,
-            errors=Counter(self.errors),
-            closed_connections=None if closed is None else Counter(closed),
-        )
 
 
 FrameSink = Callable[[str, Frame], None]
@@ -82,7 +60,8 @@ DEFAULT_BACKOFF = Backoff()  # 1, 2, 4 ... seconds, at most a minute
 
 
 class Receiver:
-    """One source, its dialect and its thread: frames to `sink`, statistics in `stats`."""
+    """One source, its dialect and its thread: frames to `sink`, statistics in `views()` (the
+    receiver's own first, then one per gateway for a source whose chunks name one)."""
 
     SESSION_ATTEMPTS = 3
 
@@ -107,7 +86,13 @@ class Receiver:
         self.backoff = backoff
         self.reply_timeout = reply_timeout  # overrides the steps' own waits (tests, slow links)
         self._lock = threading.Lock()
-        self._stats = ReceiverStats(name, source.description, description_pl=source.description_pl)
+        refused = 0 if source.names_gateways else None
+        base = ReceiverStats(
+            name, source.description, description_pl=source.description_pl, gateways_refused=refused
+        )
+        self._views = Views(base)
+        self._stats = self._views.base
+        self._delivered = 0  # frames of every view, written by the thread only
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"receiver {name}", daemon=True)
         self._framers: dict[Hashable, Framer] = {}
@@ -115,41 +100,49 @@ class Receiver:
 
     @property
     def stats(self) -> ReceiverStats:
+        """The receiver's own view."""
+        return self.views()[0]
+
+    def views(self) -> list[ReceiverStats]:
+        """Every view: the receiver's own first, then its gateways'."""
         with self._lock:
-            stats = self._stats.copy()
+            views = self._views.snapshot()
         closed = self.source.closed_connections
         if closed is not None:
-            stats.closed_connections = Counter(closed)
-        return stats
+            views[0].closed_connections = Counter(closed)
+        views[0].dropped = self.source.dropped
+        return views
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        self.source.interrupt()
         self._thread.join(timeout)
 
     def _run(self) -> None:
         attempt = 0
         try:
             while not self._stop.is_set():
-                frames = self._stats.frames
+                frames = self._delivered
                 try:
                     self._open_and_receive()
                     return
                 except SourceFinished as end:
                     self._down(end)
                     log.info(
-                        "receiver %s finished: %s (%d frames)", self.name, end, self._stats.frames
+                        "receiver %s finished: %s (%d frames)", self.name, end, self._delivered
                     )
                     return
                 except (SourceGone, SessionFailed, OSError) as error:
                     reason = str(error)
                     self._down(error)
                 finally:
+                    accepted = self.source.accepted()
                     self.source.close()
-                if self._stats.frames > frames:
-                    attempt = 0  # a session that delivered frames: the next failure is new
+                if self._delivered > frames or accepted:
+                    attempt = 0  # a good session (frames, or a broker's yes): a new failure
                 delay = self.backoff.delay(attempt)
                 attempt += 1
                 log.warning("receiver %s down: %s; retrying in %.1f s", self.name, reason, delay)
@@ -205,21 +198,25 @@ class Receiver:
                 del self._framers[chunk.stream]
             for event in events:
                 if isinstance(event, Frame):
-                    self._deliver(event)
+                    self._deliver(event, chunk.gateway)
                     heard = True
                 elif isinstance(event, FrameError):
                     with self._lock:
-                        self._stats.errors[event.reason.value] += 1
-                    log.debug("receiver %s: %s: %s", self.name, event.reason.value, event.detail)
+                        view = self._views.of(chunk.gateway, time.monotonic())
+                        view.errors[event.reason.value] += 1
+                    log.debug("receiver %s: %s: %s", view.name, event.reason.value, event.detail)
                 elif waiting_for is not None and reply is None and waiting_for.accepts(event):
                     reply = event
         return heard, reply
 
-    def _deliver(self, frame: Frame) -> None:
+    def _deliver(self, frame: Frame, gateway: str | None) -> None:
         with self._lock:
-            self._stats.frames += 1
-            self._stats.last_frame_at = frame.received_at
-        self.sink(self.name, frame)
+            view = self._views.of(gateway, time.monotonic())
+            view.frames += 1
+            view.last_frame_at = frame.received_at
+            name = view.name
+        self._delivered += 1
+        self.sink(name, frame)
 
     def _run_session(self) -> None:
         steps = self.dialect.session(self.mode)

@@ -44,17 +44,23 @@ class NoPermission(SourceGone):
     """This user may not open the device; the message says how to get the permission."""
 
 
+class BrokerGone(SourceGone):
+    """An MQTT broker cannot be reached, refused the session, or lost it."""
+
+
 class SourceFinished(Exception):
     """The input ended for good (stdin, a replay file); the receiver stops."""
 
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """Bytes from one stream of a source; `ended` closes that stream (its framer is flushed)."""
+    """Bytes from one stream of a source; `ended` closes that stream (its framer is flushed);
+    `gateway` names the gateway they came through, where the source knows (an MQTT topic)."""
 
     stream: Hashable
     data: bytes
     ended: bool = False
+    gateway: str | None = None
 
 
 class Source(ABC):
@@ -71,9 +77,21 @@ class Source(ABC):
 
     #: Connections of senders this source closed, by reason (only sources that listen).
     closed_connections: Counter[str] | None = None
+    #: Whether its chunks name the gateway they came through (each gets a view of its own).
+    names_gateways = False
+    #: Messages taken and dropped for want of room (only sources that shed a flood).
+    dropped: int | None = None
 
     def write(self, data: bytes) -> None:
         raise SourceGone(f"{self.description} cannot take commands")
+
+    def interrupt(self) -> None:  # noqa: B027 (most sources have no wait to cut short)
+        """The receiver is stopping (any thread may call this): cut short a wait in `open`."""
+
+    def accepted(self) -> bool:
+        """Whether the far end accepted the current session (a broker's yes), which makes it a
+        good session even without frames: the backoff starts again after it."""
+        return False
 
     @abstractmethod
     def close(self) -> None: ...

@@ -230,6 +230,10 @@ def _receiver(stats: ReceiverStats, private: bool) -> dict[str, Any]:
     }
     if stats.closed_connections is not None:
         out["connections_closed"] = dict(stats.closed_connections)
+    if stats.dropped is not None:
+        out["messages_dropped"] = stats.dropped
+    if stats.gateways_refused is not None:
+        out["gateways_refused"] = stats.gateways_refused
     return out
 
 
