@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from exporter.wmbus.frame import add_format_a_crcs
 
@@ -145,7 +146,7 @@ def send_udp(port: int, data: bytes) -> None:
 
 
 def _client(broker: Mosquitto, client_id: str = "") -> mqtt.Client:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
     client.username_pw_set(USER, PASSWORD)
     return client
 

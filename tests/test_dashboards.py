@@ -32,7 +32,7 @@ from exporter.pipeline.calendar import Calendar
 from exporter.pipeline.handoff import MeterUpdate
 from exporter.pipeline.settlement import Settlements
 from exporter.pipeline.state import State
-from exporter.receivers.receiver import ReceiverStats
+from exporter.receivers import ReceiverStats
 
 from .conftest import configured_meter, free_port, reading, wait_until
 from .grafana import query_range, seconds, utc_offset

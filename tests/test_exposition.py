@@ -31,7 +31,7 @@ from exporter.outputs.prometheus import (
 from exporter.pipeline.calendar import Calendar
 from exporter.pipeline.handoff import MeterUpdate, Output
 from exporter.pipeline.state import State
-from exporter.receivers.receiver import ReceiverStats
+from exporter.receivers import ReceiverStats
 
 from .conftest import DATA, configured_meter
 

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from exporter.amiplus import simulated_meters
 
@@ -156,7 +157,7 @@ def _topic(rng: random.Random) -> str:
 
 def attack_mqtt(target: Target, rng: random.Random) -> None:
     """Gateways at the broker: lines, JSON, binary frames, noise, empty or oversized messages."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"fuzz-{rng.random()}")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"fuzz-{rng.random()}")
     client.username_pw_set(USER, PASSWORD)
     client.connect("127.0.0.1", target.broker.port)
     client.loop_start()

@@ -142,7 +142,8 @@ def test_a_broker_restart_is_retried_at_once_and_the_subscriptions_come_back(
             assert wait_until(lambda: "retrying" in caplog.text, 10)
         delays = [float(d) for d in re.findall(r"retrying in ([0-9.]+) s", caplog.text)]
         assert delays[0] <= FAST.first * 1.2 + 0.05, caplog.text  # started again, not 3.2 s
-        assert "was lost" in receiver.stats.down_reason or "refused" in receiver.stats.down_reason
+        reason = receiver.stats.down_reason or ""
+        assert "was lost" in reason or "refused" in reason, reason
         broker.start()
         assert wait_until(lambda: receiver.stats.up, 20)
         board = Gateway(broker, "kitchen")
@@ -231,7 +232,7 @@ def test_a_flood_is_bounded_and_what_was_dropped_is_counted(
         body = "".join(str(f) for f in receiver_families(receiver.views()))
         assert "amiplus_receiver_messages_dropped" in body
         board.publish("wmbus/flood/telegram", SENSUS.hex())  # and it goes on
-        assert wait_until(lambda: len(sink.names()) + receiver.stats.dropped == 302, 10)
+        assert wait_until(lambda: len(sink.names()) + (receiver.stats.dropped or 0) == 302, 10)
         assert receiver.stats.up
     finally:
         board.close()

@@ -20,7 +20,7 @@ from exporter.outputs.prometheus import (
     registry,
 )
 from exporter.pipeline.state import State, stale_after
-from exporter.receivers.receiver import ReceiverStats
+from exporter.receivers import ReceiverStats
 from exporter.wmbus import MeterKey, decode
 
 from .conftest import reading

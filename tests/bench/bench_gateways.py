@@ -44,21 +44,23 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench_exporter import REPO, BenchError, at_most, percentile, read_cpu_seconds
-from bench_scale import meter_id
-from provenance import source_state
-
-sys.path.insert(0, str(REPO))
+# The repository, so that `tests` imports also when this file runs as a script.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from exporter import daemon
 from exporter.amiplus.families import FAMILIES_BY_NAME
 from exporter.amiplus.simulated import DEFAULT_FAMILY, DEFAULT_KEY, SimulatedMeter
 from exporter.config import load_config
 from exporter.pipeline import MeterUpdate, Output
+from tests.bench.bench_exporter import BenchError, at_most, percentile, read_cpu_seconds
+from tests.bench.bench_scale import meter_id
+from tests.bench.provenance import source_state
 from tests.mosquitto import PASSWORD, USER, Mosquitto
 
+REPO = Path(__file__).resolve().parents[2]
 P99_TARGET_MS = 50.0
 CPU_RATIO_TARGET = 1.2
 SETTLE = 20.0  # seconds after the last send for the last readings
@@ -181,7 +183,7 @@ class Boards:
     def __init__(self, broker: Mosquitto, count: int) -> None:
         self.clients = []
         for number in range(count):
-            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{number}")
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{number}")
             client.username_pw_set(USER, PASSWORD)
             client.connect("127.0.0.1", broker.port)
             client.loop_start()
@@ -323,7 +325,7 @@ class Exporter:
         """Stop it; what it recorded: (meter ID, access number, time)."""
         self.stdin.close()
         self.process.wait(60)
-        return [tuple(item) for item in json.loads(self.record.read_text())]  # type: ignore[misc]
+        return [tuple(item) for item in json.loads(self.record.read_text())]
 
 
 def run(directory: Path, args: argparse.Namespace) -> None:
