@@ -21,13 +21,8 @@ from prometheus_client.registry import Collector
 
 from exporter.amiplus.reading import MeterReading
 from exporter.config.prices import PriceEntry, Prices, TariffPrice
-from exporter.outputs.prometheus import (
-    ConfigReloads,
-    ExporterCollector,
-    Exposition,
-    registry,
-    sample_value,
-)
+from exporter.outputs import ConfigReloads, ExporterCollector, Exposition, registry
+from exporter.outputs.prometheus import sample_value
 from exporter.pipeline.calendar import Calendar
 from exporter.pipeline.handoff import MeterUpdate, Output
 from exporter.pipeline.state import State

@@ -474,10 +474,10 @@ class Calendar:
             calendar = self._meters.get(key)
             return calendar.active_tariff if calendar else None
 
-    def revision(self, key: str) -> int:
+    def revisions(self) -> dict[str, int]:
+        """Every meter's revision: it changes whenever the meter's periods may have."""
         with self.lock:
-            calendar = self._meters.get(key)
-            return calendar.revision if calendar else -1
+            return {key: calendar.revision for key, calendar in self._meters.items()}
 
     def figures(self, key: str, now: float | None = None) -> list[Figure]:
         """The kept periods of a meter that can be told, as of `now`."""

@@ -1,0 +1,161 @@
+"""Entries of a state file that the configuration no longer names, set aside for a while.
+
+A state file (the calendar's, say) keeps one entry per configured thing. When a thing leaves
+the configuration its entry moves to a file of its own beside it, one JSON line per entry with
+the time it was set aside (`{"key": ..., "since": ..., "entry": ...}`); it is read back only if
+the thing returns, and dropped `keep_for` seconds after it was set aside, with one log line
+saying how many. So the running state and the file rewritten every few minutes hold only what
+the configuration needs, and something commented out for a day comes back as it was.
+
+The owner keeps its own file whole and in order: it sets entries aside (`put`) before it saves
+its file without them, takes them back (`take`) and drops them here (`drop`) only after it saved
+its file with them. An entry in both files is the owner's (the newer).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_DECODER = json.JSONDecoder()
+_KEY = b'{"key":'  # how every line begins: the key and the time come first, the entry last
+
+
+def _line(key: str, since: float, entry: Any) -> bytes:
+    head = json.dumps({"key": key, "since": since}, separators=(",", ":"))[:-1]
+    return f'{head},"entry":{json.dumps(entry, separators=(",", ":"))}}}\n'.encode()
+
+
+def _head(line: bytes) -> tuple[str, float] | None:
+    """The key and time of a line, read without its entry (None: not a line of ours)."""
+    if not line.startswith(_KEY):
+        return None
+    try:
+        text = line.decode()
+        key, end = _DECODER.raw_decode(text, len(_KEY))
+        since, _ = _DECODER.raw_decode(text, text.index(":", end) + 1)
+    except ValueError:
+        return None
+    if not isinstance(key, str) or not isinstance(since, int | float):
+        return None
+    return key, float(since)
+
+
+class SetAside:
+    """The entries set aside from one state file, in `path`; `write(path, data)` replaces a
+    file atomically (the owner's writer) and raises `OSError` when it cannot."""
+
+    def __init__(
+        self,
+        path: Path,
+        keep_for: float,
+        what: str,
+        write: Callable[[Path, bytes], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self.keep_for = keep_for
+        self.what = what  # what an entry is, for the log: "meters no longer configured"
+        self._write = write
+        self._clock = clock
+        self._due = -math.inf  # when the oldest entry expires: look at the file once first
+        self._pending: dict[str, tuple[float, bytes]] = {}  # what the disk refused, for later
+        self._failing = False
+
+    def put(self, entries: Mapping[str, Any]) -> None:
+        """Set these entries aside now (an entry already aside is replaced)."""
+        if entries:
+            now = self._clock()
+            self._rewrite({key: (now, _line(key, now, entry)) for key, entry in entries.items()})
+
+    def take(self, keys: Collection[str]) -> dict[str, Any]:
+        """The entries of these keys that are set aside; they stay here until `drop`."""
+        wanted = set(keys)
+        found = {key: line for key, _, line in self._lines() if key in wanted}
+        found.update((key, line) for key, (_, line) in self._pending.items() if key in wanted)
+        return {key: json.loads(line)["entry"] for key, line in found.items()}
+
+    def drop(self, keys: Collection[str]) -> None:
+        """Forget the entries of these keys (their owner saved them in its own file)."""
+        if keys:
+            self._rewrite({}, set(keys))
+
+    def expire(self) -> None:
+        """Drop the entries set aside longer than `keep_for` (cheap until one is due)."""
+        if self._clock() >= self._due:
+            self._rewrite({})
+
+    def _lines(self) -> Iterator[tuple[str, float, bytes]]:
+        """(key, time set aside, line) of every entry in the file."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            log.warning("cannot read %s (%s); its entries are left out", self.path, error.strerror)
+            return
+        damaged = 0
+        for line in data.splitlines(keepends=True):
+            head = _head(line)
+            if head is None:
+                damaged += bool(line.strip())
+                continue
+            yield head[0], head[1], line if line.endswith(b"\n") else line + b"\n"
+        if damaged:
+            log.warning("%s: %d damaged lines skipped", self.path, damaged)
+
+    def _rewrite(
+        self, added: dict[str, tuple[float, bytes]], removed: Collection[str] = ()
+    ) -> None:
+        """The file with `added`, without `removed` and without what expired."""
+        horizon = self._clock() - self.keep_for
+        entries: dict[str, tuple[float, bytes]] = {}
+        expired = 0
+        for key, since, line in self._lines():
+            if since < horizon:
+                expired += 1
+            else:
+                entries[key] = (since, line)
+        changed = bool(expired or added or self._pending)
+        entries.update(self._pending)
+        entries.update(added)
+        for key in removed:
+            changed |= entries.pop(key, None) is not None
+        self._due = min((since for since, _ in entries.values()), default=math.inf)
+        self._due += self.keep_for
+        if not changed:
+            return
+        try:
+            if entries:
+                self._write(self.path, b"".join(line for _, line in entries.values()))
+            else:
+                self.path.unlink(missing_ok=True)
+        except OSError as error:
+            pending = {**self._pending, **added}  # kept in memory until the disk takes them
+            self._pending = {key: item for key, item in pending.items() if key not in removed}
+            if not self._failing:
+                log.warning(
+                    "cannot keep %s in %s (%s); kept in memory meanwhile",
+                    self.what,
+                    self.path,
+                    error.strerror or error,
+                )
+            self._failing = True
+            return
+        self._pending.clear()
+        self._failing = False
+        if expired:
+            log.info(
+                "%s: forgot %d %s (set aside more than %g days ago)",
+                self.path.name,
+                expired,
+                self.what,
+                self.keep_for / 86400,
+            )
