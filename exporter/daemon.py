@@ -152,7 +152,21 @@ class Exporter:
         self.receivers: dict[ReceiverSpec, Receiver] = {}
         self.reloads = ConfigReloads(True, self.started_at)
         self.state.reconfigure(config.stale_after, config.meters)
-        self.calendar.reconfigure(config.timezone, config.prices, config.meter_ids)
+        self.calendar.reconfigure(
+            config.timezone, config.prices, config.meter_ids, config.forget_after
+        )
+        collector = ExporterCollector(
+            self.state,
+            self.receiver_stats,
+            lambda: list(self.outputs.values()),
+            self.reloads,
+            self.calendar,
+        )
+        collectors = registry(collector)
+        collectors.register(SettlementCollector(self.settlements, self.state))
+        self.exposition = Exposition(
+            self.state, collectors, calendar=self.calendar, periods=config.prometheus.periods
+        )
 
     def start(self) -> None:
         self.calendar.start()
@@ -204,7 +218,10 @@ class Exporter:
         old, self.config = self.config, config
         self.intake.reconfigure(config)
         self.state.reconfigure(config.stale_after, config.meters)
-        self.calendar.reconfigure(config.timezone, config.prices, config.meter_ids)
+        self.calendar.reconfigure(
+            config.timezone, config.prices, config.meter_ids, config.forget_after
+        )
+        self.exposition.reconfigure(periods=config.prometheus.periods)
         self.settlements.reconfigure(config)
         meters = {m.meter_id: m.name for m in config.meters}
         for output in self.intake.outputs:
@@ -267,18 +284,6 @@ class Exporter:
             private=private,
         )
 
-    def exposition(self) -> Exposition:
-        collector = ExporterCollector(
-            self.state,
-            self.receiver_stats,
-            lambda: list(self.outputs.values()),
-            self.reloads,
-            self.calendar,
-        )
-        collectors = registry(collector)
-        collectors.register(SettlementCollector(self.settlements, self.state))
-        return Exposition(self.state, collectors, calendar=self.calendar)
-
 
 def say_warnings(config: Config) -> None:
     """What the configuration lets run but should be mended, a line each with the fix."""
@@ -305,9 +310,8 @@ def run(
         log.error("%s", error)
         return 2
     exporter = Exporter(config)
-    exposition = exporter.exposition()
     routes = Routes(
-        lambda compressed: exposition.body(compressed=compressed),
+        lambda compressed: exporter.exposition.body(compressed=compressed),
         exporter.status,
         render,
         exporter.ready,

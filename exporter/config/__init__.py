@@ -27,6 +27,7 @@ from .meters import MeterConfig, meters_section
 from .mqtt import DEFAULT_BASE_TOPIC, MqttConfig, mqtt_section
 from .places import check_directory, default_state_directory
 from .prices import PriceEntry, Prices, TariffPrice, prices_section
+from .prometheus import PrometheusConfig, prometheus_section
 from .reader import ConfigError, ConfigWarning, Problem, Reader, yaml_problem
 from .receivers import receivers_section
 from .settlement import (
@@ -60,6 +61,7 @@ __all__ = [
     "PriceSource",
     "Prices",
     "Problem",
+    "PrometheusConfig",
     "QuarterSeries",
     "Scheme",
     "ServiceBroker",
@@ -77,12 +79,17 @@ OUTPUT_SECTIONS: dict[str, Callable[[Reader, Node], Any]] = {
     "influxdb": influx_section,
     "mqtt": mqtt_section,
 }
+#: Other sections read by a module of their own, each into the `Config` field of its name.
+SECTIONS: dict[str, Callable[[Reader, Node], Any]] = {
+    "prometheus": prometheus_section,
+}
 _TOP = (
     "meters",
     "meters_file",
     "receivers",
     "web",
     *OUTPUT_SECTIONS,
+    *SECTIONS,
     "timezone",
     "state",
     "prices",
@@ -92,7 +99,9 @@ _TOP = (
 )
 #: Sections that make a file enough for `settle` without receivers (the exporter needs them).
 SETTLE_ONLY = ("settlement", "market_prices")
-_STATE = ("directory", "stale_after", "dedupe_window")
+_STATE = ("directory", "stale_after", "dedupe_window", "forget_after_days")
+#: Days a meter no longer configured keeps its entries in the state directory (1 to 10 years).
+FORGET_AFTER_DAYS = (40.0, 1.0, 3660.0)
 _LOG = ("level", "format")
 
 
@@ -102,10 +111,12 @@ class Config:
     receivers: tuple[ReceiverSpec, ...]
     web: WebConfig = field(default_factory=WebConfig)
     outputs: Mapping[str, Any] = field(default_factory=dict)  # section name -> its settings
+    prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
     timezone: ZoneInfo = WARSAW
     stale_after: float | None = None  # None: derived from each meter's observed interval
     state_directory: Path | None = None  # None: calendar periods are kept in memory only
     warnings: tuple[ConfigWarning, ...] = ()  # what to mend, though the exporter can run
+    forget_after: float = FORGET_AFTER_DAYS[0] * 86400  # seconds, for meters no longer configured
     prices: Prices = field(default_factory=Prices)
     settlement: Settlement | None = None  # the settlement: section's own rules (for `settle`)
     market_prices: MarketPrices | None = None  # None: nothing is priced at the market
@@ -145,13 +156,16 @@ class Config:
 
 
 def _settings(reader: Reader, top: dict[str, Node]) -> dict[str, Any]:
-    """The optional sections: web, influxdb, mqtt, timezone, state, prices, log."""
+    """The optional sections: web, the outputs', `SECTIONS`, timezone, state, prices, log."""
     options: dict[str, Any] = {"state_directory": default_state_directory(reader.environment)}
     if "web" in top:
         options["web"] = web_section(reader, top["web"])
     options["outputs"] = {
         name: read(reader, top[name]) for name, read in OUTPUT_SECTIONS.items() if name in top
     }
+    options.update(
+        (name, read(reader, top[name])) for name, read in SECTIONS.items() if name in top
+    )
     zone = reader.optional(top, "timezone", reader.text, "the configuration")
     if zone is not None:
         try:
@@ -174,6 +188,12 @@ def _settings(reader: Reader, top: dict[str, Node]) -> dict[str, Any]:
         )
         if window is not None:
             options["dedupe_window"] = window
+        _, low, high = FORGET_AFTER_DAYS
+        days = reader.optional(
+            state, "forget_after_days", partial(reader.number, low=low, high=high), "state"
+        )
+        if days is not None:
+            options["forget_after"] = days * 86400
     check_directory(reader, state.get("directory"), options["state_directory"], STATE_UNWRITABLE)
     if "prices" in top:
         options["prices"] = prices_section(reader, top["prices"])

@@ -8,8 +8,9 @@ saying how many. So the running state and the file rewritten every few minutes h
 the configuration needs, and something commented out for a day comes back as it was.
 
 The owner keeps its own file whole and in order: it sets entries aside (`put`) before it saves
-its file without them, takes them back (`take`) and drops them here (`drop`) only after it saved
-its file with them. An entry in both files is the owner's (the newer).
+its file without them (and keeps them in its file while `put` fails), takes them back (`take`)
+and drops them here (`drop`) only after it saved its file with them. An entry in both files is
+the owner's (the newer). One thread at a time uses a `SetAside`.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
+RETRY = 3600.0  # seconds before a rewrite the disk refused is tried again by `expire`
 _DECODER = json.JSONDecoder()
 _KEY = b'{"key":'  # how every line begins: the key and the time come first, the entry last
 
@@ -62,25 +64,29 @@ class SetAside:
     ) -> None:
         self.path = path
         self.keep_for = keep_for
-        self.what = what  # what an entry is, for the log: "meters no longer configured"
+        self.what = what  # whose entries, for the log: "the meters no longer configured"
         self._write = write
         self._clock = clock
         self._due = -math.inf  # when the oldest entry expires: look at the file once first
-        self._pending: dict[str, tuple[float, bytes]] = {}  # what the disk refused, for later
         self._failing = False
 
-    def put(self, entries: Mapping[str, Any]) -> None:
-        """Set these entries aside now (an entry already aside is replaced)."""
-        if entries:
-            now = self._clock()
-            self._rewrite({key: (now, _line(key, now, entry)) for key, entry in entries.items()})
+    def put(self, entries: Mapping[str, Any]) -> bool:
+        """Set these entries aside now (an entry already aside is replaced); False when the
+        disk refused (the owner keeps them)."""
+        if not entries:
+            return True
+        now = self._clock()
+        return self._rewrite({key: (now, _line(key, now, entry)) for key, entry in entries.items()})
 
     def take(self, keys: Collection[str]) -> dict[str, Any]:
         """The entries of these keys that are set aside; they stay here until `drop`."""
         wanted = set(keys)
-        found = {key: line for key, _, line in self._lines() if key in wanted}
-        found.update((key, line) for key, (_, line) in self._pending.items() if key in wanted)
-        return {key: json.loads(line)["entry"] for key, line in found.items()}
+        try:
+            lines = self._lines()
+        except OSError as error:
+            self._report(error)
+            return {}
+        return {key: json.loads(line)["entry"] for key, _, line in lines if key in wanted}
 
     def drop(self, keys: Collection[str]) -> None:
         """Forget the entries of these keys (their owner saved them in its own file)."""
@@ -92,70 +98,72 @@ class SetAside:
         if self._clock() >= self._due:
             self._rewrite({})
 
-    def _lines(self) -> Iterator[tuple[str, float, bytes]]:
-        """(key, time set aside, line) of every entry in the file."""
+    def _lines(self) -> list[tuple[str, float, bytes]]:
+        """(key, time set aside, line) of every entry in the file; raises `OSError` when the
+        file is there but cannot be read."""
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
-            return
-        except OSError as error:
-            log.warning("cannot read %s (%s); its entries are left out", self.path, error.strerror)
-            return
+            return []
+        out = []
         damaged = 0
         for line in data.splitlines(keepends=True):
             head = _head(line)
             if head is None:
                 damaged += bool(line.strip())
                 continue
-            yield head[0], head[1], line if line.endswith(b"\n") else line + b"\n"
+            out.append((head[0], head[1], line if line.endswith(b"\n") else line + b"\n"))
         if damaged:
             log.warning("%s: %d damaged lines skipped", self.path, damaged)
+        return out
+
+    def _report(self, error: OSError) -> None:
+        if not self._failing:
+            log.warning(
+                "cannot keep the entries of %s in %s (%s)",
+                self.what,
+                self.path,
+                error.strerror or error,
+            )
+        self._failing = True
 
     def _rewrite(
         self, added: dict[str, tuple[float, bytes]], removed: Collection[str] = ()
-    ) -> None:
-        """The file with `added`, without `removed` and without what expired."""
-        horizon = self._clock() - self.keep_for
+    ) -> bool:
+        """The file with `added`, without `removed` and without what expired; False when the
+        disk refused."""
+        now = self._clock()
         entries: dict[str, tuple[float, bytes]] = {}
         expired = 0
-        for key, since, line in self._lines():
-            if since < horizon:
-                expired += 1
-            else:
-                entries[key] = (since, line)
-        changed = bool(expired or added or self._pending)
-        entries.update(self._pending)
-        entries.update(added)
-        for key in removed:
-            changed |= entries.pop(key, None) is not None
-        self._due = min((since for since, _ in entries.values()), default=math.inf)
-        self._due += self.keep_for
-        if not changed:
-            return
         try:
+            for key, since, line in self._lines():
+                if since < now - self.keep_for:
+                    expired += 1
+                else:
+                    entries[key] = (since, line)
+            changed = bool(expired or added)
+            entries.update(added)
+            for key in removed:
+                changed |= entries.pop(key, None) is not None
+            self._due = min((since for since, _ in entries.values()), default=math.inf)
+            self._due += self.keep_for
+            if not changed:
+                return True
             if entries:
                 self._write(self.path, b"".join(line for _, line in entries.values()))
             else:
                 self.path.unlink(missing_ok=True)
         except OSError as error:
-            pending = {**self._pending, **added}  # kept in memory until the disk takes them
-            self._pending = {key: item for key, item in pending.items() if key not in removed}
-            if not self._failing:
-                log.warning(
-                    "cannot keep %s in %s (%s); kept in memory meanwhile",
-                    self.what,
-                    self.path,
-                    error.strerror or error,
-                )
-            self._failing = True
-            return
-        self._pending.clear()
+            self._due = now + RETRY
+            self._report(error)
+            return False
         self._failing = False
         if expired:
             log.info(
-                "%s: forgot %d %s (set aside more than %g days ago)",
+                "%s: forgot %d of %s (set aside more than %g days ago)",
                 self.path.name,
                 expired,
                 self.what,
                 self.keep_for / 86400,
             )
+        return True
