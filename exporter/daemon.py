@@ -41,6 +41,7 @@ from .pipeline import Calendar, Intake, Output, Settlements, State
 from .plumbing import (
     EVERY_INTERFACE,
     MissingExtra,
+    collector_paused,
     interface_addresses,
     limit_malloc_arenas,
     parse_listen,
@@ -309,7 +310,8 @@ def run(
     except WebConfigError as error:
         log.error("%s", error)
         return 2
-    exporter = Exporter(config)
+    with collector_paused():  # a fleet's state: 20,000 meters at once
+        exporter = Exporter(config)
     routes = Routes(
         lambda compressed: exporter.exposition.body(compressed=compressed),
         exporter.status,
@@ -417,7 +419,8 @@ def _reload(exporter: Exporter, path: Path | None) -> None:
         config = load_config(path)
         if not config.receivers:
             raise ConfigError(str(path), [Problem(None, NO_RECEIVERS)])
-        exporter.apply(config)
+        with collector_paused():
+            exporter.apply(config)
     except ConfigError as error:
         exporter.reloads.successful = False
         log.error("configuration not reloaded, the previous one stays:\n%s", error)

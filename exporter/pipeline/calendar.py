@@ -121,12 +121,20 @@ class Mark:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Mark:
+        """A mark read from a file (keys as JSON gives them: one string object per key name
+        in a file, so thousands of meters share them)."""
         return cls(
             float(data["at"]),
-            {sys.intern(str(k)): float(v) for k, v in data["registers"].items()},
-            {sys.intern(str(k)): float(v) for k, v in data.get("money", {}).items()},
+            {k: float(v) for k, v in data["registers"].items()},
+            {k: float(v) for k, v in data.get("money", {}).items()},
             bool(data.get("partial", False)),
         )
+
+
+@functools.lru_cache(maxsize=64)
+def _day(text: str) -> date:
+    """A mark's day from a file: the few days every meter's marks fall on, made once."""
+    return date.fromisoformat(text)
 
 
 @dataclass(slots=True)
@@ -152,7 +160,7 @@ class MeterCalendar:
         latest = data.get("latest")
         return cls(
             Mark.from_json(latest) if latest else None,
-            {date.fromisoformat(k): Mark.from_json(v) for k, v in data.get("marks", {}).items()},
+            {_day(k): Mark.from_json(v) for k, v in data.get("marks", {}).items()},
             data.get("active_tariff"),
         )
 

@@ -5,7 +5,7 @@ from .backoff import Backoff
 from .connections import Admission, ConnectionLimit
 from .extras import MissingExtra, import_extra, missing_extra
 from .files import open_private, private_directory, read_state, write_atomically
-from .memory import give_back_memory, limit_malloc_arenas
+from .memory import collector_paused, give_back_memory, limit_malloc_arenas
 from .places import directory_problem
 from .ratelimit import Due, RateLimit, RateLimitedLog
 from .setaside import SetAside
@@ -21,6 +21,7 @@ __all__ = [
     "RateLimit",
     "RateLimitedLog",
     "SetAside",
+    "collector_paused",
     "did_you_mean",
     "directory_problem",
     "give_back_memory",

@@ -1,4 +1,5 @@
-"""What glibc's malloc keeps: fewer arenas, and freed memory given back to the system.
+"""Memory at a fleet's scale: glibc's malloc (fewer arenas, freed memory given back to the
+system) and Python's cyclic garbage collector (paused while a large structure is built).
 
 glibc gives threads that allocate at once arenas of their own (up to eight per core), and keeps
 what was freed in the middle of its heaps for later. A render of a fleet's `/metrics` makes and
@@ -8,10 +9,13 @@ process. Another C library (musl, macOS): nothing to do.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
+import gc
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 #: glibc's mallopt parameter for the number of malloc arenas (malloc.h).
@@ -47,3 +51,17 @@ def give_back_memory() -> None:
     libc = _glibc()
     if libc is not None:
         libc.malloc_trim(0)
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused while a large structure without cycles is built
+    (a fleet's configuration: 100,000 YAML nodes, then 20,000 meters' state): otherwise it walks
+    everything built so far again and again, 0.5 s of the 1.2 s that 20,000 meters took."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
