@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_BASE_TOPIC",
+    "FORGET_AFTER",
     "OUTPUT_SECTIONS",
     "Coefficient",
     "Config",
@@ -101,8 +102,10 @@ _TOP = (
 #: Sections that make a file enough for `settle` without receivers (the exporter needs them).
 SETTLE_ONLY = ("settlement", "market_prices")
 _STATE = ("directory", "stale_after", "dedupe_window", "forget_after_days")
-#: Days a meter no longer configured keeps its entries in the state directory (1 to 10 years).
-FORGET_AFTER_DAYS = (40.0, 1.0, 3660.0)
+#: How long a meter no longer configured keeps its entries in the state directory (seconds), and
+#: what `forget_after_days` may say (a day to ten years).
+FORGET_AFTER = 40 * 86400.0
+FORGET_AFTER_DAYS = (1.0, 3660.0)
 _LOG = ("level", "format")
 
 
@@ -117,7 +120,7 @@ class Config:
     stale_after: float | None = None  # None: derived from each meter's observed interval
     state_directory: Path | None = None  # None: calendar periods are kept in memory only
     warnings: tuple[ConfigWarning, ...] = ()  # what to mend, though the exporter can run
-    forget_after: float = FORGET_AFTER_DAYS[0] * 86400  # seconds, for meters no longer configured
+    forget_after: float = FORGET_AFTER  # seconds, for meters no longer configured
     prices: Prices = field(default_factory=Prices)
     settlement: Settlement | None = None  # the settlement: section's own rules (for `settle`)
     market_prices: MarketPrices | None = None  # None: nothing is priced at the market
@@ -189,7 +192,7 @@ def _settings(reader: Reader, top: dict[str, Node]) -> dict[str, Any]:
         )
         if window is not None:
             options["dedupe_window"] = window
-        _, low, high = FORGET_AFTER_DAYS
+        low, high = FORGET_AFTER_DAYS
         days = reader.optional(
             state, "forget_after_days", partial(reader.number, low=low, high=high), "state"
         )

@@ -51,6 +51,7 @@ class Layout:
 
 
 def layout_of(fields: FieldTable) -> Layout:
+    """The layout of a field table: measurements, calendar periods, then the health group."""
     known = families_of(fields)
     ordered = (*known.measurements, *known.calendar, *HEALTH)
     common = ('",period="day",start="', '",period="week",start="', '",period="month",start="')
@@ -158,8 +159,8 @@ class Exposition:
         if len(kept) > len(scraped):  # meters removed by a reload
             for key in set(kept) - {meter.key for meter in scraped}:
                 del kept[key]
-        # First what is kept, then the parts of this body: the parts (the whole text, briefly)
-        # then come after every kept meter in memory, and their memory goes back when they go.
+        # The changed meters' lines first, then the parts of this body: the parts (briefly the
+        # whole text) then lie after everything kept in memory, and go back to the system whole.
         for meter in scraped:
             copy = self.state.copy(meter.key) if meter.changed else None
             if copy is not None:

@@ -47,7 +47,7 @@ from ..amiplus import (
     period_start,
     table,
 )
-from ..config import Prices
+from ..config import FORGET_AFTER, Prices
 from ..plumbing import SetAside, write_atomically
 from .calendar_file import Store
 
@@ -66,7 +66,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FORGET_AFTER = 40 * 86400.0  # seconds a meter no longer configured keeps its periods aside
 SAVE_EVERY = 300.0  # seconds between saves when only the latest readings or new meters changed
 SAVE_SOON = 10.0  # seconds at least between saves when a meter crossed midnight
 FLUSH_POLL = 1.0  # seconds between the flusher's looks at what changed
