@@ -15,9 +15,11 @@ seconds (default 60) the exporter's resident memory (VmRSS), threads and open fi
 are read from /proc, for `--minutes` (default 30).
 
 The verdict: after the first `--settle` minutes (default 5: every meter known, every buffer at
-its size) none of the three grows: RSS stays within 1 MB of the sample at `--settle` minutes
-(MB = 2**20 bytes), threads and open files do not rise above theirs. Telegrams, InfluxDB points
-and MQTT messages are counted from `/metrics`, so that a quiet run cannot pass for a steady one.
+its size) none of the three grows: the mean RSS of the last 5 samples (fewer in a short run) is
+within 1 MB of the mean of the first 5 from `--settle` on (MB = 2**20 bytes; one sample moves by
+about a megabyte with each render and telegram), and threads and open files never rise above
+their number at `--settle` minutes. Telegrams, InfluxDB points and MQTT messages are counted
+from `/metrics`, so that a quiet run cannot pass for a steady one.
 
 A figure that cannot be measured stops the run with a report and exit status 1. The machine
 may be shared: the load average is printed at the start and the end.
@@ -30,6 +32,7 @@ import os
 import platform
 import re
 import shlex
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -55,6 +58,7 @@ from tests.mosquitto import PASSWORD, USER, Mosquitto
 from tests.servers import InfluxDB
 
 RSS_TOLERANCE_MB = 1.0
+EDGE = 5  # samples averaged at either end of the steady span
 DATABASE = "soak"
 COUNTERS = {
     "frames": "amiplus_receiver_frames_total",
@@ -105,18 +109,23 @@ mqtt:
 
 
 def verdict(samples: list[Sample], settle: float) -> tuple[bool, str]:
-    """Whether nothing grew after `settle` seconds, and the figures that say so."""
-    start = next((s for s in samples if s.at >= settle - 1), None)
-    if start is None:
-        raise BenchError(f"no sample after the first {settle / 60:g} minutes: run longer")
-    later = [s for s in samples if s.at >= start.at]
-    rss = max(s.rss_mb for s in later) - start.rss_mb
+    """Whether nothing grew after `settle` seconds, and the figures that say so. RSS moves
+    with each render and telegram by a megabyte or so: its growth is the mean of the last
+    `EDGE` samples against the mean of the first `EDGE` from `settle` on."""
+    later = [s for s in samples if s.at >= settle - 1]
+    if len(later) < 2:
+        raise BenchError(f"fewer than 2 samples after {settle / 60:g} minutes: run longer")
+    start, edge = later[0], max(1, min(EDGE, len(later) // 3))
+    rss = statistics.mean(s.rss_mb for s in later[-edge:])
+    rss -= statistics.mean(s.rss_mb for s in later[:edge])
+    spread = max(s.rss_mb for s in later) - min(s.rss_mb for s in later)
     threads = max(s.threads for s in later) - start.threads
     files = max(s.files for s in later) - start.files
     steady = rss <= RSS_TOLERANCE_MB and threads <= 0 and files <= 0
     return steady, (
-        f"from {clock(start.at)} on: RSS {rss:+.1f} MB at most (tolerance {RSS_TOLERANCE_MB:g} "
-        f"MB), threads {threads:+d}, open files {files:+d} at most"
+        f"from {clock(start.at)} on: RSS {rss:+.1f} MB (the last {edge} samples against the "
+        f"first {edge}; tolerance {RSS_TOLERANCE_MB:g} MB; samples within {spread:.1f} MB), "
+        f"threads {threads:+d}, open files {files:+d} at most"
     )
 
 
