@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client import Metric
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from exporter.amiplus import OUTPUT_ADVICE
@@ -121,7 +122,7 @@ def test_the_page_says_the_spool_disk_is_full_and_the_broker_is_away(
             for card, code in (("influxdb", "influxdb:disk_full"), ("mqtt", "mqtt:connection")):
                 selector = f'[data-card="{card}"] [data-field="problem"]'
                 WebDriverWait(driver, 20).until(
-                    lambda d, shown=selector: d.find_elements(By.CSS_SELECTOR, shown)
+                    expected_conditions.presence_of_element_located((By.CSS_SELECTOR, selector))
                 )
                 shown = driver.find_element(By.CSS_SELECTOR, selector).text
                 words = OUTPUT_ADVICE[code].as_json()

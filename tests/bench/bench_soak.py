@@ -39,8 +39,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench_exporter import (  # tests/bench/bench_exporter.py, beside this script
-    REPO,
+# The repository, so that `tests` imports also when this file runs as a script.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import exporter
+from tests.bench.bench_exporter import (
     BenchError,
     ExporterProcess,
     clock,
@@ -49,11 +52,7 @@ from bench_exporter import (  # tests/bench/bench_exporter.py, beside this scrip
     read_memory,
     run_figures,
 )
-from provenance import source_state
-
-sys.path.insert(0, str(REPO))
-
-import exporter
+from tests.bench.provenance import source_state
 from tests.mosquitto import PASSWORD, USER, Mosquitto
 from tests.servers import InfluxDB
 
