@@ -364,13 +364,11 @@ class Calendar:
         `_files`); the meters taken back. Entries the disk would not take stay in the calendar's
         own file until it does."""
         taken: dict[str, Any] = {}
-        placed = True
+        refused: dict[str, Any] = {}
         if self.aside is not None:
-            self.aside.keep_for = forget_after
-            placed = self.aside.put(leaving)
-            taken = self.aside.take(coming) if coming else {}
+            taken, refused = self.aside.exchange(leaving, coming, forget_after)
         with self.lock:
-            self._unplaced = {} if placed else leaving
+            self._unplaced = refused
             back = [key for key in taken if key not in self._meters]  # none heard meanwhile
             for key in back:
                 self._meters[key] = _calendar_of(key, taken[key])

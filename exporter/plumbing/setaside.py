@@ -78,6 +78,17 @@ class SetAside:
         now = self._clock()
         return self._rewrite({key: (now, _line(key, now, entry)) for key, entry in entries.items()})
 
+    def exchange(
+        self, leaving: Mapping[str, Any], coming: Collection[str], keep_for: float
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """What an owner does on a new configuration: set the leaving entries aside, to be kept
+        `keep_for` seconds from now on, and take the coming ones' back. Returns the entries taken
+        back (dropped here only by `drop`) and the leaving ones the disk refused (the owner keeps
+        them in its own file, and offers them again next time)."""
+        self.keep_for = keep_for
+        refused = {} if self.put(leaving) else dict(leaving)
+        return (self.take(coming) if coming else {}), refused
+
     def take(self, keys: Collection[str]) -> dict[str, Any]:
         """The entries of these keys that are set aside; they stay here until `drop`."""
         wanted = set(keys)
