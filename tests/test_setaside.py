@@ -103,3 +103,26 @@ def test_damaged_lines_are_skipped_and_the_rest_is_kept(tmp_path: Path) -> None:
     aside.put({"c": 3})
     assert aside.take(["a", "b", "c"]) == {"a": 1, "b": 2, "c": 3}
     assert b"\x00" not in path.read_bytes()
+
+
+def test_an_entry_set_aside_again_after_it_expired_is_kept_from_then(tmp_path: Path) -> None:
+    now = [0.0]
+    aside = SetAside(tmp_path / "x.jsonl", 10.0, "things", Disk().write, lambda: now[0])
+    aside.put({"a": 1, "b": 2})
+    now[0] = 11.0
+    aside.put({"a": 3})  # "b" is forgotten on the way; "a" counts from now
+    assert aside.take(["a", "b"]) == {"a": 3}
+    now[0] = 20.0
+    aside.expire()
+    assert aside.take(["a"]) == {"a": 3}
+
+
+def test_exchange_sets_aside_takes_back_and_hands_refused_entries_back(tmp_path: Path) -> None:
+    disk = Disk()
+    aside = SetAside(tmp_path / "x.jsonl", 10.0, "things", disk.write, lambda: 0.0)
+    aside.put({"back": 1})
+    assert aside.exchange({"leaving": 2}, ["back", "new"], 20.0) == ({"back": 1}, {})
+    assert aside.keep_for == 20.0
+    assert aside.take(["back", "leaving"]) == {"back": 1, "leaving": 2}  # until dropped
+    disk.refuse = True
+    assert aside.exchange({"other": 3}, [], 20.0) == ({}, {"other": 3})

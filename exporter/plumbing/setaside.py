@@ -93,11 +93,11 @@ class SetAside:
         """The entries of these keys that are set aside; they stay here until `drop`."""
         wanted = set(keys)
         try:
-            lines = self._lines()
+            entries = self._entries(wanted)
         except OSError as error:
             self._report(error)
             return {}
-        return {key: json.loads(line)["entry"] for key, _, line in lines if key in wanted}
+        return {key: json.loads(line)["entry"] for key, (_, line) in entries.items() if line}
 
     def drop(self, keys: Collection[str]) -> None:
         """Forget the entries of these keys (their owner saved them in its own file)."""
@@ -109,21 +109,26 @@ class SetAside:
         if self._clock() >= self._due:
             self._rewrite({})
 
-    def _lines(self) -> list[tuple[str, float, bytes]]:
-        """(key, time set aside, line) of every entry in the file; raises `OSError` when the
-        file is there but cannot be read."""
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            return []
-        out = []
+    def _entries(self, lines_of: Collection[str] = ()) -> dict[str, tuple[float, bytes]]:
+        """Every entry in the file by key (a later line of a key wins): the time it was set
+        aside, and its line for the keys in `lines_of` (else b""). Read line by line, so that
+        a fleet's file is never held whole only to learn when its entries expire. Raises
+        `OSError` when the file is there but cannot be read."""
+        out: dict[str, tuple[float, bytes]] = {}
         damaged = 0
-        for line in data.splitlines(keepends=True):
-            head = _head(line)
-            if head is None:
-                damaged += bool(line.strip())
-                continue
-            out.append((head[0], head[1], line if line.endswith(b"\n") else line + b"\n"))
+        try:
+            file = self.path.open("rb")
+        except FileNotFoundError:
+            return out
+        with file:
+            for line in file:
+                head = _head(line)
+                if head is None:
+                    damaged += bool(line.strip())
+                    continue
+                key, since = head
+                kept = line if line.endswith(b"\n") else line + b"\n"
+                out[key] = (since, kept if key in lines_of else b"")
         if damaged:
             log.warning("%s: %d damaged lines skipped", self.path, damaged)
         return out
@@ -144,22 +149,21 @@ class SetAside:
         """The file with `added`, without `removed` and without what expired; False when the
         disk refused."""
         now = self._clock()
-        entries: dict[str, tuple[float, bytes]] = {}
-        expired = 0
         try:
-            for key, since, line in self._lines():
-                if since < now - self.keep_for:
-                    expired += 1
-                else:
-                    entries[key] = (since, line)
-            changed = bool(expired or added)
-            entries.update(added)
-            for key in removed:
-                changed |= entries.pop(key, None) is not None
-            self._due = min((since for since, _ in entries.values()), default=math.inf)
-            self._due += self.keep_for
+            heads = self._entries()  # first the times only: most often nothing changes
+            expired = {key for key, (since, _) in heads.items() if since < now - self.keep_for}
+            dropped = set(removed)
+            changed = bool(expired or added or heads.keys() & dropped)
+            staying = heads.keys() - expired - dropped - added.keys()
+            added = {key: entry for key, entry in added.items() if key not in dropped}
+            sinces = [heads[key][0] for key in staying]
+            sinces += [since for since, _ in added.values()]
+            self._due = min(sinces, default=math.inf) + self.keep_for
             if not changed:
                 return True
+            entries = self._entries(staying) if staying else {}
+            entries = {key: entry for key, entry in entries.items() if key in staying}
+            entries.update(added)
             if entries:
                 self._write(self.path, b"".join(line for _, line in entries.values()))
             else:
@@ -173,7 +177,7 @@ class SetAside:
             log.info(
                 "%s: forgot %d of %s (set aside more than %g days ago)",
                 self.path.name,
-                expired,
+                len(expired),
                 self.what,
                 self.keep_for / 86400,
             )
