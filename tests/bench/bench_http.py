@@ -42,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -66,7 +67,9 @@ def percentile(ordered: list[float], fraction: float) -> float:
 class ResumingConnection(http.client.HTTPSConnection):
     """An HTTPS connection that offers the TLS session of the thread's previous one (session
     resumption, as a client with a session cache does: browsers, curl, Go with a
-    ClientSessionCache)."""
+    ClientSessionCache). The session is kept at close: TLS 1.3 sends its tickets after the
+    handshake, so they have arrived once the answer was read. `HANDSHAKES` counts the
+    handshakes and the resumed ones."""
 
     def connect(self) -> None:
         http.client.HTTPConnection.connect(self)
@@ -74,8 +77,14 @@ class ResumingConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(  # type: ignore[attr-defined]
             self.sock, server_hostname=self.host, session=session
         )
-        _local.session = self.sock.session
-        _local.resumed = getattr(_local, "resumed", 0) + self.sock.session_reused
+        with _counting:
+            HANDSHAKES["all"] += 1
+            HANDSHAKES["resumed"] += self.sock.session_reused
+
+    def close(self) -> None:
+        if isinstance(self.sock, ssl.SSLSocket):
+            _local.session = self.sock.session
+        super().close()
 
 
 def connect(
@@ -137,6 +146,8 @@ def scrape(
 
 
 _local = threading.local()
+HANDSHAKES: Counter[str] = Counter()  # of ResumingConnection: all, and resumed
+_counting = threading.Lock()
 
 
 def run_clients(
@@ -205,13 +216,20 @@ def figure_latency(directory: Path, clients: int, requests: int) -> None:
             for how, keep_alive, resume in modes:
                 one = partial(scrape, exporter.port, tls, keep_alive, resume)
                 run_clients(clients, clients, one)  # warm-up
+                HANDSHAKES.clear()
                 before = cpu_seconds(exporter.process.pid), cpu_seconds()
                 results = run_clients(clients, requests, one)
                 cpu = (
                     (cpu_seconds(exporter.process.pid) - before[0]) / requests,
                     (cpu_seconds() - before[1]) / requests,
                 )
-                print(latency_line(f"{label}, {how}", results, cpu))
+                line = latency_line(f"{label}, {how}", results, cpu)
+                if resume:
+                    line += (
+                        f"\n    {HANDSHAKES['resumed']:,} of {HANDSHAKES['all']:,} "
+                        "handshakes resumed"
+                    )
+                print(line)
         finally:
             exporter.stop()
 
