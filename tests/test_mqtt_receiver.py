@@ -112,8 +112,9 @@ def test_a_broker_down_at_the_start_is_said_then_taken_when_it_comes(tmp_path: P
         finally:
             board.close()
         assert exporter.state.snapshot()[0].receiver == "gw/kitchen"
-        body = exporter.exposition.body(compressed=False).decode()
-        assert 'amiplus_receiver_up{receiver="gw/kitchen"} 1.0' in body
+        up = 'amiplus_receiver_up{receiver="gw/kitchen"} 1.0'
+        # the body is rendered again once it is a second old (MAX_AGE)
+        assert wait_until(lambda: up in exporter.exposition.body(compressed=False).decode(), 5)
     finally:
         exporter.stop()
         broker.stop()
