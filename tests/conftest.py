@@ -101,6 +101,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _state_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A state directory of the session's own, through systemd's variable: a test (or an
+    exporter process it starts) that names none never writes into this machine's
+    /var/lib/amiplus-exporter or the user's ~/.local/state."""
+    before = os.environ.get("STATE_DIRECTORY")
+    os.environ["STATE_DIRECTORY"] = str(tmp_path_factory.mktemp("default-state"))
+    yield
+    if before is None:
+        del os.environ["STATE_DIRECTORY"]
+    else:
+        os.environ["STATE_DIRECTORY"] = before
+
+
 @pytest.fixture(autouse=True)
 def _integration_only(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """A test that starts a process, binds a socket or opens a pseudo-terminal without the
