@@ -10,6 +10,7 @@ import contextlib
 import json
 import math
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -262,11 +263,25 @@ def basic_auth(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
+#: Ports for the test servers: below the kernel's ephemeral range (32768 and up on Linux), where
+#: the outgoing connections of a busy test session take their local ports. A port the kernel
+#: hands out for binding to 0 is ephemeral, and an outgoing connection could take it before the
+#: server binds it ("address already in use").
+SERVER_PORTS = range(20000, 32768)
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    """A TCP and UDP port on loopback that nothing holds now, outside the ephemeral range."""
+    for _ in range(200):
+        port = random.choice(SERVER_PORTS)
+        with socket.socket() as tcp, socket.socket(type=socket.SOCK_DGRAM) as udp:
+            try:
+                tcp.bind(("127.0.0.1", port))
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    pytest.fail(f"no free port in {SERVER_PORTS} on 127.0.0.1 after 200 tries")
 
 
 def require(binary: str, package: str) -> str:
