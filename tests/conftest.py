@@ -98,8 +98,14 @@ GUARDED = ((subprocess.Popen, "__init__"), (socket.socket, "bind"), (os, "openpt
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if INTEGRATION_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        fixtures = getattr(item, "fixturenames", ())
+        if INTEGRATION_FIXTURES.intersection(fixtures):
             item.add_marker(pytest.mark.integration)
+        # With `pytest -n` (make test: pytest-xdist, --dist loadgroup), a file's tests share one
+        # worker and its module fixtures (a backfilled Prometheus, a built wheel), and every test
+        # of the Docker engine the same worker: one engine holds its data directory at a time.
+        group = "docker" if "engine" in fixtures else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(autouse=True, scope="session")
