@@ -96,16 +96,33 @@ INTEGRATION_FIXTURES = frozenset(
 GUARDED = ((subprocess.Popen, "__init__"), (socket.socket, "bind"), (os, "openpty"))
 
 
+#: The test files that use the Docker engine: with `pytest -n` (make test runs pytest-xdist) they
+#: all run in one worker, as one engine holds its data directory at a time.
+DOCKER_FILES = frozenset({"tests/test_image.py", "tests/test_addon_image.py"})
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
         if INTEGRATION_FIXTURES.intersection(fixtures):
             item.add_marker(pytest.mark.integration)
-        # With `pytest -n` (make test: pytest-xdist, --dist loadgroup), a file's tests share one
-        # worker and its module fixtures (a backfilled Prometheus, a built wheel), and every test
-        # of the Docker engine the same worker: one engine holds its data directory at a time.
-        group = "docker" if "engine" in fixtures else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+        if "engine" in fixtures and item.nodeid.split("::")[0] not in DOCKER_FILES:
+            raise pytest.UsageError(
+                f"{item.nodeid} uses the Docker engine: add its file to DOCKER_FILES"
+            )
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist hands out whole files (a file's module fixtures are made once), and the
+    Docker engine's files as one."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFile(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "docker" if path in DOCKER_FILES else path
+
+    return ByFile(config, log)
 
 
 @pytest.fixture(autouse=True, scope="session")
