@@ -70,8 +70,10 @@ lint: $(VENV)/.test-installed
 typecheck: $(VENV)/.test-installed
 	$(BIN)/mypy --strict exporter tests
 
+# Three workers on two cores: most tests wait on a server, a browser or an engine. A file's tests
+# share a worker, and the Docker engine's tests all share one (tests/conftest.py).
 pytest: $(VENV)/.test-installed
-	$(BIN)/pytest
+	$(BIN)/pytest -n 3
 
 ## test-fast: the inner loop, every test that starts no server, process, browser or engine
 test-fast: $(VENV)/.test-installed

@@ -10,6 +10,7 @@ import contextlib
 import json
 import math
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -95,10 +96,47 @@ INTEGRATION_FIXTURES = frozenset(
 GUARDED = ((subprocess.Popen, "__init__"), (socket.socket, "bind"), (os, "openpty"))
 
 
+#: The test files that use the Docker engine: with `pytest -n` (make test runs pytest-xdist) they
+#: all run in one worker, as one engine holds its data directory at a time.
+DOCKER_FILES = frozenset({"tests/test_image.py", "tests/test_addon_image.py"})
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if INTEGRATION_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        fixtures = getattr(item, "fixturenames", ())
+        if INTEGRATION_FIXTURES.intersection(fixtures):
             item.add_marker(pytest.mark.integration)
+        if "engine" in fixtures and item.nodeid.split("::")[0] not in DOCKER_FILES:
+            raise pytest.UsageError(
+                f"{item.nodeid} uses the Docker engine: add its file to DOCKER_FILES"
+            )
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist hands out whole files (a file's module fixtures are made once), and the
+    Docker engine's files as one."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFile(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "docker" if path in DOCKER_FILES else path
+
+    return ByFile(config, log)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _state_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A state directory of the session's own, through systemd's variable: a test (or an
+    exporter process it starts) that names none never writes into this machine's
+    /var/lib/amiplus-exporter or the user's ~/.local/state."""
+    before = os.environ.get("STATE_DIRECTORY")
+    os.environ["STATE_DIRECTORY"] = str(tmp_path_factory.mktemp("default-state"))
+    yield
+    if before is None:
+        del os.environ["STATE_DIRECTORY"]
+    else:
+        os.environ["STATE_DIRECTORY"] = before
 
 
 @pytest.fixture(autouse=True)
@@ -248,11 +286,25 @@ def basic_auth(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
+#: Ports for the test servers: below the kernel's ephemeral range (32768 and up on Linux), where
+#: the outgoing connections of a busy test session take their local ports. A port the kernel
+#: hands out for binding to 0 is ephemeral, and an outgoing connection could take it before the
+#: server binds it ("address already in use").
+SERVER_PORTS = range(20000, 32768)
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    """A TCP and UDP port on loopback that nothing holds now, outside the ephemeral range."""
+    for _ in range(200):
+        port = random.choice(SERVER_PORTS)
+        with socket.socket() as tcp, socket.socket(type=socket.SOCK_DGRAM) as udp:
+            try:
+                tcp.bind(("127.0.0.1", port))
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    pytest.fail(f"no free port in {SERVER_PORTS} on 127.0.0.1 after 200 tries")
 
 
 def require(binary: str, package: str) -> str:

@@ -282,7 +282,12 @@ bind-address = "127.0.0.1:{free_port()}"
             stdout=subprocess.DEVNULL,
             stderr=(self.directory / "influxd.log").open("ab"),
         )
-        assert wait_until(lambda: http_get(f"{self.url}/ping", timeout=1)[0] == 204, 60), (
+        process = self.process
+        answered = wait_until(
+            lambda: process.poll() is not None or http_get(f"{self.url}/ping", timeout=1)[0] == 204,
+            60,
+        )
+        assert answered and process.poll() is None, (  # a server that exited is not waited for
             self.directory / "influxd.log"
         ).read_text(errors="replace")[-3000:]
 

@@ -1,4 +1,5 @@
-"""Imports run one way, down the floors of docs/architecture.md, and through each package's face."""
+"""The house holds: imports run one way, down the floors of docs/architecture.md, and through each
+package's face; no module or function grows past what a reader takes in at once."""
 
 from __future__ import annotations
 
@@ -140,3 +141,39 @@ def test_the_map_says_what_each_room_imports() -> None:
         if name in ("", "__main__"):
             continue
         assert said.get(name) == found, f"docs/architecture.md: {name} imports {sorted(found)}"
+
+
+MODULE_LINES = 600  # the longest module of exporter/ a reader takes in at once
+FUNCTION_LINES = 80  # the longest function, decorators and docstring included
+
+
+def oversized(package: Path = PACKAGE) -> Iterator[str]:
+    """Modules over MODULE_LINES and functions over FUNCTION_LINES lines, as path:line messages."""
+    for path in sorted(package.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        where = path.relative_to(package.parent)
+        if (lines := len(text.splitlines())) > MODULE_LINES:
+            yield f"{where}: {lines} lines (at most {MODULE_LINES}: split it by what it owns)"
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                if (length := (node.end_lineno or node.lineno) - start + 1) > FUNCTION_LINES:
+                    limit = f"at most {FUNCTION_LINES}"
+                    yield f"{where}:{node.lineno} {node.name}: {length} lines ({limit})"
+
+
+def test_no_module_or_function_is_too_long_to_read() -> None:
+    assert list(oversized()) == []
+
+
+def test_the_size_rule_sees_a_long_function_and_a_long_module(tmp_path: Path) -> None:
+    package = tmp_path / "exporter"
+    package.mkdir()
+    body = "".join(f"    x{n} = {n}\n" for n in range(FUNCTION_LINES))
+    (package / "long.py").write_text(f"def long() -> None:\n{body}", encoding="utf-8")
+    (package / "big.py").write_text("x = 1\n" * (MODULE_LINES + 1), encoding="utf-8")
+    found = list(oversized(package))
+    assert [message.split(" (")[0] for message in found] == [
+        f"exporter/big.py: {MODULE_LINES + 1} lines",
+        f"exporter/long.py:1 long: {FUNCTION_LINES + 1} lines",
+    ]

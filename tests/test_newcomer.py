@@ -421,7 +421,8 @@ def test_the_readme_says_who_can_open_the_page_outside_the_docker_section() -> N
 @pytest.mark.integration
 def test_one_address_is_said_as_it_is(start_exporter: Start) -> None:
     exporter = start_exporter(None)
-    assert f"Status page: http://127.0.0.1:{exporter.port}/" in exporter.log()
+    said = f"Status page: http://127.0.0.1:{exporter.port}/"
+    assert wait_until(lambda: said in exporter.log(), 10), exporter.log()  # printed after serving
     assert "every interface" not in exporter.log()
 
 

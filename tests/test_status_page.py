@@ -72,6 +72,14 @@ def with_password(driver: webdriver.Chrome) -> webdriver.Chrome:
     return driver
 
 
+def viewport(driver: webdriver.Chrome, width: int, height: int) -> webdriver.Chrome:
+    """The page's inner width and height exactly (the window's frame differs by platform and
+    a resize is answered late under load; the DevTools override is exact and at once)."""
+    metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    return driver
+
+
 @pytest.fixture
 def chrome() -> Iterator[webdriver.Chrome]:
     driver = browser()

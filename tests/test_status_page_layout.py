@@ -25,7 +25,15 @@ from exporter.web import render
 
 from .conftest import basic_auth, free_port, wait_until
 from .servers import SIMULATED_KEY, Start, simulated_config
-from .test_status_page import ARTIFACTS, PASSWORD, USER, browser, web_config, with_password
+from .test_status_page import (
+    ARTIFACTS,
+    PASSWORD,
+    USER,
+    browser,
+    viewport,
+    web_config,
+    with_password,
+)
 
 SIZES = {"phone": (390, 844), "desktop": (1366, 900)}
 #: A stick by its stable name, not plugged in: the longest word a receiver's row holds.
@@ -179,9 +187,7 @@ def shown(driver: webdriver.Chrome) -> None:
 def test_the_page_fits_and_speaks(exporter: Any, size: str, language: str) -> None:
     driver = with_password(browser(LANGUAGES[language]))
     try:
-        driver.set_window_size(*SIZES[size])
-        width = driver.execute_script("return window.innerWidth")
-        driver.set_window_size(2 * SIZES[size][0] - width, SIZES[size][1])  # the inner width
+        viewport(driver, *SIZES[size])
         driver.get(exporter.url + "/")
         shown(driver)
         assert driver.execute_script("return window.innerWidth") == SIZES[size][0]
@@ -261,9 +267,7 @@ def test_no_word_is_broken_inside_on_a_desktop(exporter: Any, language: str) -> 
     every word its width (it was 'im/87/1a', 'b/ł/ę/d/y')."""
     driver = with_password(browser(LANGUAGES[language]))
     try:
-        driver.set_window_size(*SIZES["desktop"])
-        width = driver.execute_script("return window.innerWidth")
-        driver.set_window_size(2 * SIZES["desktop"][0] - width, SIZES["desktop"][1])
+        viewport(driver, *SIZES["desktop"])
         driver.get(exporter.url + "/")
         shown(driver)
         WebDriverWait(driver, 30).until(
@@ -294,7 +298,7 @@ def english_server_text(status: dict[str, Any]) -> set[str]:
 def test_the_polish_page_shows_no_english_server_text(exporter: Any) -> None:
     driver = with_password(browser("pl-PL"))
     try:
-        driver.set_window_size(*SIZES["desktop"])
+        viewport(driver, *SIZES["desktop"])
         driver.get(exporter.url + "/")
         shown(driver)
         WebDriverWait(driver, 30).until(
@@ -320,7 +324,7 @@ def test_the_polish_page_shows_no_english_server_text(exporter: Any) -> None:
 def test_the_meters_on_the_air_have_labelled_columns(exporter: Any, language: str) -> None:
     driver = with_password(browser(LANGUAGES[language]))
     try:
-        driver.set_window_size(*SIZES["desktop"])
+        viewport(driver, *SIZES["desktop"])
         driver.get(exporter.url + "/")
         shown(driver)
         card = driver.find_element(By.CSS_SELECTOR, '[data-card="heard"]')

@@ -21,7 +21,7 @@ from exporter.config import parse_config
 from .conftest import wait_until
 from .ledgers import kept_until_now, price_file
 from .servers import SIMULATED_KEY, ExporterProcess
-from .test_status_page import ARTIFACTS, browser
+from .test_status_page import ARTIFACTS, browser, viewport
 from .test_status_page_layout import LANGUAGES, LAYOUT, SIZES
 
 HOUSE, COTTAGE = "12345678", "12345679"
@@ -89,9 +89,7 @@ def card_shown(driver: Any) -> Any:
 def test_the_prosumer_card_fits_and_speaks(exporter: Any, size: str, language: str) -> None:
     driver = browser(LANGUAGES[language])
     try:
-        driver.set_window_size(*SIZES[size])
-        width = driver.execute_script("return window.innerWidth")
-        driver.set_window_size(2 * SIZES[size][0] - width, SIZES[size][1])  # the inner width
+        viewport(driver, *SIZES[size])
         driver.get(exporter.url + "/")
         card = card_shown(driver)
         assert driver.execute_script("return window.innerWidth") == SIZES[size][0]

@@ -4,16 +4,16 @@ telegram in any form of the line grammar, or a binary frame (docs/receivers.md, 
 The receiver's thread owns the paho client, as the MQTT output's thread owns its own: `open`
 connects (`net.connect`: the broker's answer waited for) and subscribes, waiting for the broker's
 answer again; `read` drives paho's one network loop (waiting on its socket, then its reads,
-writes and keep-alive), waits `GATHER` after a message for more (one wake-up then serves many:
-a cold pass through paho costs more than the message), and then takes, for at most `DRAIN`
-seconds, whatever has arrived. Messages wait in the inbox
-for the receiver's framers; it holds at most `INBOX_LIMIT`, beyond which a message is dropped and
+writes and keep-alive). A message that finds it idle is followed by a wait of `GATHER` for more
+(one wake-up then serves many: a cold pass through paho costs more than the message); then, for
+at most `DRAIN` seconds, it takes whatever has arrived. Messages wait in the inbox for the
+receiver's framers; it holds at most `INBOX_LIMIT`, beyond which a message is dropped and
 counted (`dropped`), so a gateway's flood costs bounded memory and never stops the receiver. Each
 message is a stream of its own that ends with it, named by its gateway (`TopicFilters`); a
 retained message, which the broker kept from before the subscription, is an old telegram and is
-skipped. A lost
-connection is `BrokerGone` once the messages taken before it are handed over; the receiver
-reconnects after its backoff and subscribes again (a broker that restarted has forgotten us).
+skipped. A lost connection is `BrokerGone` once the messages taken before it are handed over; the
+receiver reconnects after its backoff and subscribes again (a broker that restarted has
+forgotten us).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 INBOX_LIMIT = 1000  # messages taken and not yet handed to the receiver; beyond it, dropped
 GATHER = 0.01  # seconds a read waits after a message for more, so that one wake-up serves many
-DRAIN = 0.05  # seconds a read goes on taking messages that have already arrived
+DRAIN = 0.02  # seconds a read goes on taking messages that have already arrived
 STEP = 0.1  # seconds between looks at the broker's answer (and at a stop) while subscribing
 MISC_EVERY = 1.0  # seconds between paho's keep-alive looks (its own loop makes one per turn)
 
@@ -126,8 +126,8 @@ class MqttSource(Source):
                 self._check(client.loop_write())
             if readable or not timeout:
                 self._check(client.loop_read())
-            if self._inbox:
-                self._stopping.wait(GATHER)  # let a few more come: one wake-up for them all
+            if self._inbox and not select.select([descriptor], [], [], 0)[0]:
+                self._stopping.wait(GATHER)  # idle till now: let a few more come, one wake-up
         now = time.monotonic()
         if now >= self._next_misc:
             self._next_misc = now + MISC_EVERY
