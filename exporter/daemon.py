@@ -6,11 +6,8 @@ and keys without dropping the receivers that did not change.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -41,7 +38,14 @@ from .outputs import (
     registry,
 )
 from .pipeline import Calendar, Intake, Output, Settlements, State
-from .plumbing import EVERY_INTERFACE, MissingExtra, interface_addresses, parse_listen
+from .plumbing import (
+    EVERY_INTERFACE,
+    MissingExtra,
+    collector_paused,
+    interface_addresses,
+    limit_malloc_arenas,
+    parse_listen,
+)
 from .receivers import Receiver, ReceiverSpec, ReceiverStats, build_receiver
 from .web import (
     Ingress,
@@ -149,7 +153,21 @@ class Exporter:
         self.receivers: dict[ReceiverSpec, Receiver] = {}
         self.reloads = ConfigReloads(True, self.started_at)
         self.state.reconfigure(config.stale_after, config.meters)
-        self.calendar.reconfigure(config.timezone, config.prices, config.meter_ids)
+        self.calendar.reconfigure(
+            config.timezone, config.prices, config.meter_ids, config.forget_after
+        )
+        collector = ExporterCollector(
+            self.state,
+            self.receiver_stats,
+            lambda: list(self.outputs.values()),
+            self.reloads,
+            self.calendar,
+        )
+        collectors = registry(collector)
+        collectors.register(SettlementCollector(self.settlements, self.state))
+        self.exposition = Exposition(
+            self.state, collectors, calendar=self.calendar, periods=config.prometheus.periods
+        )
 
     def start(self) -> None:
         self.calendar.start()
@@ -201,7 +219,10 @@ class Exporter:
         old, self.config = self.config, config
         self.intake.reconfigure(config)
         self.state.reconfigure(config.stale_after, config.meters)
-        self.calendar.reconfigure(config.timezone, config.prices, config.meter_ids)
+        self.calendar.reconfigure(
+            config.timezone, config.prices, config.meter_ids, config.forget_after
+        )
+        self.exposition.reconfigure(periods=config.prometheus.periods)
         self.settlements.reconfigure(config)
         meters = {m.meter_id: m.name for m in config.meters}
         for output in self.intake.outputs:
@@ -264,41 +285,6 @@ class Exporter:
             private=private,
         )
 
-    def exposition(self) -> Exposition:
-        collector = ExporterCollector(
-            self.state,
-            self.receiver_stats,
-            lambda: list(self.outputs.values()),
-            self.reloads,
-            self.calendar,
-        )
-        collectors = registry(collector)
-        collectors.register(SettlementCollector(self.settlements, self.state))
-        return Exposition(self.state, collectors, calendar=self.calendar)
-
-
-#: glibc's mallopt parameter for the number of malloc arenas (malloc.h).
-M_ARENA_MAX = -8
-MALLOC_ARENAS = 2
-
-
-def limit_malloc_arenas() -> None:
-    """Two malloc arenas instead of glibc's eight per core: each HTTP thread that renders
-    `/metrics` would otherwise keep its own arena of freed megabytes (1,000 meters under 20
-    scrapers: RSS 150 MB, 87 MB with two). A MALLOC_ARENA_MAX set by the user wins; not glibc:
-    nothing to do."""
-    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
-        return
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and others have no mallopt
-        return
-    mallopt(M_ARENA_MAX, MALLOC_ARENAS)
-
 
 def say_warnings(config: Config) -> None:
     """What the configuration lets run but should be mended, a line each with the fix."""
@@ -324,10 +310,10 @@ def run(
     except WebConfigError as error:
         log.error("%s", error)
         return 2
-    exporter = Exporter(config)
-    exposition = exporter.exposition()
+    with collector_paused():  # a fleet's state: 20,000 meters at once
+        exporter = Exporter(config)
     routes = Routes(
-        lambda compressed: exposition.body(compressed=compressed),
+        lambda compressed: exporter.exposition.body(compressed=compressed),
         exporter.status,
         render,
         exporter.ready,
@@ -433,7 +419,8 @@ def _reload(exporter: Exporter, path: Path | None) -> None:
         config = load_config(path)
         if not config.receivers:
             raise ConfigError(str(path), [Problem(None, NO_RECEIVERS)])
-        exporter.apply(config)
+        with collector_paused():
+            exporter.apply(config)
     except ConfigError as error:
         exporter.reloads.successful = False
         log.error("configuration not reloaded, the previous one stays:\n%s", error)

@@ -4,6 +4,8 @@ across midnight, a restart, a price change, the tariff zone counting now."""
 from __future__ import annotations
 
 import json
+import logging
+import signal
 import subprocess
 import sys
 from datetime import date, datetime, timedelta
@@ -245,6 +247,76 @@ def test_an_unwritable_directory_is_reported_once_and_periods_go_on(
     assert kwh(figures(calendar, local(2026, 6, 11, 1, 0))["today"]) == pytest.approx(1.0)
 
 
+def test_a_meter_no_longer_configured_is_set_aside_and_comes_back_as_it_was(
+    tmp_path: Path,
+) -> None:
+    now = [local(2026, 6, 10, 12, 0)]
+    first = Calendar(directory=tmp_path, clock=lambda: now[0])
+    first.reconfigure(first.zone, first.prices, [METER, "87654321"])
+    meter = Meter(first)
+    meter.start(local(2026, 6, 1, 0, 0) - 60)
+    meter.run(local(2026, 6, 10, 12, 0), every=600)
+    before = figures(first, now[0])
+    first.reconfigure(first.zone, first.prices, ["87654321"])  # commented out
+    assert set(first.revisions()) == {"87654321"} and figures(first, now[0]) == {}
+    saved = json.loads((tmp_path / "calendar.json").read_text())
+    assert set(saved["meters"]) == {"87654321"}  # the file a save rewrites holds no more
+    aside = [json.loads(line) for line in (tmp_path / "calendar.unconfigured.jsonl").open()]
+    assert [(e["key"], e["since"]) for e in aside] == [(METER, now[0])]
+    first.stop()
+    second = Calendar(directory=tmp_path, clock=lambda: now[0])  # a restart, a day later
+    now[0] += 86400
+    second.reconfigure(second.zone, second.prices, ["87654321"])
+    assert set(second.revisions()) == {"87654321"}  # never loaded
+    second.reconfigure(second.zone, second.prices, [METER, "87654321"])  # back in
+    assert figures(second, local(2026, 6, 10, 12, 0)) == before
+    saved = json.loads((tmp_path / "calendar.json").read_text())
+    assert set(saved["meters"]) == {METER, "87654321"}
+    assert not (tmp_path / "calendar.unconfigured.jsonl").exists()
+
+
+def test_a_fleet_file_with_one_meter_configured_loads_one_and_sets_the_rest_aside(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The state directory of a 20,000-meter run, started with one meter (an upgrade from a
+    version that kept everyone in calendar.json): one is loaded, the rest set aside, and
+    forgotten after forget_after with one line."""
+    now = [local(2026, 6, 10, 12, 0)]
+    fleet = [f"3000{n:04d}" for n in range(50)]
+    first = Calendar(directory=tmp_path)
+    for key in fleet:
+        first.record(key, Meter(first).values(), now[0] - 3600)
+    first.flush(everything=True)
+    one = Calendar(directory=tmp_path, clock=lambda: now[0])
+    one.reconfigure(one.zone, one.prices, [fleet[0]], forget_after=10 * 86400)
+    assert set(one.revisions()) == {fleet[0]}
+    assert set(json.loads((tmp_path / "calendar.json").read_text())["meters"]) == {fleet[0]}
+    assert len((tmp_path / "calendar.unconfigured.jsonl").read_text().splitlines()) == 49
+    now[0] += 10 * 86400 + 1
+    with caplog.at_level(logging.INFO):
+        one.start()
+        assert wait_until(lambda: not (tmp_path / "calendar.unconfigured.jsonl").exists(), 10)
+        one.stop()
+    said = [r.getMessage() for r in caplog.records if "forgot" in r.getMessage()]
+    assert said == [
+        "calendar.unconfigured.jsonl: forgot 49 of the meters no longer configured (set aside "
+        "more than 10 days ago)"
+    ]
+
+
+def test_entries_the_disk_will_not_set_aside_stay_in_the_calendar_file(tmp_path: Path) -> None:
+    (tmp_path / "calendar.unconfigured.jsonl").mkdir()  # a directory in its place: cannot write
+    calendar = Calendar(directory=tmp_path)
+    calendar.reconfigure(calendar.zone, calendar.prices, [METER, "87654321"])
+    Meter(calendar).start(local(2026, 6, 10, 12, 0))
+    calendar.reconfigure(calendar.zone, calendar.prices, ["87654321"])
+    saved = json.loads((tmp_path / "calendar.json").read_text())
+    assert METER in saved["meters"] and saved["meters"][METER]["latest"] is not None
+    assert set(calendar.revisions()) == {"87654321"}
+    calendar.reconfigure(calendar.zone, calendar.prices, [METER, "87654321"])
+    assert calendar.revisions()[METER] >= 0 and figures(calendar, local(2026, 6, 10, 13, 0))
+
+
 PRICES = Prices(
     (
         PriceEntry(date(2026, 1, 1), ((1, TariffPrice(0.6, 0.3)), (2, TariffPrice(0.4, 0.1))), 0.2),
@@ -469,3 +541,43 @@ def test_check_config_lists_every_price_problem_with_its_line(tmp_path: Path) ->
             lines,
         )
     assert lines[-1] == f"{len(expected)} problem(s) found."
+
+
+def test_a_reload_sets_a_removed_meter_aside_and_brings_it_back(
+    start_exporter: Start, tmp_path: Path
+) -> None:
+    """A meter commented out keeps its periods: the reload that removes it moves its entry out
+    of calendar.json (and out of the running exporter), the one that brings it back restores
+    its periods where they began."""
+    home = f'  - id: "12345678"\n    key: "{SIMULATED_KEY}"\n    name: home\n'
+    other = f'  - id: "12345679"\n    key: "{SIMULATED_KEY}"\n    name: other\n'
+    rest = "receivers:\n  - type: simulator\n    interval: 1\n"
+    exporter = start_exporter(f"meters:\n{home}{other}{rest}")
+    state = exporter.directory / "state"
+
+    def home_meter() -> dict[str, Any] | None:
+        return next((m for m in exporter.status()["meters"] if m["name"] == "home"), None)
+
+    def started_at(found: dict[str, Any]) -> dict[str, float]:
+        register = found["values"]["energy_imported_kwh"]
+        return {
+            name: round(register - period["energy_imported_kwh"], 3)
+            for name, period in found["periods"].items()
+        }
+
+    assert wait_until(lambda: (home_meter() or {}).get("telegrams", 0) >= 3, 30), exporter.log()
+    before = started_at(home_meter() or {})
+    exporter.config_path.write_text(f"meters:\n{other}{rest}")
+    exporter.signal(signal.SIGHUP)
+    assert wait_until(lambda: home_meter() is None, 20), exporter.log()
+    assert wait_until((state / "calendar.unconfigured.jsonl").exists, 10)
+    aside = [json.loads(line) for line in (state / "calendar.unconfigured.jsonl").open()]
+    assert [entry["key"] for entry in aside] == ["12345678"]
+    assert "12345678" not in json.loads((state / "calendar.json").read_text())["meters"]
+    _, metrics = exporter.get("/metrics")
+    assert b'meter_id="12345678"' not in metrics
+    exporter.config_path.write_text(f"meters:\n{home}{other}{rest}")
+    exporter.signal(signal.SIGHUP)
+    assert wait_until(lambda: (home_meter() or {}).get("telegrams", 0) >= 1, 20), exporter.log()
+    assert started_at(home_meter() or {}) == before  # the periods did not start again
+    assert not (state / "calendar.unconfigured.jsonl").exists()

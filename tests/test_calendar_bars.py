@@ -25,8 +25,8 @@ from prometheus_client import generate_latest
 
 from exporter.amiplus.clock import WARSAW
 from exporter.config.prices import PriceEntry, Prices, TariffPrice
+from exporter.outputs import ConfigReloads, ExporterCollector, Exposition, registry
 from exporter.outputs.influx import point
-from exporter.outputs.prometheus import ConfigReloads, ExporterCollector, Exposition, registry
 from exporter.pipeline.calendar import Calendar, midnight, period_start
 from exporter.pipeline.state import State
 

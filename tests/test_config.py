@@ -101,6 +101,18 @@ timezone: Europe/Atlantis
             "mode must be one of t1, c1+t1",
         ),
         (GOOD + "state:\n  stale_after: -5\n", "stale_after must be between 1 and 604800"),
+        (
+            GOOD + "state:\n  forget_after_days: 0\n",
+            "amiplus.yml:10: state forget_after_days must be between 1 and 3660, not 0",
+        ),
+        (
+            GOOD + "prometheus:\n  periods: sometimes\n",
+            "amiplus.yml:10: prometheus periods must be true or false, not 'sometimes'",
+        ),
+        (
+            GOOD + "prometheus:\n  period: false\n",
+            "amiplus.yml:10: prometheus: unknown key 'period'; did you mean 'periods'?",
+        ),
         (GOOD + "log:\n  level: chatty\n", "log level must be one of debug, info, warning, error"),
         (GOOD + "influxdb:\n  url: ftp://x\n", "influxdb url must start with http:// or https://"),
         (GOOD + "influxdb:\n  url: http://x:8086\n", "api v2 needs a bucket"),
@@ -119,6 +131,14 @@ timezone: Europe/Atlantis
 )
 def test_each_kind_of_problem(text: str, message: str) -> None:
     assert any(message in p for p in problems(text)), problems(text)
+
+
+def test_what_prometheus_shows_and_how_long_unconfigured_meters_are_kept() -> None:
+    default = parse_config(GOOD, env={})
+    assert default.prometheus.periods and default.forget_after == 40 * 86400
+    text = GOOD + "prometheus:\n  periods: false\nstate:\n  forget_after_days: 1.5\n"
+    config = parse_config(text, env={})
+    assert not config.prometheus.periods and config.forget_after == 1.5 * 86400
 
 
 @pytest.mark.parametrize(

@@ -425,7 +425,7 @@ log:
 
 ARENA_PROBE = """
 import ctypes, sys, threading
-from exporter.daemon import limit_malloc_arenas
+from exporter.plumbing import limit_malloc_arenas
 if sys.argv[1] == "limited":
     limit_malloc_arenas()
 barrier = threading.Barrier(8)

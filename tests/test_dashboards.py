@@ -25,8 +25,8 @@ from exporter.amiplus.clock import WARSAW
 from exporter.amiplus.fields import Shape
 from exporter.config import InfluxConfig, parse_config
 from exporter.config.prices import PriceEntry, Prices, TariffPrice
+from exporter.outputs import ConfigReloads, ExporterCollector, Exposition, registry
 from exporter.outputs.influx import InfluxOutput
-from exporter.outputs.prometheus import ConfigReloads, ExporterCollector, Exposition, registry
 from exporter.outputs.settlement import SettlementCollector
 from exporter.pipeline.calendar import Calendar
 from exporter.pipeline.handoff import MeterUpdate

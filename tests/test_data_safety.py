@@ -156,7 +156,10 @@ def test_a_full_disk_under_the_spool_is_counted_logged_once_and_recovers(
         log = exporter.log()
         full_lines = [line for line in log.splitlines() if 'reason="disk_full"' in line]
         assert len(full_lines) == 1, full_lines  # one clear line, with the fix
-        assert "No space left on device" in full_lines[0] and "free space" in full_lines[0]
+        assert (
+            "No space left on device" in full_lines[0]
+            and "Free space on that disk" in full_lines[0]
+        )
         assert "Traceback" not in log
         # Space returns, then InfluxDB: the output recovers by itself.
         filler.unlink()

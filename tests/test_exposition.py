@@ -7,6 +7,7 @@ deliberate change: UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_exposition.py
 from __future__ import annotations
 
 import datetime
+import gzip
 import math
 import os
 import re
@@ -21,13 +22,8 @@ from prometheus_client.registry import Collector
 
 from exporter.amiplus.reading import MeterReading
 from exporter.config.prices import PriceEntry, Prices, TariffPrice
-from exporter.outputs.prometheus import (
-    ConfigReloads,
-    ExporterCollector,
-    Exposition,
-    registry,
-    sample_value,
-)
+from exporter.outputs import ConfigReloads, ExporterCollector, Exposition, registry
+from exporter.outputs.prometheus import sample_value
 from exporter.pipeline.calendar import Calendar
 from exporter.pipeline.handoff import MeterUpdate, Output
 from exporter.pipeline.state import State
@@ -50,7 +46,7 @@ class CountingOutput(Output):
         yield CounterMetricFamily("amiplus_counting_total", "An output's own count.", value=3)
 
 
-def exposition() -> str:
+def exposition(*, periods: bool = True) -> str:
     state = State(stale_after_seconds=600)
     home_config = configured_meter("12345678", 'home "main"', "block B, staircase 2", 14_000.0)
     state.reconfigure(600, [home_config, configured_meter("87654321", "garage")])
@@ -118,7 +114,13 @@ def exposition() -> str:
     )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
-    body = Exposition(state, registry, clock=lambda: 1_782_043_200.0, calendar=calendar).render()
+    metrics = Exposition(
+        state, registry, clock=lambda: 1_782_043_200.0, calendar=calendar, periods=periods
+    )
+    body = metrics.render()
+    whole = gzip.decompress(metrics.body(compressed=True)).decode()
+    assert metrics.body().decode() == whole  # the plain answer is the gzip body expanded
+    assert whole.startswith(body)  # the registry's families follow the meters'
     body += generate_latest(registry).decode()
     build = r"amiplus_exporter_build_info\{[^}]*\}"  # versions differ between machines
     return re.sub(build, 'amiplus_exporter_build_info{python_version="X",version="X"}', body)
@@ -129,6 +131,25 @@ def test_the_exposition_matches_the_golden_file() -> None:
     if os.environ.get("UPDATE_GOLDEN"):
         GOLDEN.write_text(body)
     assert body == GOLDEN.read_text(), "run with UPDATE_GOLDEN=1 to accept a deliberate change"
+
+
+def test_without_periods_only_the_meters_period_families_go() -> None:
+    """`prometheus: periods: false`: a fleet's recording rules sum registers instead."""
+    full = {f.name: f for f in text_string_to_metric_families(exposition())}
+    lean = {f.name: f for f in text_string_to_metric_families(exposition(periods=False))}
+    gone = {
+        "amiplus_energy_imported_period_joules",
+        "amiplus_energy_exported_period_joules",
+        "amiplus_energy_imported_tariff_period_joules",
+        "amiplus_period_cost_pln",
+        "amiplus_period_export_value_pln",
+        "amiplus_period_partial",
+        "amiplus_meter_active_tariff",
+    }
+    assert set(full) - set(lean) == gone
+    for name, family in lean.items():
+        if name not in ("amiplus_exporter_build_info", "python_gc_objects_collected"):
+            assert family == full[name], name
 
 
 def test_infinities_and_not_a_number_are_written_as_the_text_format_says() -> None:

@@ -11,8 +11,8 @@ from exporter.amiplus import fields
 from exporter.amiplus.fields import Field, MetricType, Shape
 from exporter.amiplus.reading import read_meter
 from exporter.config import Config, InfluxConfig
+from exporter.outputs import ConfigReloads, ExporterCollector, Exposition, registry
 from exporter.outputs.influx import InfluxOutput, point
-from exporter.outputs.prometheus import ConfigReloads, ExporterCollector, Exposition, registry
 from exporter.pipeline.handoff import MeterUpdate
 from exporter.pipeline.state import State
 from exporter.web.status import status

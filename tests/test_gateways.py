@@ -85,7 +85,7 @@ class House:
         assert meter.receptions[receiver].rssi_dbm == rssi
 
     def metrics(self) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-        body = self.exporter.exposition().body(compressed=False).decode()
+        body = self.exporter.exposition.body(compressed=False).decode()
         out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
         for family in text_string_to_metric_families(body):
             for sample in family.samples:

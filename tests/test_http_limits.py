@@ -9,6 +9,7 @@ import http.client
 import os
 import resource
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from exporter.web.server import WebServer
 
 from .conftest import basic_auth, closed_by_peer, routes, wait_until
 from .servers import Start
+from .test_daemon import _certificates
 
 IDLE_CONNECTIONS = 1000
 
@@ -254,3 +256,24 @@ def test_a_request_waiting_too_long_for_bcrypt_is_told_to_retry(
     response.read()
     connection.close()
     first.join(10)
+
+
+@pytest.mark.integration
+def test_writes_leave_at_once_from_the_tls_handshake_on(tmp_path: Path) -> None:
+    """TCP_NODELAY from the accept on: Nagle's algorithm would hold the second write of a TLS
+    handshake's flight for the client's ACK (a tail of tens of milliseconds per connection)."""
+    _certificates(tmp_path)
+    (tmp_path / "web.yml").write_text(
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+    )
+    server = WebServer(("127.0.0.1", 0), routes(), SecurityFile(tmp_path / "web.yml"))
+    try:
+        with socket.create_connection(("127.0.0.1", server.server_address[1])):
+            accepted, _ = server.get_request()
+            try:
+                assert isinstance(accepted, ssl.SSLSocket)  # not yet shaken hands
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            finally:
+                accepted.close()
+    finally:
+        server.server_close()

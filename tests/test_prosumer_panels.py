@@ -22,7 +22,7 @@ from prometheus_client import generate_latest
 
 from exporter.amiplus.clock import WARSAW
 from exporter.config import Config, parse_config
-from exporter.outputs.prometheus import ConfigReloads, ExporterCollector, Exposition, registry
+from exporter.outputs import ConfigReloads, ExporterCollector, Exposition, registry
 from exporter.outputs.settlement import SettlementCollector
 from exporter.pipeline.calendar import Calendar
 from exporter.pipeline.settlement import Settlements

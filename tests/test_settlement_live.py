@@ -1,10 +1,12 @@
 """The ledgers in the running exporter: kept per settled meter in `settlement.json` of the state
-directory (atomically, across restarts, a meter no longer configured set aside, not loaded),
-fed by the intake for settled meters only, repriced when market prices arrive."""
+directory (atomically, across restarts), a meter no longer settled set aside in
+`settlement.unconfigured.jsonl` (not loaded, taken back, forgotten after forget_after_days), fed
+by the intake for settled meters only, repriced when market prices arrive."""
 
 from __future__ import annotations
 
 import json
+import logging
 import stat
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ from typing import Any
 import pytest
 
 from exporter.config import Config, parse_config
-from exporter.pipeline.settlement import STATE_FILE, Settlements
+from exporter.pipeline.settlement import ASIDE_FILE, STATE_FILE, Settlements
 
 from .conftest import wait_until
 from .prosumer_model import local_time
@@ -32,13 +34,15 @@ receivers:
 """
 
 
-def config(directory: Path, extra: str = "", meters: str = METERS) -> Config:
+def config(directory: Path, extra: str = "", meters: str = METERS, state: str = "") -> Config:
+    """`meters` with the state in `directory` (and `state`'s further options), prices from a
+    file and `extra`."""
     prices = directory / "prices.csv"
     if not prices.exists():
         prices.write_text("start,minutes,pln_per_mwh\n2025-06-01T10:00:00+02:00,60,500\n")
     return parse_config(
         meters
-        + f"state: {{directory: {directory / 'state'}}}\n"
+        + f"state: {{directory: {directory / 'state'}{state}}}\n"
         + f"market_prices: {{source: file, file: {prices}}}\n"
         + extra,
         env={},
@@ -79,10 +83,66 @@ def test_the_ledgers_survive_a_restart_and_a_meter_removed_is_set_aside(tmp_path
     without = config(tmp_path, meters=METERS.replace("settlement: {scheme: net-billing}", ""))
     second.reconfigure(without)
     assert second.view("12345678") is None  # not loaded ...
-    second.flush(everything=True)
-    assert set(json.loads(path.read_text())["meters"]) == {"12345678"}  # ... but kept
-    second.reconfigure(config(tmp_path))
-    assert second.view("12345678") == before
+    assert json.loads(path.read_text())["meters"] == {}  # ... nor in the file a save rewrites
+    (aside,) = [json.loads(line) for line in (tmp_path / "state" / ASIDE_FILE).open()]
+    assert (aside["key"], aside["since"]) == ("12345678", now[0])  # ... but kept aside
+    third = Settlements(without, clock=lambda: now[0])  # a restart without it: still aside
+    assert third.keys() == [] and (tmp_path / "state" / ASIDE_FILE).exists()
+    third.reconfigure(config(tmp_path))  # back in
+    assert third.view("12345678") == before
+    assert set(json.loads(path.read_text())["meters"]) == {"12345678"}
+    assert not (tmp_path / "state" / ASIDE_FILE).exists()
+
+
+def settled(count: int) -> str:
+    """`count` meters, each with a settlement."""
+    return "meters:\n" + "".join(
+        f'  - {{id: "3000{n:04d}", key: "{SIMULATED_KEY}", settlement: {{scheme: net-billing}}}}\n'
+        for n in range(count)
+    )
+
+
+def test_a_fleet_file_with_one_meter_settled_loads_one_and_forgets_the_rest(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The state directory of a run with many settled meters, started with one: one ledger is
+    loaded, the rest set aside, and forgotten after forget_after_days with one line."""
+    now = [local_time(2025, 6, 1, 12, 30)]
+    fleet = Settlements(config(tmp_path, meters=settled(5)), clock=lambda: now[0])
+    for n in range(5):
+        fleet.record(f"3000{n:04d}", values(100.0, 10.0), now[0] - 600)
+    fleet.stop()
+    one = config(tmp_path, meters=settled(1), state=", forget_after_days: 10")
+    assert one.forget_after == 10 * 86400
+    single = Settlements(one, clock=lambda: now[0])
+    assert single.keys() == ["30000000"] and single.view("30000000") is not None
+    assert set(json.loads((tmp_path / "state" / STATE_FILE).read_text())["meters"]) == {"30000000"}
+    assert len((tmp_path / "state" / ASIDE_FILE).read_text().splitlines()) == 4
+    now[0] += 10 * 86400 + 1
+    with caplog.at_level(logging.INFO):
+        single.start()
+        assert wait_until(lambda: not (tmp_path / "state" / ASIDE_FILE).exists(), 10)
+        single.stop()
+    said = [r.getMessage() for r in caplog.records if "forgot" in r.getMessage()]
+    assert said == [
+        f"{ASIDE_FILE}: forgot 4 of the meters no longer settled (set aside more than 10 days ago)"
+    ]
+
+
+def test_ledgers_the_disk_will_not_set_aside_stay_in_the_settlement_file(tmp_path: Path) -> None:
+    now = [local_time(2025, 6, 1, 12, 30)]
+    settlements = Settlements(config(tmp_path), clock=lambda: now[0])
+    feed(settlements, local_time(2025, 6, 1, 9), 3)
+    before = settlements.view("12345678")
+    (tmp_path / "state" / ASIDE_FILE).mkdir(parents=True)  # a directory in its place: no write
+    settlements.reconfigure(
+        config(tmp_path, meters=METERS.replace("settlement: {scheme: net-billing}", ""))
+    )
+    assert settlements.keys() == []
+    saved = json.loads((tmp_path / "state" / STATE_FILE).read_text())["meters"]
+    assert set(saved) == {"12345678"} and saved["12345678"]["balancer"]["latest"]
+    settlements.reconfigure(config(tmp_path))
+    assert settlements.view("12345678") == before
 
 
 def test_prices_that_arrive_value_the_hours_that_waited(tmp_path: Path) -> None:

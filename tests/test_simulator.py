@@ -258,7 +258,7 @@ def test_a_new_row_reaches_the_exporters_state_and_metrics(water_row: Field) -> 
     (state,) = exporter.state.snapshot()
     assert state.values["water_m3"] == decoded[-1] and state.telegrams == 4
     assert exporter.status()["meters"][0]["values"]["water_m3"] == decoded[-1]
-    text = exporter.exposition().render()
+    text = exporter.exposition.render()
     (water,) = [
         f for f in text_string_to_metric_families(text) if f.name == "amiplus_water_cubic_meters"
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,13 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.amiplus.families import FAMILIES_BY_NAME
 from exporter.amiplus.reading import read_meter
 from exporter.amiplus.simulated import DEFAULT_KEY, SimulatedMeter
-from exporter.outputs.prometheus import (
-    MAX_AGE,
-    ConfigReloads,
-    ExporterCollector,
-    Exposition,
-    registry,
-)
+from exporter.outputs import ConfigReloads, ExporterCollector, Exposition, registry
+from exporter.outputs.exposition import MAX_AGE
 from exporter.pipeline.state import State, stale_after
 from exporter.receivers import ReceiverStats
 from exporter.wmbus import MeterKey, decode
@@ -161,11 +157,14 @@ def test_new_telegrams_change_the_cached_lines_and_bodies_are_shared(
     assert families(metrics.render())["amiplus_power_imported_watts"][0][1] == 5.0
     state.record("12345678", "home", reading(power_imported_w=6.0), 1995.0, "stick")
     assert families(metrics.render())["amiplus_power_imported_watts"][0][1] == 6.0
-    first = metrics.body()
+    first = metrics.body(compressed=True)
+    assert first[:2] == b"\x1f\x8b"
     state.record("12345678", "home", reading(power_imported_w=7.0), 1996.0, "stick")
-    assert metrics.body() is first  # within MAX_AGE: the same body
+    assert metrics.body(compressed=True) is first  # within MAX_AGE: the same body
     assert MAX_AGE <= 1.0
-    assert metrics.body(compressed=True)[:2] == b"\x1f\x8b"
+    plain = metrics.body()
+    assert plain == gzip.decompress(first)  # a plain answer is the same body expanded
+    assert families(plain.decode())["amiplus_power_imported_watts"][0][1] == 6.0
 
 
 def test_history_keeps_one_point_per_step_and_wraps() -> None:

@@ -24,7 +24,7 @@ from exporter.amiplus.simulated import SimulatedMeter
 from exporter.cli import main
 from exporter.config import parse_config
 from exporter.outputs.spool import Spool
-from exporter.pipeline.calendar import Store
+from exporter.pipeline.calendar_file import Store
 from exporter.pipeline.dedupe import Deduplicator
 from exporter.pipeline.intake import Intake
 from exporter.pipeline.state import State

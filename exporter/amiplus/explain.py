@@ -266,6 +266,111 @@ def meters_pl(count: int) -> str:
     return f"{count} liczniki" if few else f"{count} liczników"
 
 
+_UNREACHABLE = Advice(
+    "Check that InfluxDB runs and that `url:` points at it; the readings are sent as soon as "
+    "it answers.",
+    "Sprawdź, czy InfluxDB działa i czy `url:` na nią wskazuje; odczyty zostaną wysłane, gdy "
+    "tylko odpowie.",
+    "InfluxDB does not answer: readings wait in the spool.",
+    "InfluxDB nie odpowiada: odczyty czekają w kolejce na dysku.",
+)
+_ANSWERS_WITH_ERRORS = Advice(
+    "The exporter tries again by itself; the log says what InfluxDB answered.",
+    "Eksporter sam ponawia próby; w dzienniku jest odpowiedź InfluxDB.",
+    "InfluxDB answers with an error: readings wait in the spool.",
+    "InfluxDB odpowiada błędem: odczyty czekają w kolejce na dysku.",
+)
+_SPOOL_ERROR = Advice(
+    "Make the spool directory writable for the exporter's user and check the disk "
+    "(read-only, unmounted, failing); the exporter resumes by itself.",
+    "Nadaj użytkownikowi eksportera prawo zapisu do katalogu kolejki i sprawdź dysk (tylko "
+    "do odczytu, odmontowany, uszkodzony); eksporter wznowi zapis sam.",
+    "The InfluxDB spool cannot be written (read-only, missing or failing disk): readings "
+    "for InfluxDB are dropped (and counted).",
+    "Nie można zapisać kolejki InfluxDB (dysk tylko do odczytu, brak katalogu lub awaria): "
+    "odczyty dla InfluxDB są pomijane (i liczone).",
+)
+_INVALID = Advice(
+    "The log says what InfluxDB did not accept (often a field whose type changed).",
+    "W dzienniku jest, czego InfluxDB nie przyjęła (często pole, którego typ się zmienił).",
+    "InfluxDB refused a batch as invalid: it is kept in the spool's rejected/ folder and "
+    "not sent again.",
+    "InfluxDB odrzuciła paczkę jako błędną: leży w folderze rejected/ kolejki i nie będzie "
+    "wysłana ponownie.",
+)
+_BROKER_UNREACHABLE = Advice(
+    "Check that the broker runs and the `host:` and `port:` of `mqtt:`; the exporter keeps trying.",
+    "Sprawdź, czy broker działa, oraz `host:` i `port:` w sekcji `mqtt:`; eksporter ponawia próby.",
+    "The MQTT broker cannot be reached.",
+    "Nie można połączyć się z brokerem MQTT.",
+)
+
+#: What keeps an output from working, by `output:reason` (the spool's problem, or the reason of
+#: the failed write or connection that an output's status gives; web/status.py reads them).
+OUTPUT_ADVICE: dict[str, Advice] = {
+    "influxdb:disk_full": Advice(
+        "Free space on that disk, or give `spool:` a directory on a larger one; the exporter "
+        "resumes by itself.",
+        "Zwolnij miejsce na tym dysku albo wskaż w `spool:` katalog na większym; eksporter "
+        "wznowi zapis sam.",
+        "The disk under the InfluxDB spool is full: readings for InfluxDB are dropped (and "
+        "counted).",
+        "Dysk z kolejką InfluxDB jest pełny: odczyty dla InfluxDB są pomijane (i liczone).",
+    ),
+    "influxdb:spool_error": _SPOOL_ERROR,
+    "influxdb:spool": _SPOOL_ERROR,  # a segment that could not be read
+    "influxdb:rejected": _INVALID,
+    "influxdb:too_large": _INVALID,
+    "influxdb:connection": _UNREACHABLE,
+    "influxdb:timeout": _UNREACHABLE,
+    "influxdb:unauthorized": Advice(
+        "Check `token:` (API v2) or `username:` and `password:` (API v1) of `influxdb:`.",
+        "Sprawdź `token:` (API v2) albo `username:` i `password:` (API v1) w sekcji `influxdb:`.",
+        "InfluxDB refuses the credentials: readings wait in the spool.",
+        "InfluxDB odrzuca dane logowania: odczyty czekają w kolejce na dysku.",
+    ),
+    "influxdb:not_found": Advice(
+        "Create the bucket (or database), or fix `bucket:` / `database:` of `influxdb:`.",
+        "Utwórz bucket (lub bazę) albo popraw `bucket:` / `database:` w sekcji `influxdb:`.",
+        "InfluxDB has no such bucket or database: readings wait in the spool.",
+        "InfluxDB nie ma takiego bucketu ani bazy: odczyty czekają w kolejce na dysku.",
+    ),
+    "influxdb:server_error": _ANSWERS_WITH_ERRORS,
+    "influxdb:rate_limited": _ANSWERS_WITH_ERRORS,
+    "influxdb:http_error": _ANSWERS_WITH_ERRORS,
+    "mqtt:connection": _BROKER_UNREACHABLE,
+    "mqtt:timeout": _BROKER_UNREACHABLE,
+    "mqtt:connection_lost": Advice(
+        "The exporter reconnects by itself; if this keeps happening, check the network and the "
+        "broker's log.",
+        "Eksporter połączy się ponownie sam; jeśli to się powtarza, sprawdź sieć i dziennik "
+        "brokera.",
+        "The connection to the MQTT broker was lost.",
+        "Połączenie z brokerem MQTT zostało przerwane.",
+    ),
+    "mqtt:tls": Advice(
+        "Check `tls:` of `mqtt:` (the port, usually 8883, and `ca_file:`).",
+        "Sprawdź `tls:` w sekcji `mqtt:` (port, zwykle 8883, i `ca_file:`).",
+        "The TLS connection to the MQTT broker failed.",
+        "Połączenie TLS z brokerem MQTT nie powiodło się.",
+    ),
+    "mqtt:unauthorized": Advice(
+        "Check `username:` and `password:` of `mqtt:` (in Home Assistant: the logins of the "
+        "Mosquitto broker add-on).",
+        "Sprawdź `username:` i `password:` w sekcji `mqtt:` (w Home Assistant: loginy dodatku "
+        "Mosquitto broker).",
+        "The MQTT broker refuses the username or password.",
+        "Broker MQTT odrzuca nazwę użytkownika lub hasło.",
+    ),
+    "mqtt:refused": Advice(
+        "Check that `client_id:` is used by no other client, and the broker's log.",
+        "Sprawdź, czy `client_id:` nie jest używany przez inny program, i dziennik brokera.",
+        "The MQTT broker refused the connection.",
+        "Broker MQTT odrzucił połączenie.",
+    ),
+}
+
+
 def advice(code: str, language: Language = "en") -> str:
     """What a user can do about an error code or rejection reason ('' when nothing)."""
     known = ADVICE.get(code)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..amiplus import STATE_UNWRITABLE, WARSAW
+from ..plumbing import collector_paused
 from ..receivers import ReceiverSpec
 from ..wmbus import shown
 from .addon import ADDON_SOURCE, OptionsTree, ServiceBroker, wants_broker
@@ -27,6 +28,7 @@ from .meters import MeterConfig, meters_section
 from .mqtt import DEFAULT_BASE_TOPIC, MqttConfig, mqtt_section
 from .places import check_directory, default_state_directory
 from .prices import PriceEntry, Prices, TariffPrice, prices_section
+from .prometheus import PrometheusConfig, prometheus_section
 from .reader import ConfigError, ConfigWarning, Problem, Reader, yaml_problem
 from .receivers import receivers_section
 from .settlement import (
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_BASE_TOPIC",
+    "FORGET_AFTER",
     "OUTPUT_SECTIONS",
     "Coefficient",
     "Config",
@@ -60,6 +63,7 @@ __all__ = [
     "PriceSource",
     "Prices",
     "Problem",
+    "PrometheusConfig",
     "QuarterSeries",
     "Scheme",
     "ServiceBroker",
@@ -77,12 +81,17 @@ OUTPUT_SECTIONS: dict[str, Callable[[Reader, Node], Any]] = {
     "influxdb": influx_section,
     "mqtt": mqtt_section,
 }
+#: Other sections read by a module of their own, each into the `Config` field of its name.
+SECTIONS: dict[str, Callable[[Reader, Node], Any]] = {
+    "prometheus": prometheus_section,
+}
 _TOP = (
     "meters",
     "meters_file",
     "receivers",
     "web",
     *OUTPUT_SECTIONS,
+    *SECTIONS,
     "timezone",
     "state",
     "prices",
@@ -92,7 +101,11 @@ _TOP = (
 )
 #: Sections that make a file enough for `settle` without receivers (the exporter needs them).
 SETTLE_ONLY = ("settlement", "market_prices")
-_STATE = ("directory", "stale_after", "dedupe_window")
+_STATE = ("directory", "stale_after", "dedupe_window", "forget_after_days")
+#: How long a meter no longer configured keeps its entries in the state directory (seconds), and
+#: what `forget_after_days` may say (a day to ten years).
+FORGET_AFTER = 40 * 86400.0
+FORGET_AFTER_DAYS = (1.0, 3660.0)
 _LOG = ("level", "format")
 
 
@@ -102,10 +115,12 @@ class Config:
     receivers: tuple[ReceiverSpec, ...]
     web: WebConfig = field(default_factory=WebConfig)
     outputs: Mapping[str, Any] = field(default_factory=dict)  # section name -> its settings
+    prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
     timezone: ZoneInfo = WARSAW
     stale_after: float | None = None  # None: derived from each meter's observed interval
     state_directory: Path | None = None  # None: calendar periods are kept in memory only
     warnings: tuple[ConfigWarning, ...] = ()  # what to mend, though the exporter can run
+    forget_after: float = FORGET_AFTER  # seconds, for meters no longer configured
     prices: Prices = field(default_factory=Prices)
     settlement: Settlement | None = None  # the settlement: section's own rules (for `settle`)
     market_prices: MarketPrices | None = None  # None: nothing is priced at the market
@@ -145,13 +160,16 @@ class Config:
 
 
 def _settings(reader: Reader, top: dict[str, Node]) -> dict[str, Any]:
-    """The optional sections: web, influxdb, mqtt, timezone, state, prices, log."""
+    """The optional sections: web, the outputs', `SECTIONS`, timezone, state, prices, log."""
     options: dict[str, Any] = {"state_directory": default_state_directory(reader.environment)}
     if "web" in top:
         options["web"] = web_section(reader, top["web"])
     options["outputs"] = {
         name: read(reader, top[name]) for name, read in OUTPUT_SECTIONS.items() if name in top
     }
+    options.update(
+        (name, read(reader, top[name])) for name, read in SECTIONS.items() if name in top
+    )
     zone = reader.optional(top, "timezone", reader.text, "the configuration")
     if zone is not None:
         try:
@@ -174,6 +192,12 @@ def _settings(reader: Reader, top: dict[str, Node]) -> dict[str, Any]:
         )
         if window is not None:
             options["dedupe_window"] = window
+        low, high = FORGET_AFTER_DAYS
+        days = reader.optional(
+            state, "forget_after_days", partial(reader.number, low=low, high=high), "state"
+        )
+        if days is not None:
+            options["forget_after"] = days * 86400
     check_directory(reader, state.get("directory"), options["state_directory"], STATE_UNWRITABLE)
     if "prices" in top:
         options["prices"] = prices_section(reader, top["prices"])
@@ -229,13 +253,14 @@ def parse_config(
 ) -> Config:
     """A configuration from YAML text; raises `ConfigError` listing every problem."""
     reader = Reader(os.environ if env is None else env, base or Path.cwd())
-    try:
-        root = reader.compose(text)
-    except reader.yaml.YAMLError as error:
-        raise ConfigError(source, [yaml_problem(error, text)]) from None
-    if root is None:
-        raise ConfigError(source, [Problem(None, "the file is empty; see README.md")])
-    return _read(reader, root, source)
+    with collector_paused():  # a fleet's file is 100,000 nodes
+        try:
+            root = reader.compose(text)
+        except reader.yaml.YAMLError as error:
+            raise ConfigError(source, [yaml_problem(error, text)]) from None
+        if root is None:
+            raise ConfigError(source, [Problem(None, "the file is empty; see README.md")])
+        return _read(reader, root, source)
 
 
 def _read(reader: Reader, root: Node, source: str) -> Config:

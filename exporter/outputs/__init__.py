@@ -8,9 +8,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..pipeline import Output
+from .exposition import Exposition
 from .influx import InfluxOutput
 from .mqtt import MqttOutput
-from .prometheus import ConfigReloads, ExporterCollector, Exposition, registry
+from .prometheus import ConfigReloads, ExporterCollector, registry
 from .settlement import SettlementCollector
 from .spool import unusable_entries
 

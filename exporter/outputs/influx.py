@@ -347,6 +347,7 @@ class InfluxOutput(Output):
         self.rejected_points = 0
         self.errors: Counter[str] = Counter()
         self.last_error = ""
+        self.error_reason = ""  # of the latest failed write, until one succeeds
         self.retry_at = 0.0
         self._warned_full = 0
         self._stop = threading.Event()
@@ -438,11 +439,11 @@ class InfluxOutput(Output):
         if outcome.accepted:
             self.spool.remove(segment)
             self.written += segment.points
-            self.last_error = ""
+            self.last_error = self.error_reason = ""
             self.retry_at = 0.0
             return outcome
         self.errors[outcome.reason] += 1
-        self.last_error = outcome.message
+        self.last_error, self.error_reason = outcome.message, outcome.reason
         if outcome.invalid:
             refused = outcome.refused(segment.points)
             where = self.spool.reject(segment)
@@ -532,5 +533,6 @@ class InfluxOutput(Output):
             "rejected_points": self.rejected_points,
             "errors": dict(self.errors),
             "last_error": self.last_error,
+            "error_reason": self.error_reason,
             "retry_at": self.retry_at or None,
         }

@@ -1,21 +1,19 @@
-"""Prometheus metrics (docs/contracts.md, section 4): the `/metrics` body, built at scrape time.
+"""Prometheus metrics (docs/contracts.md, section 4): what the `/metrics` body holds.
 
-Per-meter families come from the field table and are pre-rendered: the lines of a meter are
-formatted once per telegram and kept, so a scrape of thousands of meters joins strings instead
-of formatting 20,000 samples (prometheus_client's collector and `generate_latest` took 145 ms
-for 1,000 meters). Everything else (receivers, outputs, the configuration, the process and the
-platform) goes through a prometheus_client registry. Meter registers are counters carrying the
-meter's own value, never incremented here. A meter silent for longer than its `stale_after`
-loses its measurement series; `amiplus_meter_info` and the last-telegram timestamp stay, so
-alerts can tell "silent" from "never configured". Scrapes within one second share one body.
+Per-meter families come from the field table and are formatted here as text, a meter at a time,
+when the meter changed (exposition.py keeps them and builds the body), so a scrape of thousands
+of meters does not format 20,000 samples (prometheus_client's collector and `generate_latest`
+took 145 ms for 1,000 meters). Everything else (receivers, outputs, the configuration, the
+process and the platform) goes through a prometheus_client registry. Meter registers are
+counters carrying the meter's own value, never incremented here. A meter silent for longer than
+its `stale_after` loses its measurement series; `amiplus_meter_info` and the last-telegram
+timestamp stay, so alerts can tell "silent" from "never configured".
 """
 
 from __future__ import annotations
 
-import gzip
 import math
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -26,7 +24,6 @@ from prometheus_client import (
     PROCESS_COLLECTOR,
     CollectorRegistry,
     Metric,
-    generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -47,7 +44,6 @@ from ..pipeline import (
 from ..pipeline import period_start as calendar_period_start
 from ..receivers import ErrorReason, ReceiverStats
 
-MAX_AGE = 1.0  # seconds a rendered body is served to further scrapes
 PYTHON_VERSION = ".".join(map(str, sys.version_info[:3]))
 
 Labels = tuple[tuple[str, str], ...]
@@ -456,93 +452,3 @@ def registry(collector: Collector) -> CollectorRegistry:
     for each in (collector, PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
         out.register(each)
     return out
-
-
-class Exposition:
-    """The `/metrics` body: fresh at most `MAX_AGE` old, rendered by one scrape at a time."""
-
-    def __init__(
-        self,
-        state: State,
-        collectors: CollectorRegistry,
-        clock: Callable[[], float] = time.time,
-        calendar: Calendar | None = None,
-    ) -> None:
-        self.state = state
-        self.collectors = collectors
-        self.clock = clock
-        self.calendar = calendar
-        self._rendered: dict[str, tuple[int, bool]] = {}  # per meter: (revision, stale)
-        self._measurements: dict[str, dict[str, str]] = {}  # per meter, while it is not stale
-        self._health: dict[str, dict[str, str]] = {}
-        self._periods: dict[str, tuple[tuple[int, float, bool], dict[str, str]]] = {}
-        self._lock = threading.Lock()
-        self._rendered_at = -MAX_AGE
-        self._body = b""
-        self._gzipped: bytes | None = None
-
-    def body(self, *, compressed: bool = False) -> bytes:
-        """The exposition (gzip-compressed if asked), rendered again when older than a second."""
-        with self._lock:
-            now = time.monotonic()
-            if now - self._rendered_at >= MAX_AGE:
-                self._body = self.render().encode() + generate_latest(self.collectors)
-                self._gzipped = None
-                self._rendered_at = now
-            if not compressed:
-                return self._body
-            if self._gzipped is None:
-                self._gzipped = gzip.compress(self._body, compresslevel=5)
-            return self._gzipped
-
-    def render(self) -> str:
-        """The per-meter families (the registry's follow them in `body`); a meter's lines are
-        formatted again only when it changed."""
-        now = self.clock()
-        known = families()
-        measurements: dict[str, list[str]] = {
-            f.name: [] for f in (*known.measurements, *known.calendar)
-        }
-        health: dict[str, list[str]] = {family.name: [] for family in HEALTH}
-        calendar = self.calendar
-        day = midnight(local_day(now, calendar.zone), calendar.zone) if calendar else 0.0
-        scraped = self.state.scrape(now, self._rendered)
-        for meter in scraped:
-            if meter.changed is not None:
-                self._rendered[meter.key] = (meter.revision, meter.stale)
-                self._health[meter.key] = health_lines(meter.changed, meter.stale)
-                lines = {} if meter.stale else measurement_lines(meter.changed)
-                self._measurements[meter.key] = lines
-            if not meter.stale:
-                for name, text in self._measurements[meter.key].items():
-                    measurements[name].append(text)
-                for name, text in self._meter_periods(meter.key, meter.meter_id, now, day).items():
-                    measurements[name].append(text)
-            for name, text in self._health[meter.key].items():
-                health[name].append(text)
-        if len(self._rendered) > len(scraped):  # meters removed by a reload
-            current = {meter.key for meter in scraped}
-            for cache in (self._rendered, self._measurements, self._health, self._periods):
-                for key in set(cache) - current:
-                    del cache[key]
-        headers = {f.name: f.header() for f in (*known.measurements, *known.calendar, *HEALTH)}
-        return "".join(
-            headers[name] + "".join(lines)
-            for name, lines in (*measurements.items(), *health.items())
-            if lines
-        )
-
-    def _meter_periods(self, key: str, meter_id: str, now: float, day: float) -> dict[str, str]:
-        """The meter's calendar samples, again when its calendar changed or a day (`day`, its
-        midnight) began."""
-        calendar = self.calendar
-        if calendar is None:
-            return {}
-        priced = calendar.priced
-        stamp = (calendar.revision(key), day, priced)
-        cached = self._periods.get(key)
-        if cached is None or cached[0] != stamp:
-            figures = calendar.figures(key, now)
-            lines = period_lines(meter_id, figures, calendar.active_tariff(key), priced)
-            cached = self._periods[key] = (stamp, lines)
-        return cached[1]

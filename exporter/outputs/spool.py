@@ -27,6 +27,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..amiplus import OUTPUT_ADVICE
 from ..plumbing import open_private, private_directory
 
 log = logging.getLogger(__name__)
@@ -37,13 +38,8 @@ SUFFIX = ".lp"
 REJECTED = "rejected"
 MS_FROM = 10**11  # a timestamp below this is in seconds: a segment spooled before ms precision
 
-#: Why readings were dropped on their way into the spool, and what the user should do.
+#: Why readings were dropped on their way into the spool (what to do: amiplus.OUTPUT_ADVICE).
 DISK_FULL, SPOOL_ERROR, SPOOL_FULL = "disk_full", "spool_error", "spool_full"
-_ADVICE = {
-    DISK_FULL: "free space on that disk or give `spool:` a directory on a larger one",
-    SPOOL_ERROR: "make the directory writable for the exporter's user and check the disk "
-    "(read-only, unmounted, failing)",
-}
 _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
@@ -246,12 +242,11 @@ class Spool:
         self.problem = reason
         log.error(
             "InfluxDB spool %s: %s; readings for InfluxDB are dropped and counted in "
-            'amiplus_influxdb_points_dropped_total{reason="%s"}. To fix: %s. The exporter '
-            "resumes by itself.",
+            'amiplus_influxdb_points_dropped_total{reason="%s"}. %s',
             self.directory,
             error.strerror or error,
             reason,
-            _ADVICE[reason],
+            OUTPUT_ADVICE[f"influxdb:{reason}"].en,
         )
 
     def _recovered(self) -> None:

@@ -15,14 +15,16 @@ spans a price change is split at it and its cost is again a difference of two sn
 The calendar is fed from the state: the intake hands it each reading right after the state
 accepted it (the meter's merged values), so it sees readings in the state's order and the
 outputs get the running cost with the same reading (InfluxDB writes it). It survives restarts:
-the snapshots of every meter live in one JSON file in the state directory, replaced
-atomically soon after a boundary passes, every few minutes while readings arrive, and at stop.
+the snapshots of every configured meter live in one JSON file in the state directory
+(calendar_file.py), replaced atomically soon after a boundary passes, every few minutes while
+readings arrive, and at stop. It follows the configuration: a meter no longer configured is set
+aside in a file of its own, never loaded, taken back if it returns and forgotten after
+`forget_after` (40 days by default).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import sys
 import threading
@@ -45,8 +47,9 @@ from ..amiplus import (
     period_start,
     table,
 )
-from ..config import Prices
-from ..plumbing import write_atomically
+from ..config import FORGET_AFTER, Prices
+from ..plumbing import SetAside, write_atomically
+from .calendar_file import Store
 
 #: The local calendar's helpers live in `amiplus.clock` (settlement counts in it too); the
 #: outputs still read them here.
@@ -117,12 +120,20 @@ class Mark:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Mark:
+        """A mark read from a file (keys as JSON gives them: one string object per key name
+        in a file, so thousands of meters share them)."""
         return cls(
             float(data["at"]),
-            {sys.intern(str(k)): float(v) for k, v in data["registers"].items()},
-            {sys.intern(str(k)): float(v) for k, v in data.get("money", {}).items()},
+            {k: float(v) for k, v in data["registers"].items()},
+            {k: float(v) for k, v in data.get("money", {}).items()},
             bool(data.get("partial", False)),
         )
+
+
+@functools.lru_cache(maxsize=64)
+def _day(text: str) -> date:
+    """A mark's day from a file: the few days every meter's marks fall on, made once."""
+    return date.fromisoformat(text)
 
 
 @dataclass(slots=True)
@@ -148,7 +159,7 @@ class MeterCalendar:
         latest = data.get("latest")
         return cls(
             Mark.from_json(latest) if latest else None,
-            {date.fromisoformat(k): Mark.from_json(v) for k, v in data.get("marks", {}).items()},
+            {_day(k): Mark.from_json(v) for k, v in data.get("marks", {}).items()},
             data.get("active_tariff"),
         )
 
@@ -215,60 +226,13 @@ class Figure:
         return _tariffs(self.energy, row)
 
 
-class Store:
-    """The calendar's file: every meter's marks in one JSON document, replaced atomically
-    (plumbing's `write_atomically`: a file 0600 in a directory 0700). One file, not one per
-    meter: a fleet's thousands of meters cost one write every few minutes and one read at
-    start. A directory that cannot be written is reported once and the calendar carries on in
-    memory."""
-
-    FORMAT = 2
-
-    def __init__(self, directory: Path | None) -> None:
-        self.path = directory / "calendar.json" if directory else None
-        self._failing = False
-
-    def load(self) -> dict[str, MeterCalendar]:
-        """Every meter's calendar in the file (none when there is no file or it is unreadable)."""
-        if self.path is None or not self.path.exists():
-            return {}
-        try:
-            document = json.loads(self.path.read_text())
-            if document.get("format") != self.FORMAT:
-                raise ValueError(f"format {document.get('format')!r}, not {self.FORMAT}")
-            return {
-                meter: MeterCalendar.from_json(data) for meter, data in document["meters"].items()
-            }
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-            log.warning(
-                "calendar file %s not read (%s): the periods start again from now", self.path, error
-            )
-            return {}
-
-    def save(self, meters: Mapping[str, dict[str, Any]]) -> bool:
-        """Replace the file with these meters' calendars."""
-        path = self.path
-        if path is None:
-            return True
-        try:
-            # dumps, not dump: json.dump streams through the pure-Python encoder (four times
-            # slower; 20,000 meters took 2 s of CPU)
-            text = json.dumps({"format": self.FORMAT, "meters": meters}, separators=(",", ":"))
-            write_atomically(path, text.encode())
-        except OSError as error:
-            if not self._failing:
-                log.warning(
-                    "cannot keep calendar periods in %s (%s): they start again when the exporter "
-                    "restarts; set state: directory: to a writable place",
-                    path.parent,
-                    error.strerror or error,
-                )
-            self._failing = True
-            return False
-        if self._failing:
-            log.info("calendar periods are kept in %s again", path.parent)
-        self._failing = False
-        return True
+def _calendar_of(key: str, entry: Any) -> MeterCalendar:
+    """A meter's calendar from its entry in a file; a damaged entry starts the periods again."""
+    try:
+        return MeterCalendar.from_json(entry)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        log.warning("meter %s: calendar entry not read (%s): its periods start again", key, error)
+        return MeterCalendar()
 
 
 class Calendar:
@@ -288,11 +252,23 @@ class Calendar:
         self.prices = prices or Prices()
         self.market = market  # a dynamic tariff's base: the market price at a time, PLN per kWh
         self.store = Store(directory)
+        self.aside = (
+            None
+            if directory is None
+            else SetAside(
+                directory / "calendar.unconfigured.jsonl",
+                FORGET_AFTER,
+                "the meters no longer configured",
+                write_atomically,
+                clock,
+            )
+        )
         self.clock = clock
         self._monotonic = monotonic  # when to save: seconds since the last save
         self.lock = threading.Lock()
+        self._files = threading.Lock()  # one writer of the state files at a time, in order
         self._meters: dict[str, MeterCalendar] = {}
-        self._saved: dict[str, MeterCalendar] = {}  # read from the file, until the meter is known
+        self._unplaced: dict[str, Any] = {}  # entries to set aside that the disk refused
         self._loaded = False
         self._saved_at = monotonic()
         self._changed = False  # a reading since the last save
@@ -316,10 +292,19 @@ class Calendar:
     def _flusher(self) -> None:
         while not self._stop.wait(FLUSH_POLL):
             self.flush()
+            if self.aside is not None:
+                with self._files:
+                    self.aside.expire()
 
     def flush(self, everything: bool = False) -> None:
         """Save when a meter crossed midnight (at most every `SAVE_SOON` seconds), when a
         reading came `SAVE_EVERY` seconds after the last save, and at stop (`everything`)."""
+        with self._files:
+            self._save(everything)
+
+    def _save(self, everything: bool) -> None:
+        """`flush` while holding `_files`, so that saves reach the disk in the order they were
+        made."""
         now = self._monotonic()
         with self.lock:
             waited = now - self._saved_at
@@ -329,37 +314,68 @@ class Calendar:
             if not due:
                 return
             document = {meter: calendar.as_json() for meter, calendar in self._meters.items()}
-            document.update(
-                (meter, calendar.as_json())
-                for meter, calendar in self._saved.items()
-                if meter not in document
-            )
+            document.update(self._unplaced)
             self._changed = self._marks_changed = False
             self._saved_at = now
         self.store.save(document)
 
     def meter(self, key: str) -> MeterCalendar:
-        """A meter's calendar, from the file on first use."""
+        """A meter's calendar (created on first use)."""
         calendar = self._meters.get(key)
         if calendar is None:
-            if not self._loaded:
-                self._saved, self._loaded = self.store.load(), True
-            calendar = self._saved.pop(key, None) or MeterCalendar()
-            self._meters[key] = calendar
+            calendar = self._meters[key] = MeterCalendar()
         return calendar
 
-    def reconfigure(self, zone: ZoneInfo, prices: Prices, keys: Iterable[str]) -> None:
+    def reconfigure(
+        self,
+        zone: ZoneInfo,
+        prices: Prices,
+        keys: Iterable[str],
+        forget_after: float = FORGET_AFTER,
+    ) -> None:
         """Take a configuration (at start and on reload): the zone, the prices, and the
-        configured meters, whose calendars are loaded so their periods show before they are
-        heard; meters no longer configured are set aside (they stay in the file for when they
-        come back)."""
+        configured meters, whose calendars are loaded (from the file, or from those set aside)
+        so their periods show before they are heard. Meters no longer configured are set aside
+        in their own file, never loaded, and forgotten `forget_after` seconds later."""
         kept = set(keys)
+        with self._files:
+            with self.lock:
+                self.zone, self.prices = zone, prices
+                leaving = {key: self._meters.pop(key).as_json() for key in set(self._meters) - kept}
+                stored = self._unplaced  # from the last time, or the file the first time
+                if not self._loaded:
+                    self._loaded, stored = True, self.store.load()
+                for key, entry in stored.items():
+                    if key in kept:
+                        self._meters[key] = _calendar_of(key, entry)
+                    else:
+                        leaving[key] = entry
+                coming = kept - set(self._meters)
+            back = self._set_aside(leaving, coming, forget_after)
+            if back or leaving:
+                self._save(everything=True)
+            if self.aside is not None:
+                self.aside.drop(back)
+
+    def _set_aside(
+        self, leaving: dict[str, Any], coming: set[str], forget_after: float
+    ) -> list[str]:
+        """Set the leaving meters' entries aside and take the coming ones' back (while holding
+        `_files`); the meters taken back. Entries the disk would not take stay in the calendar's
+        own file until it does."""
+        taken: dict[str, Any] = {}
+        refused: dict[str, Any] = {}
+        if self.aside is not None:
+            taken, refused = self.aside.exchange(leaving, coming, forget_after)
         with self.lock:
-            self.zone, self.prices = zone, prices
-            for key in set(self._meters) - kept:
-                self._saved[key] = self._meters.pop(key)
-            for key in kept:
+            self._unplaced = refused
+            back = [key for key in taken if key not in self._meters]  # none heard meanwhile
+            for key in back:
+                self._meters[key] = _calendar_of(key, taken[key])
+            for key in coming:
                 self.meter(key)
+            self._changed |= bool(back or leaving)
+        return back
 
     @property
     def priced(self) -> bool:
@@ -474,10 +490,10 @@ class Calendar:
             calendar = self._meters.get(key)
             return calendar.active_tariff if calendar else None
 
-    def revision(self, key: str) -> int:
+    def revisions(self) -> dict[str, int]:
+        """Every meter's revision: it changes whenever the meter's periods may have."""
         with self.lock:
-            calendar = self._meters.get(key)
-            return calendar.revision if calendar else -1
+            return {key: calendar.revision for key, calendar in self._meters.items()}
 
     def figures(self, key: str, now: float | None = None) -> list[Figure]:
         """The kept periods of a meter that can be told, as of `now`."""

@@ -5,8 +5,10 @@ that the fetcher brings (or a file gives).
 The ledgers are plain code (`exporter/settlement/`); this owner holds them under its lock, saves
 them to `<state directory>/settlement.json` (one file for every meter, replaced atomically:
 within a minute of an hour closing, every 5 minutes while readings arrive, and at stop), and
-runs the price fetcher. Meters without `settlement:` never reach it. A meter no longer
-configured is not loaded; its ledger stays in the file for `FORGET_AFTER`, should it come back.
+runs the price fetcher. Meters without `settlement:` never reach it. It follows the
+configuration as the calendar does: the ledger of a meter no longer settled is set aside in
+`settlement.unconfigured.jsonl` (plumbing's `SetAside`), never loaded, taken back if the meter
+returns and forgotten after `state: forget_after_days`.
 
 Outputs get a meter's figures (`view`) with the reading that changed them: `record` returns
 them when an hour closed, and with a meter's first reading after the start, a reload, prices
@@ -26,7 +28,7 @@ from typing import Any
 
 from ..amiplus import table
 from ..config import Config, ExportPrice, PriceSource, Scheme, Settlement
-from ..plumbing import read_state, write_atomically
+from ..plumbing import SetAside, read_state, write_atomically
 from ..settlement import (
     DayPrices,
     Ledger,
@@ -40,11 +42,11 @@ from ..settlement import (
 log = logging.getLogger(__name__)
 
 STATE_FILE = "settlement.json"
+ASIDE_FILE = "settlement.unconfigured.jsonl"  # the ledgers of meters no longer settled
 FORMAT = 1
 SAVE_SOON = 60.0  # seconds at least between saves when an hour closed
 SAVE_EVERY = 300.0  # seconds between saves while only the open hours moved
 FLUSH_POLL = 1.0
-FORGET_AFTER = 400 * 86400.0  # seconds a meter no longer configured keeps its ledger in the file
 
 
 def fetch_since(config: Config, today: date) -> date | None:
@@ -72,10 +74,23 @@ class Settlements:
         self.clock = clock
         self.lock = threading.Lock()
         self._zone = config.timezone
-        self._path = config.state_directory / STATE_FILE if config.state_directory else None
+        directory = config.state_directory
+        self._path = directory / STATE_FILE if directory else None
+        self._aside = (
+            None
+            if directory is None
+            else SetAside(
+                directory / ASIDE_FILE,
+                config.forget_after,
+                "the meters no longer settled",
+                write_atomically,
+                clock,
+            )
+        )
+        self._files = threading.Lock()  # one writer of the state files at a time, in order
         self._book = PriceBook()  # made by _configure
         self._ledgers: dict[str, Ledger] = {}
-        self._set_aside: dict[str, Any] = self._load()
+        self._unplaced: dict[str, Any] | None = None  # the file's, until the first configuration
         self._fetcher: PriceFetcher | None = None
         self._fetcher_key: tuple[Any, ...] | None = None
         self._changed = self._hour_closed = False
@@ -84,7 +99,7 @@ class Settlements:
         self._failing = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._configure(config)
+        self._follow(config)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -105,15 +120,48 @@ class Settlements:
     def reconfigure(self, config: Config) -> None:
         """A new configuration: rules, prices, meters kept or set aside, the fetcher."""
         previous = self._fetcher
-        with self.lock:
-            self._configure(config)
+        self._follow(config)
         if previous is not None and previous is not self._fetcher:
             previous.stop()
         if self._thread is not None and self._fetcher is not None and self._fetcher is not previous:
             self._fetcher.start()
 
+    def _follow(self, config: Config) -> None:
+        """Take a configuration: the prices and the fetcher, the ledgers of the settled meters
+        (kept, read from the file the first time, or taken back from those set aside), the
+        others set aside; saved at once when meters left or came back."""
+        wanted = {m.meter_id: m.settlement for m in config.settled if m.settlement is not None}
+        with self._files:
+            with self.lock:
+                self._configure(config)
+                leaving = {
+                    m: self._ledgers.pop(m).as_json() for m in set(self._ledgers) - set(wanted)
+                }
+                stored = self._load() if self._unplaced is None else self._unplaced
+                leaving.update((m, entry) for m, entry in stored.items() if m not in wanted)
+                coming = set(wanted) - set(self._ledgers) - set(stored)
+                taken: dict[str, Any] = {}
+                self._unplaced = {}
+                if self._aside is not None:
+                    taken, self._unplaced = self._aside.exchange(
+                        leaving, coming, config.forget_after
+                    )
+                for meter, rules in wanted.items():
+                    ledger = self._ledgers.get(meter)
+                    if ledger is None:
+                        saved = stored.get(meter) or taken.get(meter)
+                        ledger = self._ledgers[meter] = self._restored(meter, rules, saved)
+                    ledger.rules, ledger.book = rules, self._book
+                    ledger.reprice()
+                self._owed = set(self._ledgers)
+                self._changed = True
+            if taken or leaving:
+                self._save(everything=True)
+            if self._aside is not None:
+                self._aside.drop(list(taken))
+
     def _configure(self, config: Config) -> None:
-        """Rules per meter, prices and the fetcher (under the lock, or before any thread)."""
+        """Prices and the fetcher (under the lock)."""
         today = datetime.fromtimestamp(self.clock(), self._zone).date()
         since = fetch_since(config, today)
         market = config.market_prices
@@ -128,24 +176,13 @@ class Settlements:
         self._book = PriceBook(market, config.prices)
         if self._fetcher is not None:
             self._book.add(self._fetcher.cached())
-        wanted = {m.meter_id: m.settlement for m in config.settled if m.settlement is not None}
-        for meter in [meter for meter in self._ledgers if meter not in wanted]:
-            self._set_aside[meter] = self._ledgers.pop(meter).as_json()
-        for meter, rules in wanted.items():
-            ledger = self._ledgers.get(meter)
-            if ledger is None:
-                ledger = self._ledgers[meter] = self._restored(meter, rules)
-            ledger.rules, ledger.book = rules, self._book
-            ledger.reprice()
-        self._owed = set(self._ledgers)
-        self._changed = True
 
-    def _restored(self, meter: str, rules: Settlement) -> Ledger:
-        """A meter's ledger as the file kept it (a new one when there is none, or it cannot
+    def _restored(self, meter: str, rules: Settlement, saved: Any) -> Ledger:
+        """A meter's ledger as a file kept it (a new one when there is none, or it cannot
         be read)."""
         ledger = Ledger(rules, self._book, self._zone)
         try:
-            ledger.restore(self._set_aside.pop(meter, None) or {})
+            ledger.restore(saved or {})
         except (KeyError, TypeError, ValueError, IndexError) as error:
             log.warning(
                 "meter %s: its prosumer ledger not read (%s): it starts again", meter, error
@@ -237,10 +274,19 @@ class Settlements:
     def _flusher(self) -> None:
         while not self._stop.wait(FLUSH_POLL):
             self.flush()
+            if self._aside is not None:
+                with self._files:
+                    self._aside.expire()
 
     def flush(self, everything: bool = False) -> None:
         """Save when an hour closed (at most every `SAVE_SOON` seconds), when readings came
         `SAVE_EVERY` seconds after the last save, and at stop (`everything`)."""
+        with self._files:
+            self._save(everything)
+
+    def _save(self, everything: bool) -> None:
+        """`flush` while holding `_files`, so that saves reach the disk in the order they were
+        made."""
         now = time.monotonic()
         with self.lock:
             waited = now - self._saved_at
@@ -249,23 +295,15 @@ class Settlements:
             )
             if not due or self._path is None:
                 return
-            if not self._ledgers and not self._set_aside and not self._path.exists():
+            if not self._ledgers and not self._unplaced and not self._path.exists():
                 return  # nothing settled, nothing kept: no file
             meters = {key: ledger.as_json() for key, ledger in self._ledgers.items()}
-            horizon = self.clock() - FORGET_AFTER
-            meters.update(
-                (key, saved)
-                for key, saved in self._set_aside.items()
-                if key not in meters and _latest(saved) >= horizon
-            )
+            meters.update(self._unplaced or {})  # what the disk would not set aside
             self._changed = self._hour_closed = False
             self._saved_at = now
-        self._save(meters)
-
-    def _save(self, meters: dict[str, Any]) -> None:
-        assert self._path is not None
         try:
-            write_atomically(self._path, json.dumps({"format": FORMAT, "meters": meters}).encode())
+            document = {"format": FORMAT, "meters": meters}
+            write_atomically(self._path, json.dumps(document).encode())
         except OSError as error:
             if not self._failing:
                 log.warning(
@@ -279,11 +317,3 @@ class Settlements:
         if self._failing:
             log.info("prosumer ledgers are kept in %s again", self._path.parent)
         self._failing = False
-
-
-def _latest(saved: Any) -> float:
-    """When a saved ledger last had a reading (0 when unknown)."""
-    try:
-        return float(saved["balancer"]["latest"][0])
-    except (KeyError, TypeError, IndexError, ValueError):
-        return 0.0

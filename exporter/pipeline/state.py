@@ -136,14 +136,14 @@ class Silence:
 
 @dataclass(frozen=True, slots=True)
 class Scraped:
-    """A meter as a scrape sees it: its revision, whether it is stale, and a copy of it when
-    either changed since the scraper rendered it (None otherwise)."""
+    """A meter as a scrape sees it: its revision, whether it is stale, and whether either
+    changed since the scraper rendered it (then the scraper asks for a `copy`)."""
 
     key: str
     meter_id: str
     revision: int
     stale: bool
-    changed: MeterState | None
+    changed: bool
 
 
 def copy_values(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -317,17 +317,23 @@ class State:
             ]
 
     def scrape(self, now: float, rendered: Mapping[str, tuple[int, bool]]) -> list[Scraped]:
-        """Every meter in `meter_id` order, copied only when its revision or staleness is not
-        what `rendered` says the scraper already holds: a scrape copies what changed."""
+        """Every meter in `meter_id` order, marked changed when its revision or staleness is
+        not what `rendered` says the scraper already holds: a scrape copies (`copy`) only what
+        changed, one meter at a time, so 20,000 copies never exist at once."""
         with self._lock:
             out = []
             for meter in sorted(self._meters.values(), key=lambda m: m.meter_id):
                 last = meter.last_telegram_at
                 stale = last is None or now - last > self.stale_after_for(meter)
-                known = rendered.get(meter.key) == (meter.revision, stale)
-                changed = None if known else meter.snapshot()
+                changed = rendered.get(meter.key) != (meter.revision, stale)
                 out.append(Scraped(meter.key, meter.meter_id, meter.revision, stale, changed))
             return out
+
+    def copy(self, key: str) -> MeterState | None:
+        """A copy of one meter, to read without the lock (None: no longer configured)."""
+        with self._lock:
+            meter = self._meters.get(key)
+            return None if meter is None else meter.snapshot()
 
     def stale_after_for(self, meter: MeterState) -> float:
         return stale_after(meter.intervals, self.stale_after_seconds)

@@ -7,7 +7,7 @@ fingerprints that tell keys apart.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,6 +16,7 @@ from ..amiplus import (
     ADVICE,
     NOT_HEARD,
     NOT_HEARD_NO_RECEIVER,
+    OUTPUT_ADVICE,
     advice,
     device_type_words,
     midnight,
@@ -30,6 +31,27 @@ from .history import PageHistory
 
 #: Which histories `/api/status?history=...` may ask for: the last hour, the last 24 hours.
 HOUR, DAY = "1", "day"
+
+#: What keeps an output from working now, read from its status (docs/contracts.md sections 6
+#: and 7): the code of its plain words in `OUTPUT_ADVICE` is `output:reason`.
+PROBLEM_OF: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "influxdb": lambda shown: shown.get("spool_problem") or shown.get("error_reason") or "",
+    "mqtt": lambda shown: "" if shown.get("connected") else shown.get("error_reason") or "",
+}
+
+
+def _output(output: Output) -> dict[str, Any] | None:
+    """An output's status, with its problem in plain words (`problem`: code, what, advice)
+    when it has one."""
+    shown = output.status()
+    if shown is None:
+        return None
+    find = PROBLEM_OF.get(output.name)
+    reason = find(shown) if find else ""
+    words = OUTPUT_ADVICE.get(f"{output.name}:{reason}")
+    if words is not None:
+        shown = {**shown, "problem": {"code": reason, **words.as_json()}}
+    return shown
 
 
 def fields_for_page() -> list[dict[str, Any]]:
@@ -351,6 +373,6 @@ def status(
         "undecodable": dict(counts.undecodable),
         "fields": fields_for_page(),
         **_settlement_status(settlements),
-        **{output.name: shown for output in outputs if (shown := output.status()) is not None},
+        **{output.name: shown for output in outputs if (shown := _output(output)) is not None},
         **(extra or {}),
     }

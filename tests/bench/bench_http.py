@@ -1,6 +1,7 @@
 """HTTP server benchmark: prints figures, asserts nothing.
 
     .venv/bin/python tests/bench/bench_http.py [--clients N] [--requests N] [--flood N]
+        [--idle N] [--only latency|flood|idle]
 
 The exporter runs as a subprocess on 127.0.0.1 (the built-in simulated meter), once in plain
 HTTP and once with TLS (a throw-away CA and server certificate), and once with basic auth.
@@ -8,8 +9,10 @@ HTTP and once with TLS (a throw-away CA and server certificate), and once with b
 Figure 1: latency of `GET /metrics` from `--clients` concurrent clients (default 50),
 `--requests` in all (default 2,000): p50, p90, p99, max and the share over 1 s, plain and TLS,
 once with a keep-alive connection per client (as scrapers do) and once with a fresh connection
-per request (many short-lived clients; with TLS a full handshake each time). Also the CPU time
-per request of the exporter and of this client process, which share the machine's cores.
+per request (many short-lived clients; with TLS a full handshake each time), and with TLS once
+more with a fresh connection that resumes the thread's previous session ("new, resumed": a
+client with a session cache). Also the CPU time per request of the exporter and of this client
+process, which share the machine's cores.
 Target: p99 <= 100 ms on loopback. A shallow listen backlog shows as a tail of about 1 s (a SYN
 dropped and sent again).
 
@@ -39,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -60,9 +64,35 @@ def percentile(ordered: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def connect(port: int, context: ssl.SSLContext | None) -> http.client.HTTPConnection:
+class ResumingConnection(http.client.HTTPSConnection):
+    """An HTTPS connection that offers the TLS session of the thread's previous one (session
+    resumption, as a client with a session cache does: browsers, curl, Go with a
+    ClientSessionCache). The session is kept at close: TLS 1.3 sends its tickets after the
+    handshake, so they have arrived once the answer was read. `HANDSHAKES` counts the
+    handshakes and the resumed ones."""
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)
+        session = getattr(_local, "session", None)
+        self.sock = self._context.wrap_socket(  # type: ignore[attr-defined]
+            self.sock, server_hostname=self.host, session=session
+        )
+        with _counting:
+            HANDSHAKES["all"] += 1
+            HANDSHAKES["resumed"] += self.sock.session_reused
+
+    def close(self) -> None:
+        if isinstance(self.sock, ssl.SSLSocket):
+            _local.session = self.sock.session
+        super().close()
+
+
+def connect(
+    port: int, context: ssl.SSLContext | None, resume: bool = False
+) -> http.client.HTTPConnection:
     if context:
-        return http.client.HTTPSConnection("127.0.0.1", port, timeout=30, context=context)
+        kind = ResumingConnection if resume else http.client.HTTPSConnection
+        return kind("127.0.0.1", port, timeout=30, context=context)
     return http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 
 
@@ -73,12 +103,13 @@ def get(
     context: ssl.SSLContext | None = None,
     headers: dict[str, str] | None = None,
     connection: http.client.HTTPConnection | None = None,
+    resume: bool = False,
 ) -> tuple[int, float]:
-    """One GET, on `connection` (kept open) or a fresh one: the status (0 when it failed) and
-    the seconds it took."""
+    """One GET, on `connection` (kept open) or a fresh one (resuming the thread's previous TLS
+    session if asked): the status (0 when it failed) and the seconds it took."""
     started = time.perf_counter()
     kept = connection is not None
-    connection = connection or connect(port, context)
+    connection = connection or connect(port, context, resume)
     try:
         connection.request("GET", path, headers=headers or {})
         response = connection.getresponse()
@@ -103,7 +134,7 @@ def cpu_seconds(pid: int | None = None) -> float:
 
 
 def scrape(
-    port: int, context: ssl.SSLContext | None, keep_alive: bool, n: int
+    port: int, context: ssl.SSLContext | None, keep_alive: bool, resume: bool, n: int
 ) -> tuple[int, float]:
     """The `n`th GET /metrics (every one alike), on the thread's kept connection if asked."""
     connection = None
@@ -111,10 +142,12 @@ def scrape(
         connection = getattr(_local, "connection", None)
         if connection is None:
             connection = _local.connection = connect(port, context)
-    return get(port, "/metrics", context=context, connection=connection)
+    return get(port, "/metrics", context=context, connection=connection, resume=resume)
 
 
 _local = threading.local()
+HANDSHAKES: Counter[str] = Counter()  # of ResumingConnection: all, and resumed
+_counting = threading.Lock()
 
 
 def run_clients(
@@ -177,17 +210,26 @@ def figure_latency(directory: Path, clients: int, requests: int) -> None:
         exporter = ExporterProcess(directory / label, simulated_config(2, web), ssl_context=tls)
         assert exporter.process is not None
         try:
-            for keep_alive in (True, False):
-                one = partial(scrape, exporter.port, tls, keep_alive)
+            modes = [("keep-alive", True, False), ("new connections", False, False)]
+            if tls:
+                modes.append(("new, resumed", False, True))
+            for how, keep_alive, resume in modes:
+                one = partial(scrape, exporter.port, tls, keep_alive, resume)
                 run_clients(clients, clients, one)  # warm-up
+                HANDSHAKES.clear()
                 before = cpu_seconds(exporter.process.pid), cpu_seconds()
                 results = run_clients(clients, requests, one)
                 cpu = (
                     (cpu_seconds(exporter.process.pid) - before[0]) / requests,
                     (cpu_seconds() - before[1]) / requests,
                 )
-                how = "keep-alive" if keep_alive else "new connections"
-                print(latency_line(f"{label}, {how}", results, cpu))
+                line = latency_line(f"{label}, {how}", results, cpu)
+                if resume:
+                    line += (
+                        f"\n    {HANDSHAKES['resumed']:,} of {HANDSHAKES['all']:,} "
+                        "handshakes resumed"
+                    )
+                print(line)
         finally:
             exporter.stop()
 
@@ -310,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--flood", type=int, default=300)
     parser.add_argument("--idle", type=int, default=1000)
+    parser.add_argument(
+        "--only", choices=("latency", "flood", "idle"), help="run only this figure (1, 2 or 3)"
+    )
     args = parser.parse_args(argv)
     print("amiplus-exporter HTTP benchmark")
     print(f"  command line : {shlex.join(sys.orig_argv)}")
@@ -318,9 +363,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  source       : {source_state()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-http-") as temporary:
         directory = Path(temporary)
-        figure_latency(directory, args.clients, args.requests)
-        figure_flood(directory, args.clients, args.flood)
-        figure_idle(directory, args.idle)
+        if args.only in (None, "latency"):
+            figure_latency(directory, args.clients, args.requests)
+        if args.only in (None, "flood"):
+            figure_flood(directory, args.clients, args.flood)
+        if args.only in (None, "idle"):
+            figure_idle(directory, args.idle)
     return 0
 
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from exporter.amiplus.reading import MeterReading  # noqa: E402
 from exporter.config.prices import PriceEntry, Prices, TariffPrice  # noqa: E402
-from exporter.outputs.prometheus import (  # noqa: E402
+from exporter.outputs import (  # noqa: E402
     ConfigReloads,
     ExporterCollector,
     Exposition,
