@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -9,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from exporter.commands.listen import run_listen
 from exporter.pipeline.heard import HeardMeters, configured_match, peek_or_none
+from exporter.receivers import Receiver, parse_spec
 from exporter.receivers.base import Frame
 
 from .conftest import vector
@@ -108,3 +111,23 @@ def test_heard_meters_are_bounded_and_ordered() -> None:
     assert snapshot[0].count == 2 and snapshot[0].rssi_dbm == -73.0
     assert configured_match("57081221", frozenset({"57081221"})) == "configured"
     assert configured_match("57081221", frozenset({"11111111"})) == ""
+
+
+def test_ctrl_c_while_receivers_start_stops_those_already_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Ctrl-C that lands between two receivers' starts: the first is stopped, so that the
+    command ends instead of waiting on its thread."""
+    real_start = Receiver.start
+    started: list[Receiver] = []
+
+    def start(receiver: Receiver) -> None:
+        if started:
+            raise KeyboardInterrupt
+        started.append(receiver)
+        real_start(receiver)
+
+    monkeypatch.setattr(Receiver, "start", start)
+    specs = [parse_spec("simulator:meters=1"), parse_spec("simulator:meters=1,name=other")]
+    run_listen(specs, frozenset(), io.StringIO(), as_lines=True, duration=5)
+    assert started and started[0].finished.is_set()  # its thread has ended

@@ -106,9 +106,11 @@ def run_listen(
         raise UsageError(str(error)) from None
     live = not as_lines and out.isatty()
     deadline = None if duration is None else time.monotonic() + duration
-    for receiver in receivers:
-        receiver.start()
+    started: list[Receiver] = []  # a Ctrl-C while starting stops those already running
     try:
+        for receiver in receivers:
+            receiver.start()
+            started.append(receiver)
         while not all(r.finished.is_set() for r in receivers):
             if deadline is not None and time.monotonic() >= deadline:
                 break
@@ -127,7 +129,7 @@ def run_listen(
     except KeyboardInterrupt:
         pass
     finally:
-        for receiver in receivers:
+        for receiver in started:
             receiver.stop()
     stats = [receiver.stats for receiver in receivers]
     down = all(not s.up and s.down_code != RECEIVER_FINISHED for s in stats)
