@@ -9,13 +9,9 @@ Home Assistant's classes and the status page's label. A new quantity is one new 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
 
-from ..wmbus import BoundedCache, Function, Quantity
-
-T = TypeVar("T")
+from ..wmbus import Derives, Function, Quantity, TableViews
 
 JOULES_PER_KWH = 3_600_000.0
 RSSI = "rssi_dbm"  # the one field a receiver adds, not a record
@@ -261,7 +257,7 @@ FIELDS: tuple[Field, ...] = (
 
 
 @dataclass(frozen=True, eq=False)
-class FieldTable:
+class FieldTable(Derives):
     """The field table as its readers need it: the rows in order, and views of them worked out
     once (what a row is found by, the registers, the energy registers) or by a reader
     (`derived`), so no reader copies or caches the table on its own."""
@@ -271,7 +267,6 @@ class FieldTable:
     by_records: dict[Selector, Field] = field(init=False)
     registers: tuple[Field, ...] = field(init=False)
     energy: tuple[Field, ...] = field(init=False)  # tariffed registers: what periods count
-    _derived: dict[Callable[[FieldTable], Any], Any] = field(init=False)
 
     def __post_init__(self) -> None:
         rows = self.rows
@@ -281,7 +276,6 @@ class FieldTable:
             "by_records": {row.records: row for row in reversed(rows) if row.records},
             "registers": tuple(row for row in rows if row.register),
             "energy": energy,
-            "_derived": {},
         }
         for name, view in views.items():
             object.__setattr__(self, name, view)
@@ -296,26 +290,15 @@ class FieldTable:
         """The energy register of the backward flow (valued at the export price)."""
         return next(row for row in self.energy if backward(row))
 
-    def derived(self, build: Callable[[FieldTable], T]) -> T:
-        """`build(self)`, worked out once per table: a reader's own view of the rows."""
-        if build not in self._derived:
-            self._derived[build] = build(self)
-        found: T = self._derived[build]
-        return found
-
 
 def backward(row: Field) -> bool:
     """Whether the field's records are of the backward flow (export)."""
     return bool(row.records and row.records[2])
 
 
-_TABLES: BoundedCache[int, FieldTable] = BoundedCache("field table views", 4)
+_TABLES = TableViews("field table views", FieldTable)
 
 
 def table() -> FieldTable:
     """The one way to read the field table (tests may swap `FIELDS` and `clear_caches()`)."""
-    rows = FIELDS
-    found = _TABLES.get(id(rows))
-    if found is None or found.rows is not rows:
-        found = _TABLES.put(id(rows), FieldTable(rows))
-    return found
+    return _TABLES.of(FIELDS)

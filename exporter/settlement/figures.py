@@ -12,15 +12,12 @@ figure is one row here; every output follows, because each reads the table throu
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from ..amiplus import JOULES_PER_KWH, HomeAssistant, Label, Metric, MetricType
 from ..config import Scheme
-from ..wmbus import BoundedCache
-
-T = TypeVar("T")
+from ..wmbus import Derives, TableViews
 
 NET_BILLING = frozenset({Scheme.NET_BILLING})
 NET_METERING = frozenset({Scheme.NET_METERING})
@@ -334,39 +331,26 @@ FIGURES: tuple[SettlementFigure, ...] = (
 
 
 @dataclass(frozen=True, eq=False)
-class FigureTable:
+class FigureTable(Derives):
     """The figure table as its readers need it: the rows in order, by scope, and views of them
     that a reader works out once (`derived`), so that no reader copies the table."""
 
     rows: tuple[SettlementFigure, ...]
     now: tuple[SettlementFigure, ...] = field(init=False)
     period: tuple[SettlementFigure, ...] = field(init=False)
-    _derived: dict[Callable[[FigureTable], Any], Any] = field(init=False)
 
     def __post_init__(self) -> None:
         views = {
             "now": tuple(row for row in self.rows if row.scope is Scope.NOW),
             "period": tuple(row for row in self.rows if row.scope is Scope.PERIOD),
-            "_derived": {},
         }
         for name, view in views.items():
             object.__setattr__(self, name, view)
 
-    def derived(self, build: Callable[[FigureTable], T]) -> T:
-        """`build(self)`, worked out once per table: a reader's own view of the rows."""
-        if build not in self._derived:
-            self._derived[build] = build(self)
-        found: T = self._derived[build]
-        return found
 
-
-_TABLES: BoundedCache[int, FigureTable] = BoundedCache("settlement figure views", 4)
+_TABLES = TableViews("settlement figure views", FigureTable)
 
 
 def figure_table() -> FigureTable:
     """The one way to read the figure table (tests may swap `FIGURES` and `clear_caches()`)."""
-    rows = FIGURES
-    found = _TABLES.get(id(rows))
-    if found is None or found.rows is not rows:
-        found = _TABLES.put(id(rows), FigureTable(rows))
-    return found
+    return _TABLES.of(FIGURES)

@@ -3,7 +3,7 @@
 Imports only the standard library and `cryptography`.
 """
 
-from .cache import BoundedCache
+from .cache import BoundedCache, Derives, TableViews
 from .encoder import encode_data, encode_frame, encode_header, vif_exponents
 from .errors import (
     CRCError,
@@ -43,6 +43,7 @@ __all__ = [
     "Combinable",
     "DataInformation",
     "DecryptionError",
+    "Derives",
     "Function",
     "InvalidValue",
     "KeyFormatError",
@@ -57,6 +58,7 @@ __all__ = [
     "Quantity",
     "Record",
     "RecordHeader",
+    "TableViews",
     "Telegram",
     "TimePoint",
     "TimeType",
