@@ -629,6 +629,7 @@ def test_rc1180_emulator_telegrams_and_configuration_mode(
     assert isinstance(frame, Frame) and (frame.data, frame.rssi_dbm) == (SENSUS, -70.0)
     port.write(b"\x00")
     assert port.read(1) == b">"
+    assert emulator.wait_for(lambda: emulator.configuring, timeout=1)  # set after the prompt
     assert not emulator.telegram(SENSUS)  # configuration mode passes no telegrams
     port.write(b"0")
     dump = port.read(257)
