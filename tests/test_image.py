@@ -366,22 +366,24 @@ def test_compose_check_config_needs_no_stick(
         "amiplus-exporter"
     ]["devices"]
     assert not any(Path(device.split(":")[0]).exists() for device in devices)
-    done = subprocess.run(
-        [
-            compose,
-            "--project-name",
-            f"amiplus-test-{uuid.uuid4().hex[:8]}",
-            "run",
-            "--rm",
-            "check-config",
-        ],
-        cwd=tmp_path,
-        env={**engine.env, "AMIPLUS_IMAGE": image, "GRAFANA_ADMIN_PASSWORD": "unused-here"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    project = ["--project-name", f"amiplus-test-{uuid.uuid4().hex[:8]}"]
+    env = {**engine.env, "AMIPLUS_IMAGE": image, "GRAFANA_ADMIN_PASSWORD": "unused-here"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [compose, *project, *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    try:
+        done = run("run", "--rm", "check-config")
+    finally:
+        run("down", "--remove-orphans")  # `run --rm` leaves the project's network behind
     assert done.returncode == 0, done.stdout + done.stderr
     assert "amiplus.yml: OK" in done.stdout, done.stdout
 
