@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import gzip
+import threading
 from collections import deque
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import Metric
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from exporter.amiplus.families import FAMILIES_BY_NAME
 from exporter.amiplus.reading import read_meter
 from exporter.amiplus.simulated import DEFAULT_KEY, SimulatedMeter
 from exporter.outputs import ConfigReloads, ExporterCollector, Exposition, registry
-from exporter.outputs.exposition import MAX_AGE
+from exporter.outputs.exposition import MAX_AGE, served_while_rendering
 from exporter.pipeline.state import State, stale_after
 from exporter.receivers import ReceiverStats
 from exporter.wmbus import MeterKey, decode
@@ -165,6 +170,48 @@ def test_new_telegrams_change_the_cached_lines_and_bodies_are_shared(
     plain = metrics.body()
     assert plain == gzip.decompress(first)  # a plain answer is the same body expanded
     assert families(plain.decode())["amiplus_power_imported_watts"][0][1] == 6.0
+
+
+class HeldRender(Collector):
+    """A collector that, once `hold` is set, keeps a render waiting until `release` is set."""
+
+    def __init__(self) -> None:
+        self.hold = False
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def collect(self) -> Iterator[Metric]:
+        if self.hold:
+            self.entered.set()
+            assert self.release.wait(10), "the test never released the render"
+        yield GaugeMetricFamily("amiplus_held", "A render's marker.", value=1)
+
+
+def test_a_scrape_during_a_render_gets_the_last_body_unless_it_is_too_old() -> None:
+    state = State(stale_after_seconds=60)
+    state.record("12345678", "home", reading(power_imported_w=5.0), 1990.0, "stick")
+    held, ticks = HeldRender(), [0.0]
+    metrics = Exposition(state, registry(held), clock=lambda: 2000.0, timer=lambda: ticks[0])
+    first = metrics.body(compressed=True)
+    held.hold = True
+    ticks[0] = MAX_AGE + 0.5  # due for a render, young enough to serve while one runs
+    bodies: dict[str, bytes] = {}
+    renderer = threading.Thread(
+        target=lambda: bodies.update(renderer=metrics.body(compressed=True))
+    )
+    renderer.start()
+    assert held.entered.wait(10)
+    assert metrics.body(compressed=True) is first  # answered at once, not after the render
+    ticks[0] = served_while_rendering(0.0) + 0.5  # too old to serve: this scrape waits
+    waiter = threading.Thread(target=lambda: bodies.update(waiter=metrics.body(compressed=True)))
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive() and "waiter" not in bodies
+    held.release.set()
+    renderer.join(10)
+    waiter.join(10)
+    assert bodies["waiter"] is bodies["renderer"] is not first  # one render, for both
+    assert "amiplus_held 1.0" in gzip.decompress(bodies["waiter"]).decode()
 
 
 def test_history_keeps_one_point_per_step_and_wraps() -> None:

@@ -1,5 +1,7 @@
 """The `/metrics` body (docs/contracts.md, section 4): rendered at most once a second and kept
-only gzip-compressed, as Prometheus asks for it.
+only gzip-compressed, as Prometheus asks for it. While one scrape renders, the others are
+answered at once with the body before it (`served_while_rendering` says how old it may be), so
+a render's time is paid by one scrape rather than by every scraper that arrives during it.
 
 A fleet's body is large (3 KB a meter), so nothing holds it whole. Each meter's samples are
 formatted when the meter changed (prometheus.py says how) and kept compressed: zlib with the
@@ -11,6 +13,7 @@ gzip body. Meters whose lines are unchanged cost a decompression, not a formatti
 
 from __future__ import annotations
 
+import math
 import struct
 import threading
 import time
@@ -36,6 +39,12 @@ MAX_AGE = 1.0  # seconds a rendered body is served to further scrapes
 GZIP_LEVEL = 5  # of the body; about 20 times smaller than the text
 METER_LEVEL = 6  # of each meter's kept lines, 3 KB to 0.4 KB with the dictionary
 GZIP = 31  # zlib's wbits for a gzip stream (16 + a 32 KB window)
+
+
+def served_while_rendering(took: float) -> float:
+    """Seconds old the last body may be to answer a scrape that finds a render running: two
+    renders' worth (the one running and the one that made the body) after `MAX_AGE`."""
+    return 2 * (MAX_AGE + took)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +92,8 @@ class Kept:
 
 class Exposition:
     """The `/metrics` body: fresh at most `MAX_AGE` old, rendered by one scrape at a time.
-    `periods`: whether the meters' calendar periods are in it (`prometheus: periods:`)."""
+    `periods`: whether the meters' calendar periods are in it (`prometheus: periods:`);
+    `clock` gives the time for the samples, `timer` a body's age."""
 
     def __init__(
         self,
@@ -93,34 +103,52 @@ class Exposition:
         calendar: Calendar | None = None,
         *,
         periods: bool = True,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self.state = state
         self.collectors = collectors
         self.clock = clock
         self.calendar = calendar
         self.periods = periods
+        self.timer = timer  # measures a body's age
         self._kept: dict[str, Kept] = {}  # by meter
         self._basis: tuple[object, ...] = ()  # what every meter's periods were rendered for
-        self._lock = threading.Lock()
-        self._rendered_at = -MAX_AGE
-        self._gzipped = b""
+        self._lock = threading.Lock()  # held by the one scrape that renders
+        self._last: tuple[float, bytes] = (-math.inf, b"")  # when rendering began, the body
+        self._took = 0.0  # seconds the last render took
 
     def reconfigure(self, *, periods: bool) -> None:
         """Take a configuration (`prometheus: periods:`); the next scrape renders anew."""
         with self._lock:
             self.periods = periods
-            self._rendered_at = -MAX_AGE
+            self._last = (-math.inf, b"")
 
     def body(self, *, compressed: bool = False) -> bytes:
         """The exposition (gzip-compressed if asked), rendered again when older than a second."""
-        with self._lock:
-            now = time.monotonic()
-            if now - self._rendered_at >= MAX_AGE:
-                self._gzipped = self._render_gzipped()
-                self._rendered_at = now
-                give_back_memory()  # the render's transient text, for the next one
-            gzipped = self._gzipped
+        gzipped = self._current()
         return gzipped if compressed else zlib.decompress(gzipped, GZIP)
+
+    def _current(self) -> bytes:
+        """The gzip body: the last one while it is fresh, or while another scrape renders and
+        it is not too old; otherwise rendered here (or waited for)."""
+        rendered_at, gzipped = self._last
+        age = self.timer() - rendered_at
+        if age < MAX_AGE:
+            return gzipped
+        if not self._lock.acquire(blocking=False):
+            if age < served_while_rendering(self._took):
+                return gzipped
+            self._lock.acquire()
+        try:
+            if self._last[0] != rendered_at:  # rendered by another scrape while this one waited
+                return self._last[1]
+            begun = self.timer()
+            gzipped = self._render_gzipped()
+            self._last, self._took = (begun, gzipped), self.timer() - begun
+            give_back_memory()  # the render's transient text, for the next one
+            return gzipped
+        finally:
+            self._lock.release()
 
     def _render_gzipped(self) -> bytes:
         compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, GZIP)

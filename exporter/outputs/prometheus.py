@@ -46,8 +46,6 @@ from ..receivers import ErrorReason, ReceiverStats
 
 PYTHON_VERSION = ".".join(map(str, sys.version_info[:3]))
 
-Labels = tuple[tuple[str, str], ...]
-
 
 @dataclass(frozen=True, slots=True)
 class MetricFamily:
@@ -78,7 +76,15 @@ def _escape_help(text: str) -> str:
 
 
 def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    if "\\" in value or "\n" in value or '"' in value:  # rare: most values are plain
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return value
+
+
+def label(key: str, value: object) -> str:
+    """One label as the text format writes it, `key="value"` with the value escaped; a
+    meter's labels are written once and joined to each of its samples' own."""
+    return f'{key}="{_escape(str(value))}"'
 
 
 #: The text format's words for the values a Python float writes otherwise (`inf`, `nan`).
@@ -89,16 +95,15 @@ def sample_value(value: float) -> str:
     """A sample's value as the text format writes it: `+Inf`, `-Inf`, `NaN`, or the shortest
     decimal that reads back as the same float."""
     number = float(value)
-    if math.isnan(number):
-        return "NaN"
-    return SPECIAL_VALUES.get(number) or repr(number)
+    if math.isfinite(number):
+        return repr(number)
+    return "NaN" if math.isnan(number) else SPECIAL_VALUES[number]
 
 
-def line(family: MetricFamily, labels: Labels, value: float) -> str:
-    """One sample line of the text format."""
+def line(family: MetricFamily, labels: str, value: float) -> str:
+    """One sample line of the text format; `labels` as `label` writes them, comma-joined."""
     if labels:
-        inner = ",".join(f'{key}="{_escape(text)}"' for key, text in labels)
-        return f"{family.name}{{{inner}}} {sample_value(value)}\n"
+        return f"{family.name}{{{labels}}} {sample_value(value)}\n"
     return f"{family.name} {sample_value(value)}\n"
 
 
@@ -213,37 +218,35 @@ def period_lines(
     """The calendar samples of one meter, by family name."""
     known = families()
     out: dict[str, list[str]] = {family.name: [] for family in known.calendar}
+    meter = label("meter_id", meter_id)
     for figure in figures:
-        ident = (
-            ("meter_id", meter_id),
-            ("period", figure.period.kind),
-            ("start", figure.start.isoformat()),
-        )
+        period = label("period", figure.period.kind)
+        ident = f"{meter},{period},{label('start', figure.start.isoformat())}"
         for row, total, zones, scale in known.period_energy:
             if row.key in figure.energy:
                 out[total.name].append(line(total, ident, figure.energy[row.key] * scale))
             if zones is not None:
                 for zone, kwh in sorted(figure.tariffs(row).items()):
-                    labels = (*ident, ("tariff", str(zone)))
+                    labels = f"{ident},{label('tariff', zone)}"
                     out[zones.name].append(line(zones, labels, kwh * scale))
         if priced:
             cost = figure.cost
             for zone, (energy, distribution) in cost.zones.items():
-                labels = (*ident, ("tariff", str(zone)))
+                labels = f"{ident},{label('tariff', zone)}"
                 pln = round(energy + distribution, 6)
                 out[PERIOD_COST.name].append(line(PERIOD_COST, labels, pln))
             out[PERIOD_EXPORT_VALUE.name].append(line(PERIOD_EXPORT_VALUE, ident, cost.export))
         if figure.partial:
             out[PERIOD_PARTIAL.name].append(line(PERIOD_PARTIAL, ident, 1))
     if active is not None:
-        out[ACTIVE_TARIFF.name].append(line(ACTIVE_TARIFF, (("meter_id", meter_id),), active))
+        out[ACTIVE_TARIFF.name].append(line(ACTIVE_TARIFF, meter, active))
     return {name: "".join(lines) for name, lines in out.items() if lines}
 
 
 def measurement_lines(meter: MeterState) -> dict[str, str]:
     """The measurement samples of one meter, by family name."""
     values = meter.values
-    ident = (("meter_id", meter.meter_id),)
+    ident = label("meter_id", meter.meter_id)
     out: dict[str, str] = {}
     own = families().rows
     for row in table().rows:
@@ -255,7 +258,7 @@ def measurement_lines(meter: MeterState) -> dict[str, str]:
         if row.shape is Shape.PHASES:
             if value:
                 out[family.name] = "".join(
-                    line(family, (*ident, ("phase", phase)), number * metric.scale)
+                    line(family, f"{ident},{label('phase', phase)}", number * metric.scale)
                     for phase, number in sorted(value.items())
                 )
             continue
@@ -266,11 +269,15 @@ def measurement_lines(meter: MeterState) -> dict[str, str]:
         per_tariff = values.get(row.tariff_key) if tariff_metric is not None else None
         if per_tariff and tariff_metric is not None and tariff_family is not None:
             out[tariff_family.name] = "".join(
-                line(tariff_family, (*ident, ("tariff", str(tariff))), number * tariff_metric.scale)
+                line(
+                    tariff_family,
+                    f"{ident},{label('tariff', tariff)}",
+                    number * tariff_metric.scale,
+                )
                 for tariff, number in sorted(per_tariff.items())
             )
     signals = "".join(
-        line(RECEIVER_RSSI, (*ident, ("receiver", name)), reception.rssi_dbm)
+        line(RECEIVER_RSSI, f"{ident},{label('receiver', name)}", reception.rssi_dbm)
         for name, reception in sorted(meter.receptions.items())
         if reception.rssi_dbm is not None
     )
@@ -278,20 +285,22 @@ def measurement_lines(meter: MeterState) -> dict[str, str]:
         out[RECEIVER_RSSI.name] = signals
     best = meter.best_receiver
     if best is not None:
-        out[BEST_RECEIVER.name] = line(BEST_RECEIVER, (*ident, ("receiver", best)), 1)
+        out[BEST_RECEIVER.name] = line(BEST_RECEIVER, f"{ident},{label('receiver', best)}", 1)
     return out
 
 
 def health_lines(meter: MeterState, stale: bool) -> dict[str, str]:
     """The samples that stay while a meter is silent, by family name."""
-    ident = (("meter_id", meter.meter_id),)
-    info = (
-        *ident,
-        ("name", meter.name),
-        ("meter_site", meter.site),
-        ("manufacturer", meter.manufacturer),
-        ("version", str(meter.version or "")),
-        ("serial_number", str(meter.values.get("serial_number", ""))),
+    ident = label("meter_id", meter.meter_id)
+    info = ",".join(
+        (
+            ident,
+            label("name", meter.name),
+            label("meter_site", meter.site),
+            label("manufacturer", meter.manufacturer),
+            label("version", meter.version or ""),
+            label("serial_number", meter.values.get("serial_number", "")),
+        )
     )
     out = {
         INFO.name: line(INFO, info, 1),
@@ -305,7 +314,7 @@ def health_lines(meter: MeterState, stale: bool) -> dict[str, str]:
         out[CONTRACTED.name] = line(CONTRACTED, ident, meter.contracted_power)
     if meter.rejected:
         out[REJECTED.name] = "".join(
-            line(REJECTED, (*ident, ("reason", reason)), count)
+            line(REJECTED, f"{ident},{label('reason', reason)}", count)
             for reason, count in sorted(meter.rejected.items())
         )
     return out
