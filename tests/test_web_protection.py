@@ -26,7 +26,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from exporter.web import Listener, WebConfigError, WebSecurity
 from exporter.web.page import INLINE_SOURCES, PAGE
-from exporter.web.security import SecurityFile
+from exporter.web.security import RECHECK, SecurityFile
 from exporter.web.server import MAX_HEADER_BYTES, WebServer
 
 from .conftest import closed_by_peer, wait_until
@@ -379,6 +379,43 @@ def test_a_renewed_certificate_is_served_without_touching_the_web_config(
     for name in ("server.crt", "server.key"):
         os.replace(renewed / name, tmp_path / name)
     assert wait_until(lambda: served() != first, 10)
+
+
+def test_a_tls_connection_the_server_closes_ends_with_close_notify(
+    serve: Serve, tmp_path: Path
+) -> None:
+    _certificates(tmp_path)
+    security = web_config(
+        tmp_path, "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+    )
+    port = serve(security=security).server_address[1]
+    context = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1", suppress_ragged_eofs=False) as sock,
+    ):
+        sock.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")  # HTTP/1.0: the server closes
+        answer = b""
+        while chunk := sock.recv(4096):  # SSLEOFError if the stream ended without close_notify
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200")
+
+
+def test_the_web_config_is_looked_at_once_a_second_not_at_every_request(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "web.yml"
+    path.write_text("http_server_config:\n  headers:\n    Content-Security-Policy: first\n")
+    path.chmod(0o600)
+    ticks = [0.0]
+    security = SecurityFile(path, timer=lambda: ticks[0])
+    path.write_text("http_server_config:\n  headers:\n    Content-Security-Policy: second\n")
+    ticks[0] = RECHECK / 2
+    assert (
+        dict(security.current().headers)["Content-Security-Policy"] == "first"
+    )  # not looked at yet
+    ticks[0] = RECHECK
+    assert dict(security.current().headers)["Content-Security-Policy"] == "second"
 
 
 # --- 8. a flood of failed TLS handshakes -------------------------------------------------------

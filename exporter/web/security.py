@@ -1,6 +1,6 @@
 """The web config file (exporter-toolkit's format): TLS with client certificates, basic-auth
-users with bcrypt hashes, and extra response headers; read again whenever it, a certificate or
-a key changes.
+users with bcrypt hashes, and extra response headers; read again when it, a certificate or a
+key changes (looked at once a second).
 
 Passwords are checked so that nothing is learnt from timing: an unknown user is checked against
 a hash of the highest configured cost, made at load. Credentials once checked are remembered
@@ -21,8 +21,9 @@ import re
 import ssl
 import stat
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 REMEMBERED = 1024  # credentials remembered as checked, right and wrong each
 BCRYPT_WAIT = 2.0  # seconds a request waits for its turn at bcrypt before it is told to retry
+RECHECK = 1.0  # seconds between looks at the web config's files for a change
 #: bcrypt costs accepted: below 10 a stolen hash is guessed quickly, above 14 every new
 #: password costs the server more than a second.
 COSTS = range(10, 15)
@@ -274,12 +276,16 @@ Stamp = tuple[tuple[int, int] | None, ...]
 
 class SecurityFile:
     """The web config file, read again when it or a file it names (certificate, key, client
-    CA) changes: a renewed certificate is served from the next connection on."""
+    CA) changes: a renewed certificate is served within a second. The files are looked at
+    once a second by one thread, not at every request (three `stat`s under a lock that every
+    connection's thread queued for)."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, timer: Callable[[], float] = time.monotonic) -> None:
         self.path = path
+        self.timer = timer
         self._security = WebSecurity.load(path) if path else WebSecurity()
         self._stamp = self._current_stamp(self._security.files)
+        self._checked_at = timer()
         self._lock = threading.Lock()
         self.checked = CheckedCredentials()
 
@@ -296,9 +302,12 @@ class SecurityFile:
         return tuple(stamps)
 
     def current(self) -> WebSecurity:
-        with self._lock:
-            files = self._security.files
-            stamp = self._current_stamp(files)
+        """The web security in force; its files looked at if a second has passed."""
+        if self.timer() - self._checked_at < RECHECK or not self._lock.acquire(blocking=False):
+            return self._security  # looked at lately, or being looked at by another thread
+        try:
+            self._checked_at = self.timer()
+            stamp = self._current_stamp(self._security.files)
             if stamp != self._stamp and self.path is not None:
                 try:
                     self._security = WebSecurity.load(self.path)
@@ -308,3 +317,5 @@ class SecurityFile:
                     log.error("web config not reloaded, keeping the previous one: %s", error)
                 self._stamp = self._current_stamp(self._security.files)
             return self._security
+        finally:
+            self._lock.release()

@@ -372,8 +372,14 @@ class WebServer(HTTPServer):
             self.timed_out += len(late)
 
     def shutdown_request(self, request: Any) -> None:
+        """Close a connection; a TLS one says so first (close_notify), without waiting for the
+        client's answer: a client reading to the end otherwise sees a truncated stream."""
         with self._connections_lock:
             self._connections.remove(request)
+        if isinstance(request, ssl.SSLSocket):
+            with contextlib.suppress(OSError, ValueError):  # not connected, or gone already
+                request.setblocking(False)
+                request.unwrap()
         super().shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
