@@ -20,7 +20,7 @@ import bcrypt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from exporter.amiplus.families import FAMILIES_BY_NAME
@@ -197,14 +197,18 @@ def test_counter_rates_stay_sane_across_an_exporter_restart(
     assert low >= 0
 
 
-def _certificates(directory: Path) -> None:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files."""
+Key = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+def _certificates(directory: Path, *, server_rsa: bool = False) -> None:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files; keys
+    ECDSA P-256, the server's RSA 2048 if asked."""
     now = datetime.datetime.now(datetime.UTC)
 
     def issue(
         name: str,
-        key: ec.EllipticCurvePrivateKey,
-        issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None,
+        key: Key,
+        issuer: tuple[x509.Name, Key] | None,
         *,
         ca: bool = False,
         usage: list[x509.ObjectIdentifier] | None = None,
@@ -230,7 +234,7 @@ def _certificates(directory: Path) -> None:
             )
         return builder.sign(issuer_key, hashes.SHA256())
 
-    def write(stem: str, key: ec.EllipticCurvePrivateKey, certificate: x509.Certificate) -> None:
+    def write(stem: str, key: Key, certificate: x509.Certificate) -> None:
         (directory / f"{stem}.key").write_bytes(
             key.private_bytes(
                 serialization.Encoding.PEM,
@@ -249,7 +253,9 @@ def _certificates(directory: Path) -> None:
         ("server", ExtendedKeyUsageOID.SERVER_AUTH),
         ("client", ExtendedKeyUsageOID.CLIENT_AUTH),
     ):
-        key = ec.generate_private_key(ec.SECP256R1())
+        key: Key = ec.generate_private_key(ec.SECP256R1())
+        if server_rsa and stem == "server":
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         name = "127.0.0.1" if stem == "server" else "prometheus"
         write(stem, key, issue(name, key, (ca.subject, ca_key), usage=[usage]))
 
