@@ -1,7 +1,8 @@
 """The `/metrics` body (docs/contracts.md, section 4): rendered at most once a second and kept
-only gzip-compressed, as Prometheus asks for it. While one scrape renders, the others are
-answered at once with the body before it (`served_while_rendering` says how old it may be), so
-a render's time is paid by one scrape rather than by every scraper that arrives during it.
+only gzip-compressed, as Prometheus asks for it. A scrape that finds the body due but not too
+old (`served_while_rendering`) is answered with it at once and a render starts in a thread of
+its own, so under many scrapers none waits for a render; a scrape that finds it older (one
+Prometheus every 15 s) renders, and the scrapes that come meanwhile wait for that render.
 
 A fleet's body is large (3 KB a meter), so nothing holds it whole. Each meter's samples are
 formatted when the meter changed (prometheus.py says how) and kept compressed: zlib with the
@@ -13,6 +14,7 @@ gzip body. Meters whose lines are unchanged cost a decompression, not a formatti
 
 from __future__ import annotations
 
+import logging
 import math
 import struct
 import threading
@@ -35,6 +37,8 @@ from .prometheus import (
     period_lines,
 )
 
+log = logging.getLogger(__name__)
+
 MAX_AGE = 1.0  # seconds a rendered body is served to further scrapes
 GZIP_LEVEL = 5  # of the body; about 20 times smaller than the text
 METER_LEVEL = 6  # of each meter's kept lines, 3 KB to 0.4 KB with the dictionary
@@ -42,7 +46,7 @@ GZIP = 31  # zlib's wbits for a gzip stream (16 + a 32 KB window)
 
 
 def served_while_rendering(took: float) -> float:
-    """Seconds old the last body may be to answer a scrape that finds a render running: two
+    """Seconds old the last body may be to answer a scrape while a newer one is rendered: two
     renders' worth (the one running and the one that made the body) after `MAX_AGE`."""
     return 2 * (MAX_AGE + took)
 
@@ -129,26 +133,41 @@ class Exposition:
         return gzipped if compressed else zlib.decompress(gzipped, GZIP)
 
     def _current(self) -> bytes:
-        """The gzip body: the last one while it is fresh, or while another scrape renders and
-        it is not too old; otherwise rendered here (or waited for)."""
+        """The gzip body: the last one while it is fresh, and while it is not too old (a new
+        one then rendered in the background); otherwise a new one, rendered here or by the
+        scrape this one waits for."""
         rendered_at, gzipped = self._last
         age = self.timer() - rendered_at
         if age < MAX_AGE:
             return gzipped
-        if not self._lock.acquire(blocking=False):
-            if age < served_while_rendering(self._took):
-                return gzipped
-            self._lock.acquire()
-        try:
-            if self._last[0] != rendered_at:  # rendered by another scrape while this one waited
-                return self._last[1]
-            begun = self.timer()
-            gzipped = self._render_gzipped()
-            self._last, self._took = (begun, gzipped), self.timer() - begun
-            give_back_memory()  # the render's transient text, for the next one
+        if age < served_while_rendering(self._took):
+            if self._lock.acquire(blocking=False):  # else a render runs already
+                threading.Thread(
+                    target=self._render_in_background, args=(rendered_at,), name="metrics"
+                ).start()
             return gzipped
+        with self._lock:
+            if self._last[0] != rendered_at:  # rendered while this scrape waited
+                return self._last[1]
+            return self._render()
+
+    def _render_in_background(self, rendered_at: float) -> None:
+        """A render for the scrapes to come, in its own thread, which holds the lock."""
+        try:
+            if self._last[0] == rendered_at:  # not rendered since the scrape looked
+                self._render()
+        except Exception:
+            log.exception("/metrics not rendered; the next scrape tries again")
         finally:
             self._lock.release()
+
+    def _render(self) -> bytes:
+        """A new body, kept with when it began and how long it took (the lock held)."""
+        begun = self.timer()
+        gzipped = self._render_gzipped()
+        self._last, self._took = (begun, gzipped), self.timer() - begun
+        give_back_memory()  # the render's transient text, for the next one
+        return gzipped
 
     def _render_gzipped(self) -> bytes:
         compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, GZIP)
