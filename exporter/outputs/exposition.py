@@ -95,9 +95,10 @@ class Kept:
 
 
 class Exposition:
-    """The `/metrics` body: fresh at most `MAX_AGE` old, rendered by one scrape at a time.
-    `periods`: whether the meters' calendar periods are in it (`prometheus: periods:`);
-    `clock` gives the time for the samples, `timer` a body's age."""
+    """The `/metrics` body: fresh at most `MAX_AGE` old, rendered one at a time (by a scrape,
+    or in the background for the scrapes to come). `periods`: whether the meters' calendar
+    periods are in it (`prometheus: periods:`); `clock` gives the samples' time, `timer` a
+    body's age."""
 
     def __init__(
         self,
@@ -117,7 +118,7 @@ class Exposition:
         self.timer = timer  # measures a body's age
         self._kept: dict[str, Kept] = {}  # by meter
         self._basis: tuple[object, ...] = ()  # what every meter's periods were rendered for
-        self._lock = threading.Lock()  # held by the one scrape that renders
+        self._lock = threading.Lock()  # held while a body renders
         self._last: tuple[float, bytes] = (-math.inf, b"")  # when rendering began, the body
         self._took = 0.0  # seconds the last render took
 
