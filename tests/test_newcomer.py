@@ -208,10 +208,20 @@ def test_a_user_who_is_not_root_keeps_state_where_it_can_write(
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("place", ["system", "closed"])
 def test_an_unwritable_state_directory_is_said_at_start_and_by_check_config(
-    ordinary_user: OrdinaryUser,
+    ordinary_user: OrdinaryUser, place: str
 ) -> None:
-    text = simulated_config(0.5, "state:\n  directory: /var/lib/amiplus-exporter\n")
+    """ "system": the system's place, there or not (root's services make it 0700). "closed":
+    a state directory with root's files in a directory this user may not even look into
+    (finding out whether a file is there is refused too: that must not stop the exporter)."""
+    directory = Path("/var/lib/amiplus-exporter")
+    if place == "closed":
+        directory = ordinary_user.root / "closed" / "state"
+        directory.mkdir(parents=True)
+        directory.parent.chmod(0o700)
+        (directory / "calendar.json").write_text('{"format": 2, "meters": {}}')
+    text = simulated_config(0.5, f"state:\n  directory: {directory}\n")
     config = ordinary_user.home / "system-state.yml"
     config.write_text(text)
     ordinary_user.give(config)
@@ -220,7 +230,7 @@ def test_an_unwritable_state_directory_is_said_at_start_and_by_check_config(
     line = line_of(text, "directory:")
     assert checked.returncode == 0, checked
     warning = next(w for w in checked.stdout.splitlines() if "warning:" in w)
-    assert warning.startswith(f"{config}:{line}: warning: state directory /var/lib/amiplus-")
+    assert warning.startswith(f"{config}:{line}: warning: state directory {directory}: ")
     assert "not writable for this user (uid 65534)" in warning
     assert warning.endswith("set state: directory: to a directory that is")
 

@@ -31,7 +31,7 @@ class Store:
     def load(self) -> dict[str, Any]:
         """Every meter's entry in the file, as JSON (none when there is no file or it is
         unreadable)."""
-        if self.path is None or not self.path.exists():
+        if self.path is None:
             return {}
         try:
             document = json.loads(self.path.read_bytes())
@@ -39,6 +39,8 @@ class Store:
                 raise ValueError(f"format {document.get('format')!r}, not {self.FORMAT}")
             meters: dict[str, Any] = document["meters"]
             return dict(meters)
+        except FileNotFoundError:
+            return {}
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             log.warning(
                 "calendar file %s not read (%s): the periods start again from now", self.path, error

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -295,7 +296,7 @@ class Settlements:
             )
             if not due or self._path is None:
                 return
-            if not self._ledgers and not self._unplaced and not self._path.exists():
+            if not self._ledgers and not self._unplaced and not os.path.exists(self._path):
                 return  # nothing settled, nothing kept: no file
             meters = {key: ledger.as_json() for key, ledger in self._ledgers.items()}
             meters.update(self._unplaced or {})  # what the disk would not set aside

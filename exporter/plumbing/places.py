@@ -10,8 +10,8 @@ from pathlib import Path
 def directory_problem(path: Path) -> str | None:
     """What stops this user from writing in `path` (or creating it): a file in its place, a
     read-only disk, no permission; None when nothing does."""
-    existing = path
-    while not existing.exists() and existing != existing.parent:
+    existing = path  # os.path.exists: False, not PermissionError, inside a directory not ours
+    while not os.path.exists(existing) and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
         return f"{existing} is not a directory"
