@@ -131,3 +131,23 @@ def test_ctrl_c_while_receivers_start_stops_those_already_running(
     specs = [parse_spec("simulator:meters=1"), parse_spec("simulator:meters=1,name=other")]
     run_listen(specs, frozenset(), io.StringIO(), as_lines=True, duration=5)
     assert started and started[0].finished.is_set()  # its thread has ended
+
+
+def test_ctrl_c_inside_a_receivers_start_stops_its_thread_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Ctrl-C that lands inside `start`, once the receiver's thread runs (Thread.start waits
+    for the thread to say so, and a signal interrupts that wait): that thread is stopped too,
+    or it would keep the command alive, retrying its stick for ever."""
+    real_start = Receiver.start
+    started: list[Receiver] = []
+
+    def start(receiver: Receiver) -> None:
+        started.append(receiver)
+        real_start(receiver)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Receiver, "start", start)
+    specs = [parse_spec("simulator:meters=1")]
+    run_listen(specs, frozenset(), io.StringIO(), as_lines=True, duration=None)
+    assert started[0].finished.is_set()  # without a duration: only the stop ended it

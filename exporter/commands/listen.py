@@ -109,8 +109,8 @@ def run_listen(
     started: list[Receiver] = []  # a Ctrl-C while starting stops those already running
     try:
         for receiver in receivers:
+            started.append(receiver)  # first: a Ctrl-C inside start() may find its thread up
             receiver.start()
-            started.append(receiver)
         while not all(r.finished.is_set() for r in receivers):
             if deadline is not None and time.monotonic() >= deadline:
                 break

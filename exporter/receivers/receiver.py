@@ -117,9 +117,11 @@ class Receiver:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread (one that has not said it runs yet ends at its first look)."""
         self._stop.set()
         self.source.interrupt()
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     def _run(self) -> None:
         attempt = 0
