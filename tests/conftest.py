@@ -12,6 +12,7 @@ import math
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -137,6 +138,17 @@ def _state_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
         del os.environ["STATE_DIRECTORY"]
     else:
         os.environ["STATE_DIRECTORY"] = before
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _ctrl_c_as_in_a_terminal() -> None:
+    """Ctrl-C reaches the programs the tests start as it does in a terminal. A shell without
+    job control starts a background command (`make test &`) with SIGINT ignored, and every
+    program it starts inherits that: the SIGINT a test sends as the user's Ctrl-C would be
+    lost. A handler of ours is undone in each child's exec, so the child gets the default."""
+    main = threading.current_thread() is threading.main_thread()
+    if main and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
