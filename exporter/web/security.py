@@ -310,8 +310,9 @@ class SecurityFile:
             stamp = self._current_stamp(self._security.files)
             if stamp != self._stamp and self.path is not None:
                 try:
-                    self._security = WebSecurity.load(self.path)
-                    self.checked = CheckedCredentials()
+                    loaded = WebSecurity.load(self.path)
+                    self.checked = CheckedCredentials()  # first: a request that sees the new
+                    self._security = loaded  # config never meets the old config's verdicts
                     log.info("web config %s reloaded", self.path)
                 except WebConfigError as error:
                     log.error("web config not reloaded, keeping the previous one: %s", error)
