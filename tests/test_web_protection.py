@@ -80,6 +80,13 @@ def web_config(directory: Path, text: str) -> SecurityFile:
     return SecurityFile(path)
 
 
+def tls_server(serve: Serve, directory: Path) -> WebServer:
+    """A server with TLS and nothing else configured, its certificates in `directory`."""
+    _certificates(directory)
+    text = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+    return serve(security=web_config(directory, text))
+
+
 def hashed(password: str, cost: int = 10) -> str:
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=cost)).decode()
 
@@ -354,11 +361,7 @@ def test_a_web_config_readable_by_others_is_warned_about(
 def test_a_renewed_certificate_is_served_without_touching_the_web_config(
     serve: Serve, tmp_path: Path
 ) -> None:
-    _certificates(tmp_path)
-    security = web_config(
-        tmp_path, "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
-    )
-    port = serve(security=security).server_address[1]
+    port = tls_server(serve, tmp_path).server_address[1]
 
     def served() -> bytes:
         context = ssl.create_default_context()
@@ -384,11 +387,7 @@ def test_a_renewed_certificate_is_served_without_touching_the_web_config(
 def test_a_tls_connection_the_server_closes_ends_with_close_notify(
     serve: Serve, tmp_path: Path
 ) -> None:
-    _certificates(tmp_path)
-    security = web_config(
-        tmp_path, "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
-    )
-    port = serve(security=security).server_address[1]
+    port = tls_server(serve, tmp_path).server_address[1]
     context = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
     with (
         socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
@@ -424,11 +423,7 @@ def test_the_web_config_is_looked_at_once_a_second_not_at_every_request(
 def test_failed_tls_handshakes_cost_one_log_line(
     serve: Serve, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _certificates(tmp_path)
-    security = web_config(
-        tmp_path, "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
-    )
-    server = serve(security=security)
+    server = tls_server(serve, tmp_path)
     with caplog.at_level(logging.INFO, logger="exporter"):
         for _ in range(100):
             with socket.create_connection(("127.0.0.1", server.server_address[1])) as sock:
